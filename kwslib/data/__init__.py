@@ -1,0 +1,95 @@
+"""Data sources behind one interface: :func:`load_corpus` returns a :class:`Corpus`.
+
+Sources (``DataConfig.source``):
+- ``synthetic``: offline espeak-ng keyword corpus (the default, no data needed)
+- ``speech_commands_test_set``: the official v0.02 12-class test-set archive,
+  re-split by speaker (the ``sc12`` profile)
+- ``speech_commands``: the full v0.01/v0.02 archive with its official lists
+- ``hub``: the ``google/speech_commands`` dataset on the Hugging Face hub (online only)
+
+Prepared corpora are cached as Arrow (``datasets``) under ``cache_dir`` keyed
+by a hash of the config, so the notebooks of one profile prepare data once.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError
+from .base import CLASSES, CLIP_SAMPLES, KEYWORDS, SAMPLE_RATE, ClipSet, Corpus  # noqa: F401
+from .synthetic import SyntheticConfig
+
+SOURCES = ("synthetic", "speech_commands_test_set", "speech_commands", "hub")
+
+
+@dataclass
+class DataConfig:
+    source: str = "synthetic"
+    root: str | None = None  # dataset folder; when None, read from the environment variable root_env
+    root_env: str = "KWS_SC12_ROOT"
+    noise_root: str | None = None  # folder of the background-noise WAVs; None: from noise_env (may be unset)
+    noise_env: str = "KWS_SC_NOISE_ROOT"
+    version: str = "v0.02"  # full archive version (speech_commands) or hub config
+    split_seed: int = 0  # speaker re-split of the test-set layout: fixed once chosen
+    split_fractions: list[float] = field(default_factory=lambda: [0.7, 0.1, 0.2])
+    noise_test_fraction: float = 0.2  # trailing share of each noise recording kept for testing
+    silence_fraction: float = 0.1  # full archive: share of _silence_ clips cut from noise
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    synthetic_seed: int = 0
+    mix_synthetic_train: bool = False  # add the synthetic corpus's train split to a real train split
+
+    def __post_init__(self):
+        if self.source not in SOURCES:
+            raise ConfigError(f"data.source: unknown source {self.source!r}; choose one of {list(SOURCES)}")
+        if len(self.split_fractions) != 3 or abs(sum(self.split_fractions) - 1) > 1e-6 or min(self.split_fractions) <= 0:
+            raise ConfigError(f"data.split_fractions must be three positive numbers summing to 1, got {self.split_fractions}")
+
+
+def _noise_root(cfg: DataConfig):
+    from .speech_commands import resolve_root
+
+    if cfg.noise_root is None and not os.environ.get(cfg.noise_env):
+        return None
+    return resolve_root(cfg.noise_root, cfg.noise_env, "background noise folder")
+
+
+def build_corpus(cfg: DataConfig) -> Corpus:
+    """Build the corpus the config describes (no caching)."""
+    from . import synthetic
+
+    if cfg.source == "synthetic":
+        return synthetic.generate_corpus(cfg.synthetic, seed=cfg.synthetic_seed)
+    if cfg.source == "hub":
+        from .hub import load_hub
+
+        corpus = load_hub(cfg.version)
+    else:
+        from . import speech_commands as sc
+
+        root = sc.resolve_root(cfg.root, cfg.root_env, "Speech Commands folder")
+        if cfg.source == "speech_commands_test_set":
+            corpus = sc.load_test_set(root, noise_root=_noise_root(cfg), split_seed=cfg.split_seed,
+                                      fractions=tuple(cfg.split_fractions), noise_test_fraction=cfg.noise_test_fraction)
+        else:
+            corpus = sc.load_full(root, version=cfg.version, silence_fraction=cfg.silence_fraction,
+                                  seed=cfg.split_seed, noise_test_fraction=cfg.noise_test_fraction)
+    if cfg.mix_synthetic_train:
+        synth = synthetic.generate_corpus(cfg.synthetic, seed=cfg.synthetic_seed)
+        corpus.train = ClipSet.concat([corpus.train, synth.train])
+        corpus.notes["mixed_synthetic_train_clips"] = len(synth.train)
+    return corpus
+
+
+def load_corpus(cfg: DataConfig, cache_dir=None) -> Corpus:
+    """Build the corpus, or load it from the Arrow cache under ``cache_dir`` when prepared before."""
+    if cache_dir is None:
+        return build_corpus(cfg)
+    from .cache import cached
+
+    key = dataclasses.asdict(cfg)
+    # the data location is part of the key only through what is read; resolve it for the key
+    key["_root"] = os.environ.get(cfg.root_env) if cfg.root is None else cfg.root
+    key["_noise_root"] = os.environ.get(cfg.noise_env) if cfg.noise_root is None else cfg.noise_root
+    key["_schema"] = 1
+    return cached(lambda: build_corpus(cfg), key, cache_dir)
