@@ -24,6 +24,22 @@ def _where(path) -> str:
     return str(path) if not isinstance(path, (bytes, bytearray, io.IOBase)) else "<in-memory WAV>"
 
 
+def _declared_data_bytes(raw: bytes, total: int) -> tuple[int, int] | None:
+    """(declared size, bytes present) of the RIFF ``data`` chunk, or None if not found.
+
+    ``raw``: the first bytes of the file (enough to hold the header chunks); ``total``: file size.
+    """
+    if raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
+        return None
+    pos = 12
+    while pos + 8 <= len(raw):
+        cid, size = raw[pos:pos + 4], int.from_bytes(raw[pos + 4:pos + 8], "little")
+        if cid == b"data":
+            return size, total - (pos + 8)
+        pos += 8 + size + (size & 1)
+    return None
+
+
 def read_wav(path, sample_rate: int = SAMPLE_RATE, allow_any_length: bool = True,
              max_seconds: float = MAX_SECONDS) -> np.ndarray:
     """Read a mono 16-bit PCM WAV file into float32 samples in [-1, 1).
@@ -49,6 +65,18 @@ def read_wav(path, sample_rate: int = SAMPLE_RATE, allow_any_length: bool = True
         raise AudioError(f"{where}: not a readable WAV file ({exc})") from exc
     if isinstance(src, io.IOBase):
         src.seek(0)
+        head = src.read(1 << 16)
+        total = src.seek(0, io.SEEK_END)
+        src.seek(0)
+    else:
+        with open(src, "rb") as f:
+            head = f.read(1 << 16)
+        total = os.path.getsize(src)
+    declared = _declared_data_bytes(head, total)
+    # libsndfile silently shortens a truncated data chunk; compare with the header.
+    # (0xFFFFFFFF / 0 sizes are written by streaming encoders and mean "unknown".)
+    if declared and 0 < declared[0] < 0xFFFFFFFF and declared[1] < declared[0]:
+        raise AudioError(f"{where}: truncated: header declares {declared[0]} data bytes, file holds {declared[1]}")
     if info.format != "WAV" and info.format != "WAVEX":
         raise AudioError(f"{where}: format {info.format}, expected WAV")
     if info.channels != 1:

@@ -174,7 +174,7 @@ def fit(model: nn.Module, train: ClipSet, val: ClipSet, feat_cfg: FeatureConfig,
             if cfg.grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
-            tot_loss += float(loss) * len(idx)
+            tot_loss += float(loss.detach()) * len(idx)
             tot_correct += int((logits.argmax(1) == train_labels[idx]).sum())
         val_logits = evaluate_logits(model, val_windows)
         val_loss = float(loss_fn(val_logits, val_labels))

@@ -50,7 +50,7 @@ def speed_perturb(audio: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     pos = centre + (torch.arange(n, dtype=torch.float32)[None, :] - centre) * factors[:, None]
     lo = pos.floor().long()
     frac = pos - lo
-    valid = (lo >= 0) & (lo + 1 < n)
+    valid = (pos >= 0) & (pos <= n - 1)
     lo_c, hi_c = lo.clamp(0, n - 1), (lo + 1).clamp(0, n - 1)
     out = audio.gather(1, lo_c) * (1 - frac) + audio.gather(1, hi_c) * frac
     return out * valid

@@ -1,0 +1,275 @@
+"""Model-agnostic evaluation primitives (numpy): accuracy, detection counting, DET curves, CIs.
+
+Conventions used throughout:
+
+- A *score* is a smoothed keyword posterior in [0, 1]; a detection fires
+  when the score reaches the threshold (``score >= threshold``).
+- FRR (false rejection rate): the fraction of keyword clips whose score
+  stays below the threshold.
+- FDR (false detection rate, per clip): the fraction of negative clips whose
+  score reaches the threshold.
+- FD/h (false detections per hour): detection events on long test streams
+  outside the keyword's own segments, divided by the stream's hours.
+
+One threshold is shared by all keywords (the paper reports one operating
+point per model, not per keyword).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import ConfigError
+
+
+# --- classification ---------------------------------------------------------------------------
+
+def _as_pred(pred) -> np.ndarray:
+    pred = np.asarray(pred)
+    return pred.argmax(axis=1) if pred.ndim == 2 else pred
+
+
+def accuracy(pred, labels) -> float:
+    """Fraction of correct predictions. ``pred`` is class indices ``[N]`` or scores ``[N, C]`` (argmax is taken)."""
+    pred, labels = _as_pred(pred), np.asarray(labels)
+    if pred.shape != labels.shape or pred.size == 0:
+        raise ValueError(f"accuracy: need equal, non-empty shapes, got {pred.shape} and {labels.shape}")
+    return float(np.mean(pred == labels))
+
+
+def confusion_matrix(pred, labels, n_classes: int) -> np.ndarray:
+    """``[n_classes, n_classes]`` int64 counts; rows are the true class, columns the predicted class."""
+    pred, labels = _as_pred(pred).astype(np.int64), np.asarray(labels, dtype=np.int64)
+    if pred.shape != labels.shape:
+        raise ValueError(f"confusion_matrix: shapes differ: {pred.shape} and {labels.shape}")
+    if pred.size and (min(pred.min(), labels.min()) < 0 or max(pred.max(), labels.max()) >= n_classes):
+        raise ValueError(f"confusion_matrix: class index outside [0, {n_classes})")
+    return np.bincount(labels * n_classes + pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+# --- scores over time -------------------------------------------------------------------------
+
+def smooth_posteriors(post: np.ndarray, m: int) -> np.ndarray:
+    """Causal moving average over the last ``m`` steps along axis 0.
+
+    ``out[t] = mean(post[max(0, t-m+1) : t+1])``: the first ``m-1`` steps
+    average only the steps that exist (no zero padding, which would bias the
+    start of a stream towards "no keyword").
+    """
+    post = np.asarray(post, dtype=np.float64)
+    if m < 1:
+        raise ValueError(f"smooth_posteriors: window m must be >= 1, got {m}")
+    if post.shape[0] == 0:
+        return post.copy()
+    c = np.cumsum(post, axis=0)
+    out = c.copy()
+    out[m:] = c[m:] - c[:-m]
+    counts = np.minimum(np.arange(1, len(post) + 1), m).reshape((-1,) + (1,) * (post.ndim - 1))
+    return out / counts
+
+
+def count_detections(scores: np.ndarray, threshold: float, refractory: int,
+                     allowed: np.ndarray | None = None) -> int:
+    """Number of false detection events in a score sequence (the simple reference implementation).
+
+    An *event* is a step ``t`` where the score crosses the threshold upwards
+    (``scores[t] >= threshold`` and ``t == 0`` or ``scores[t-1] < threshold``)
+    and at least ``refractory`` steps have passed since the previous event.
+    A crossing suppressed by the refractory period is not an event and does
+    not restart the period. ``allowed`` (bool, same length) marks the steps
+    where the true keyword is present: an event there is a correct detection
+    (it still starts a refractory period) and is not counted. Returns the
+    number of events outside ``allowed`` (all events when ``allowed`` is None).
+
+    Note: the count is not guaranteed to fall as the threshold rises: a score
+    that dips between two peaks fires once at a low threshold but can fire
+    twice at a threshold above the dip.
+    """
+    scores = np.asarray(scores)
+    if allowed is not None and len(allowed) != len(scores):
+        raise ValueError(f"count_detections: allowed has {len(allowed)} steps, scores {len(scores)}")
+    count, last = 0, None
+    for t in range(len(scores)):
+        rising = scores[t] >= threshold and (t == 0 or scores[t - 1] < threshold)
+        if rising and (last is None or t - last >= refractory):
+            last = t
+            if allowed is None or not allowed[t]:
+                count += 1
+    return count
+
+
+def count_detections_many(scores: np.ndarray, thresholds: np.ndarray, refractory: int,
+                          allowed: np.ndarray | None = None, max_cells: int = 10_000_000) -> np.ndarray:
+    """:func:`count_detections` for many thresholds at once: ``[len(thresholds)]`` int64 counts.
+
+    Vectorised over thresholds: ``nxt[j, t]`` is the first upward crossing of
+    threshold j at a step >= t (T when there is none); the events of all
+    thresholds are then followed together, one event per threshold per
+    iteration: ``t -> nxt[j, t + refractory]``. The cost is O(thresholds x
+    steps) whatever the scores look like. Thresholds are processed in blocks
+    of at most ``max_cells`` (threshold, step) cells to bound memory.
+    """
+    scores = np.asarray(scores)
+    thresholds = np.atleast_1d(np.asarray(thresholds, dtype=np.float64))
+    T = len(scores)
+    if allowed is not None and len(allowed) != T:
+        raise ValueError(f"count_detections_many: allowed has {len(allowed)} steps, scores {T}")
+    false_at = np.ones(T, bool) if allowed is None else ~np.asarray(allowed, bool)
+    counts = np.zeros(len(thresholds), np.int64)
+    if T == 0:
+        return counts
+    gap = max(int(refractory), 1)  # distinct crossings are always >= 1 step apart
+    steps = np.arange(T, dtype=np.int32)
+    block = max(1, max_cells // T)
+    for b0 in range(0, len(thresholds), block):
+        thr = thresholds[b0:b0 + block]
+        above = scores[None, :] >= thr[:, None]
+        rising = above.copy()
+        rising[:, 1:] &= ~above[:, :-1]
+        if gap <= 2:  # crossings of one threshold are >= 2 steps apart: each one is an event
+            counts[b0:b0 + len(thr)] = (rising & false_at).sum(axis=1)
+            continue
+        nxt = np.full((len(thr), T + 1), T, dtype=np.int32)  # column T: "no crossing" sentinel
+        nxt[:, :T] = np.where(rising, steps, np.int32(T))
+        np.minimum.accumulate(nxt[:, ::-1], axis=1, out=nxt[:, ::-1])
+        rows, t = np.arange(len(thr)), nxt[:, 0]
+        while rows.size:
+            live = t < T
+            rows, t = rows[live], t[live]
+            counts[b0 + rows] += false_at[t]
+            t = nxt[rows, np.minimum(t + gap, T)]
+    return counts
+
+
+# --- DET curves -------------------------------------------------------------------------------
+
+def default_thresholds(*score_arrays, max_points: int = 400) -> np.ndarray:
+    """Threshold grid for DET curves: the distinct score values (thinned to about ``max_points``
+    quantiles when there are more), plus 0 and 1, plus one value just above the largest score
+    when that is >= 1, so that the grid always reaches "no detection at all"."""
+    values = np.unique(np.concatenate([np.asarray(a, np.float64).ravel() for a in score_arrays]))
+    if values.size > max_points:
+        values = np.unique(np.quantile(values, np.linspace(0.0, 1.0, max_points)))
+    extra = [0.0, 1.0]
+    if values.size and values[-1] >= 1.0:
+        extra.append(np.nextafter(values[-1], np.inf))
+    return np.unique(np.concatenate([values, extra]))
+
+
+def _frr(pos_scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    s = np.sort(np.asarray(pos_scores, np.float64))
+    if s.size == 0:
+        raise ValueError("no positive (keyword) scores")
+    return np.searchsorted(s, thresholds, side="left") / s.size  # fraction with score < thr
+
+
+def det_curve_clips(pos_scores, neg_scores, thresholds=None) -> dict:
+    """DET curve on clips: ``{"thresholds", "frr", "fdr"}`` (arrays, thresholds increasing).
+
+    FRR = fraction of positive clips with score < thr; FDR = fraction of
+    negative clips with score >= thr. Both are monotone in the threshold.
+    """
+    if thresholds is None:
+        thresholds = default_thresholds(pos_scores, neg_scores)
+    thresholds = np.sort(np.asarray(thresholds, np.float64))
+    neg = np.sort(np.asarray(neg_scores, np.float64))
+    if neg.size == 0:
+        raise ValueError("det_curve_clips: no negative scores")
+    fdr = 1.0 - np.searchsorted(neg, thresholds, side="left") / neg.size
+    return {"thresholds": thresholds, "frr": _frr(pos_scores, thresholds), "fdr": fdr}
+
+
+def det_curve_stream(pos_scores, stream_scores: np.ndarray, keyword_masks: np.ndarray, hours: float,
+                     refractory: int, thresholds=None) -> dict:
+    """DET curve of FRR against false detections per hour on long test streams.
+
+    ``pos_scores``: one score per keyword clip (max over its streamed windows
+    of the smoothed posterior of its own keyword), all keywords pooled.
+    ``stream_scores`` ``[T, K]``: smoothed posterior of each of the K keywords
+    at each step of the streams. ``keyword_masks`` ``[T, K]`` bool: steps where
+    keyword k is truly present (see :func:`kwslib.streams.keyword_masks`).
+    False detections are :func:`count_detections` events of each column
+    outside its own mask, summed over keywords; ``fdph = count / hours``.
+
+    Returns ``{"thresholds", "frr", "fdph", "false_detections"}``. FRR is
+    non-decreasing in the threshold; FD/h usually falls but is not strictly
+    monotone (see :func:`count_detections`).
+    """
+    stream_scores = np.asarray(stream_scores)
+    keyword_masks = np.asarray(keyword_masks, bool)
+    if stream_scores.ndim != 2 or keyword_masks.shape != stream_scores.shape:
+        raise ValueError(f"det_curve_stream: stream_scores {stream_scores.shape} and keyword_masks "
+                         f"{keyword_masks.shape} must both be [T, K]")
+    if not hours > 0:
+        raise ValueError(f"det_curve_stream: hours must be > 0, got {hours}")
+    if thresholds is None:
+        thresholds = default_thresholds(pos_scores, stream_scores)
+    thresholds = np.sort(np.asarray(thresholds, np.float64))
+    counts = np.zeros(len(thresholds), np.int64)
+    for k in range(stream_scores.shape[1]):
+        counts += count_detections_many(stream_scores[:, k], thresholds, refractory, keyword_masks[:, k])
+    return {"thresholds": thresholds, "frr": _frr(pos_scores, thresholds),
+            "fdph": counts / hours, "false_detections": counts}
+
+
+# --- operating points and confidence ----------------------------------------------------------
+
+def threshold_at_fdph(curve: dict, target_fdph: float) -> float:
+    """The lowest threshold of ``curve`` whose FD/h is <= ``target_fdph``.
+
+    FRR only grows with the threshold, so this is the threshold with the
+    smallest FRR that respects the false-alarm budget.
+    """
+    ok = np.flatnonzero(np.asarray(curve["fdph"]) <= target_fdph)
+    if ok.size == 0:
+        raise ValueError(f"threshold_at_fdph: no threshold reaches {target_fdph} FD/h")
+    thresholds = np.asarray(curve["thresholds"])
+    return float(thresholds[ok].min())
+
+
+def frr_at(pos_scores, threshold: float) -> float:
+    """False rejection rate: fraction of positive scores below ``threshold``."""
+    pos = np.asarray(pos_scores, np.float64)
+    if pos.size == 0:
+        raise ValueError("frr_at: no positive scores")
+    return float(np.mean(pos < threshold))
+
+
+def bootstrap_ci(pos_scores, threshold: float, n_boot: int = 1000, seed: int = 0,
+                 alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile bootstrap interval (1 - alpha) of the FRR at ``threshold``.
+
+    Resampling the n positives with replacement gives a resampled number of
+    rejections that is exactly Binomial(n, observed FRR), so that is drawn
+    directly (same distribution, no [n_boot, n] index array).
+    """
+    pos = np.asarray(pos_scores, np.float64)
+    if pos.size == 0:
+        raise ValueError("bootstrap_ci: no positive scores")
+    rng = np.random.default_rng(seed)
+    frr = rng.binomial(pos.size, np.mean(pos < threshold), size=n_boot) / pos.size
+    lo, hi = np.quantile(frr, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def fdph_at_frr(curve: dict, target_frr: float) -> float:
+    """FD/h at the threshold with the lowest FD/h among those whose FRR is <= ``target_frr``."""
+    ok = np.asarray(curve["frr"]) <= target_frr
+    if not ok.any():
+        raise ValueError(f"fdph_at_frr: no threshold reaches FRR <= {target_frr}")
+    return float(np.asarray(curve["fdph"])[ok].min())
+
+
+def choose_operating_point(hours: float, min_events: int = 20,
+                           candidates=(0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500)) -> float:
+    """The smallest candidate FD/h level that ``hours`` of negative audio can measure.
+
+    A false-detection rate must rest on at least ``min_events`` events, so
+    the level must satisfy ``level * hours >= min_events``; otherwise it is
+    a count of a handful of events. Raises :class:`ConfigError` when the
+    streams are too short for every candidate.
+    """
+    for c in sorted(candidates):
+        if c * hours >= min_events:
+            return float(c)
+    raise ConfigError(f"{hours:.3f} h of test streams is too short: even {max(candidates)} FD/h "
+                      f"would rest on fewer than {min_events} events; build longer streams")

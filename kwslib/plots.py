@@ -1,0 +1,111 @@
+"""Figures for the notebooks; every figure is also saved as a PNG under results/.
+
+Each function draws one figure, saves it to ``fig_dir/NAME.png`` (atomically)
+when ``fig_dir`` is given, and returns the matplotlib Figure.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+if matplotlib.get_backend().lower() not in ("module://matplotlib_inline.backend_inline", "inline"):
+    matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from .data.base import CLASSES  # noqa: E402
+from .io import atomic_path  # noqa: E402
+
+
+def save(fig, fig_dir, name: str):
+    """Save ``fig`` as ``fig_dir/name.png`` (temp file + rename); returns the path."""
+    if fig_dir is None:
+        return None
+    path = Path(fig_dir) / f"{name}.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    return path
+
+
+def class_counts(corpus, fig_dir=None):
+    rows = []
+    for split, cs in corpus.splits().items():
+        for name, n in cs.class_counts().items():
+            rows.append((split, name, n))
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    splits = list(corpus.splits())
+    width = 0.8 / len(splits)
+    x = np.arange(len(CLASSES))
+    for i, split in enumerate(splits):
+        ax.bar(x + i * width, [n for s, _, n in rows if s == split], width, label=split)
+    ax.set_xticks(x + 0.4 - width / 2, CLASSES, rotation=45)
+    ax.set_ylabel("clips")
+    ax.legend()
+    ax.set_title(f"Class counts ({corpus.source})")
+    save(fig, fig_dir, "class_counts")
+    return fig
+
+
+def spectrograms(feats, titles, fig_dir=None, name="spectrograms"):
+    n = len(feats)
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.8), squeeze=False)
+    for ax, f, t in zip(axes[0], feats, titles):
+        ax.imshow(np.asarray(f).T, origin="lower", aspect="auto", cmap="magma")
+        ax.set_title(t, fontsize=9)
+        ax.set_xlabel("frame")
+    axes[0][0].set_ylabel("mel bin")
+    save(fig, fig_dir, name)
+    return fig
+
+
+def training_curve(history, fig_dir=None, name="training_curve"):
+    ep = [e["epoch"] for e in history]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.2))
+    a1.plot(ep, [e["train_loss"] for e in history], label="train")
+    a1.plot(ep, [e["val_loss"] for e in history], label="val")
+    a1.set_xlabel("epoch"), a1.set_ylabel("loss"), a1.legend()
+    a2.plot(ep, [e["train_acc"] for e in history], label="train (augmented)")
+    a2.plot(ep, [e["val_acc"] for e in history], label="val")
+    a2.set_xlabel("epoch"), a2.set_ylabel("accuracy"), a2.legend()
+    save(fig, fig_dir, name)
+    return fig
+
+
+def confusion(cm, fig_dir=None, name="confusion", title="Confusion matrix (test)"):
+    cm = np.asarray(cm, dtype=float)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    sns.heatmap(norm, annot=cm.astype(int), fmt="d", cmap="Blues", xticklabels=CLASSES, yticklabels=CLASSES,
+                cbar=False, ax=ax, annot_kws={"fontsize": 7})
+    ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(title)
+    save(fig, fig_dir, name)
+    return fig
+
+
+def det_curves(curves: dict, op_fdph=None, fig_dir=None, name="det", kind="stream", title=None):
+    """DET curves: FRR vs false detections per hour (kind='stream') or vs per-clip FDR ('clip').
+
+    ``curves``: label -> curve dict from kwslib.metrics.
+    """
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for label, c in curves.items():
+        x = np.asarray(c["fdph"] if kind == "stream" else c["fdr"])
+        y = np.asarray(c["frr"])
+        ax.plot(x, y, label=label, drawstyle="steps-post")
+    if kind == "stream":
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_xlabel("false detections per hour")
+        if op_fdph is not None:
+            ax.axvline(op_fdph, color="k", ls=":", lw=1, label=f"operating point ({op_fdph:g}/h)")
+    else:
+        ax.set_xscale("log")
+        ax.set_xlabel("false detection rate per clip")
+    ax.set_ylabel("false rejection rate")
+    ax.set_ylim(0, None)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title or ("DET curve (stream)" if kind == "stream" else "DET curve (per clip)"))
+    save(fig, fig_dir, name)
+    return fig
