@@ -191,8 +191,10 @@ def det_curve_stream(pos_scores, stream_scores: np.ndarray, keyword_masks: np.nd
     outside its own mask, summed over keywords; ``fdph = count / hours``.
 
     Returns ``{"thresholds", "frr", "fdph", "false_detections"}``. FRR is
-    non-decreasing in the threshold; FD/h usually falls but is not strictly
-    monotone (see :func:`count_detections`).
+    non-decreasing in the threshold; FD/h usually falls but is not
+    guaranteed to (see :func:`count_detections`); in particular a threshold
+    at or below a column's lowest score is crossed once, at step 0, and
+    counts as a single event.
     """
     stream_scores = np.asarray(stream_scores)
     keyword_masks = np.asarray(keyword_masks, bool)

@@ -314,6 +314,9 @@ def check_full_layout(root, version: str = "v0.02") -> tuple[list[str], set[str]
     if not root.is_dir():
         raise DatasetError(f"Speech Commands {version} folder {root} does not exist")
     words = ALL_WORDS_V2 if version == "v0.02" else ALL_WORDS_V1
+    if (root / UNKNOWN).is_dir() and (root / SILENCE).is_dir() and not (root / "testing_list.txt").exists():
+        raise DatasetError(f"{root} looks like the 12-class test-set archive, not the full Speech Commands "
+                           f"{version} archive (no testing_list.txt, has _unknown_/_silence_): use load_test_set")
     _require_folders(root, words + [BACKGROUND], f"full Speech Commands {version}")
     val, test = _read_list(root / "validation_list.txt"), _read_list(root / "testing_list.txt")
     rels = []

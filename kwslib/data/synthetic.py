@@ -136,7 +136,7 @@ class SyntheticConfig:
         if self.val_fraction + self.test_fraction >= 1.0:
             bad("test_fraction", f"val_fraction + test_fraction = {self.val_fraction + self.test_fraction} must be < 1")
         if self.split_sizes()[0] < 1:
-            bad("n_voices", f"too few voices for a train/val/test split by voice (sizes {self.split_sizes()})")
+            bad("n_voices", f"too few voices for a split by voice (train/val/test sizes {self.split_sizes()})")
         if self.snr_db_min > self.snr_db_max:
             bad("snr_db_min", f"must be <= snr_db_max ({self.snr_db_max})")
         words = self.unknown_words

@@ -1,0 +1,188 @@
+"""Evaluation primitives on small hand-computed cases."""
+import time
+
+import numpy as np
+import pytest
+
+from kwslib.errors import ConfigError
+from kwslib.metrics import (accuracy, bootstrap_ci, choose_operating_point, confusion_matrix,
+                            count_detections, count_detections_many, default_thresholds, det_curve_clips,
+                            det_curve_stream, fdph_at_frr, frr_at, smooth_posteriors, threshold_at_fdph)
+
+# rising edges at 0.5: steps 1, 4, 7, 10
+SCORES = np.array([0.1, 0.6, 0.7, 0.2, 0.8, 0.1, 0.1, 0.9, 0.9, 0.3, 0.6])
+
+
+def test_accuracy_and_confusion():
+    pred, labels = np.array([0, 1, 2, 2]), np.array([0, 1, 1, 2])
+    assert accuracy(pred, labels) == 0.75
+    scores = np.eye(3)[pred] * 0.8 + 0.05
+    assert accuracy(scores, labels) == 0.75  # [N, C] scores: argmax
+    cm = confusion_matrix(pred, labels, 3)
+    np.testing.assert_array_equal(cm, [[1, 0, 0], [0, 1, 1], [0, 0, 1]])  # rows true, cols predicted
+    assert cm.sum() == 4
+    with pytest.raises(ValueError):
+        confusion_matrix([0, 3], [0, 1], 3)
+    with pytest.raises(ValueError):
+        accuracy([], [])
+
+
+def test_smoothing_values():
+    p = np.array([1.0, 2.0, 3.0, 4.0])
+    np.testing.assert_allclose(smooth_posteriors(p, 1), p)
+    np.testing.assert_allclose(smooth_posteriors(p, 2), [1.0, 1.5, 2.5, 3.5])
+    np.testing.assert_allclose(smooth_posteriors(p, 3), [1.0, 1.5, 2.0, 3.0])
+    np.testing.assert_allclose(smooth_posteriors(p, 10), [1.0, 1.5, 2.0, 2.5])
+    two = smooth_posteriors(np.stack([p, 10 * p], axis=1), 2)  # along axis 0, per column
+    np.testing.assert_allclose(two, [[1, 10], [1.5, 15], [2.5, 25], [3.5, 35]])
+    with pytest.raises(ValueError):
+        smooth_posteriors(p, 0)
+
+
+def test_count_detections_by_hand():
+    assert count_detections(SCORES, 0.5, 0) == 4  # edges 1, 4, 7, 10
+    assert count_detections(SCORES, 0.5, 3) == 4  # gaps of exactly 3 are allowed
+    assert count_detections(SCORES, 0.5, 4) == 2  # 1, (4 suppressed), 7, (10 suppressed)
+    # a suppressed crossing does not restart the period: 1, (4), (7: 6 < 7), 10: 9 >= 7
+    assert count_detections(SCORES, 0.5, 7) == 2
+    assert count_detections(SCORES, 0.75, 0) == 2  # edges 4 and 7 (7-8 is one stretch)
+    assert count_detections(SCORES, 0.0, 0) == 1  # above from step 0: one event
+    assert count_detections(SCORES, 0.6, 0) == 4  # >= : 0.6 reaches 0.6
+    assert count_detections(SCORES, 0.95, 0) == 0
+
+
+def test_count_detections_allowed_mask():
+    allowed = np.zeros(len(SCORES), bool)
+    allowed[3:6] = True  # a true keyword around step 4
+    assert count_detections(SCORES, 0.5, 0, allowed) == 3  # 1, 7, 10 are false
+    allowed = np.zeros(len(SCORES), bool)
+    allowed[0:3] = True  # the keyword at the start: the event at 1 is correct ...
+    # ... and still starts the refractory period, so 4 is suppressed; 7 is false, 10 suppressed
+    assert count_detections(SCORES, 0.5, 4, allowed) == 1
+    assert count_detections(SCORES, 0.5, 0, np.ones(len(SCORES), bool)) == 0
+
+
+def test_count_is_not_always_monotone():
+    s = np.array([0.9, 0.6, 0.9])
+    assert count_detections(s, 0.5, 0) == 1
+    assert count_detections(s, 0.7, 0) == 2  # documented: raising the threshold can split an event
+
+
+def test_vectorised_counting_equals_reference():
+    rng = np.random.default_rng(0)
+    for trial in range(30):
+        T = int(rng.integers(1, 120))
+        s = np.round(rng.random(T), 1)  # coarse values: ties with thresholds happen
+        thr = np.r_[np.linspace(0, 1, 11), rng.random(5)]
+        allowed = None if trial % 3 == 0 else rng.random(T) < 0.3
+        for refr in (0, 1, 2, 3, 5, 17, 200):
+            want = [count_detections(s, x, refr, allowed) for x in thr]
+            np.testing.assert_array_equal(count_detections_many(s, thr, refr, allowed), want)
+            # a tiny block size exercises the block loop
+            np.testing.assert_array_equal(count_detections_many(s, thr, refr, allowed, max_cells=1), want)
+
+
+def test_det_curve_clips_by_hand():
+    c = det_curve_clips([0.2, 0.6, 0.9], [0.1, 0.3, 0.7, 0.05], thresholds=[0.0, 0.5, 0.8, 1.0])
+    np.testing.assert_allclose(c["frr"], [0, 1 / 3, 2 / 3, 1])
+    np.testing.assert_allclose(c["fdr"], [1, 1 / 4, 0, 0])
+
+
+def test_det_curves_monotone():
+    rng = np.random.default_rng(1)
+    pos, neg = rng.beta(5, 2, 300), rng.beta(2, 5, 500)
+    c = det_curve_clips(pos, neg)
+    assert np.all(np.diff(c["thresholds"]) > 0)
+    assert np.all(np.diff(c["frr"]) >= 0) and np.all(np.diff(c["fdr"]) <= 0)
+    assert c["frr"][0] == 0 and c["fdr"][0] == 1 and c["fdr"][-1] == 0
+    # streams of separated single-peaked bumps: here the count must fall with the threshold
+    T, K = 2000, 3
+    stream = np.zeros((T, K))
+    bump = np.hanning(21)
+    for i, start in enumerate(range(10, T - 30, 60)):
+        stream[start:start + 21, i % K] = rng.random() * bump
+    masks = np.zeros((T, K), bool)
+    masks[100:300, 0] = True
+    sc = det_curve_stream(pos, stream, masks, hours=0.5, refractory=10)
+    assert np.all(np.diff(sc["frr"]) >= 0)
+    # threshold 0 is reached everywhere: one long "detection" per keyword column, counted once
+    assert sc["thresholds"][0] == 0 and sc["false_detections"][0] == K
+    assert np.all(np.diff(sc["fdph"][1:]) <= 0) and sc["fdph"][1] > sc["fdph"][-1] == 0
+    np.testing.assert_allclose(sc["fdph"], sc["false_detections"] / 0.5)
+
+
+def test_det_curve_stream_by_hand():
+    # keyword 0 fires at 1, 4, 7, 10 (SCORES); keyword 1 fires once at step 2; keyword 0 truly at 3..5
+    stream = np.stack([SCORES, [0, 0, 0.9, 0.9, 0, 0, 0, 0, 0, 0, 0]], axis=1)
+    masks = np.zeros_like(stream, bool)
+    masks[3:6, 0] = True
+    c = det_curve_stream([0.55, 0.95], stream, masks, hours=2.0, refractory=0, thresholds=[0.5, 0.85, 0.95])
+    np.testing.assert_array_equal(c["false_detections"], [3 + 1, 1 + 1, 0])  # at 0.85: step 7 and kw1 step 2
+    np.testing.assert_allclose(c["fdph"], [2.0, 1.0, 0.0])
+    np.testing.assert_allclose(c["frr"], [0.0, 0.5, 0.5])
+    # a keyword's own mask does not excuse another keyword: masking kw 0 at step 2 changes nothing
+    masks[2, 0] = True
+    c2 = det_curve_stream([0.55, 0.95], stream, masks, hours=2.0, refractory=0, thresholds=[0.85])
+    assert c2["false_detections"][0] == 2
+
+
+def test_default_thresholds():
+    th = default_thresholds(np.linspace(0.2, 0.8, 5))
+    np.testing.assert_allclose(th, [0, 0.2, 0.35, 0.5, 0.65, 0.8, 1.0])
+    many = default_thresholds(np.random.default_rng(0).random(10_000))
+    assert many[0] == 0 and many[-1] == 1 and len(many) <= 402 and np.all(np.diff(many) > 0)
+    top = default_thresholds([0.3, 1.0])
+    assert top[-1] > 1.0  # a threshold no score reaches, even a saturated posterior
+
+
+def test_threshold_at_fdph_toy():
+    curve = {"thresholds": np.array([0.1, 0.3, 0.5, 0.7, 0.9]), "fdph": np.array([50, 12, 9, 2, 0.0]),
+             "frr": np.array([0, 0.1, 0.2, 0.4, 0.8])}
+    assert threshold_at_fdph(curve, 10) == 0.5
+    assert threshold_at_fdph(curve, 12) == 0.3
+    assert threshold_at_fdph(curve, 0) == 0.9
+    with pytest.raises(ValueError):
+        threshold_at_fdph(curve, -1)
+    bumpy = dict(curve, fdph=np.array([50, 8, 12, 2, 0.0]))
+    assert threshold_at_fdph(bumpy, 10) == 0.3  # the lowest threshold that meets the budget
+    assert fdph_at_frr(curve, 0.2) == 9.0
+    assert fdph_at_frr(curve, 0.0) == 50.0
+    assert fdph_at_frr(curve, 1.0) == 0.0
+
+
+def test_frr_and_bootstrap():
+    pos = np.r_[np.zeros(20), np.ones(180)]  # 20 of 200 rejected at 0.5
+    assert frr_at(pos, 0.5) == 0.1
+    lo, hi = bootstrap_ci(pos, 0.5)
+    assert lo <= 0.1 <= hi and 0.04 < lo < 0.1 < hi < 0.16
+    assert bootstrap_ci(pos, 0.5, seed=3) == bootstrap_ci(pos, 0.5, seed=3)
+    big = np.r_[np.zeros(2000), np.ones(18000)]
+    blo, bhi = bootstrap_ci(big, 0.5)
+    assert blo <= 0.1 <= bhi and (bhi - blo) < (hi - lo) / 5
+    # the binomial shortcut agrees with explicit resampling of the clips
+    rng = np.random.default_rng(0)
+    explicit = (pos[rng.integers(0, len(pos), (4000, len(pos)))] < 0.5).mean(axis=1)
+    np.testing.assert_allclose(bootstrap_ci(pos, 0.5, n_boot=4000), np.quantile(explicit, [0.025, 0.975]),
+                               atol=0.011)
+
+
+def test_choose_operating_point():
+    assert choose_operating_point(1.0) == 20
+    assert choose_operating_point(0.5) == 50
+    assert choose_operating_point(40.0) == 0.5  # 0.5 * 40 = 20 events: enough
+    assert choose_operating_point(100.0) == 0.5
+    assert choose_operating_point(1.0, min_events=5) == 5
+    with pytest.raises(ConfigError):
+        choose_operating_point(0.01)  # 500 FD/h x 0.01 h = 5 events
+
+
+def test_det_curve_stream_speed():
+    rng = np.random.default_rng(0)
+    T, K = 30_000, 10
+    stream = smooth_posteriors(rng.random((T, K)) ** 8, 30)
+    masks = rng.random((T, K)) < 0.05
+    t0 = time.perf_counter()
+    c = det_curve_stream(rng.random(1000), stream, masks, hours=1.0, refractory=50)
+    elapsed = time.perf_counter() - t0
+    assert len(c["thresholds"]) >= 400
+    assert elapsed < 4.0, elapsed  # about 0.5-1 s on one free core; margin for a shared machine
