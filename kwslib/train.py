@@ -163,7 +163,7 @@ def fit(model: nn.Module, train: ClipSet, val: ClipSet, feat_cfg: FeatureConfig,
             for group in opt.param_groups:
                 group["lr"] = lr_at(epoch + step / steps_per_epoch, cfg)
             audio = augment_audio(train_audio[idx], noise, cfg.augment, g)
-            feats = logmel_torch(audio, feat_cfg)
+            feats = logmel_torch(audio, feat_cfg, compute_dtype=torch.float32)
             extra = feats.shape[1] - context
             offset = int(torch.randint(0, extra + 1, (1,), generator=g)) if extra > 0 else 0
             windows = spec_augment(feats[:, offset:offset + context], cfg.augment, g, fill=fill)

@@ -164,3 +164,13 @@ def test_bad_config_raises():
         FeatureConfig(win_ms=40.0)  # 640 samples > n_fft 512
     with pytest.raises(ConfigError):
         FeatureConfig(fmax=9000.0)
+
+
+def test_float32_compute_close_to_float64():
+    import torch
+    from kwslib.features import logmel_torch
+    x = torch.from_numpy(np.random.default_rng(5).standard_normal((3, 4000)).astype(np.float32) * 0.1)
+    a = logmel_torch(x)
+    b = logmel_torch(x, compute_dtype=torch.float32)
+    assert b.dtype == torch.float32 and b.shape == a.shape
+    assert float((a - b).abs().max()) < 1e-3

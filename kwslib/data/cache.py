@@ -3,8 +3,9 @@
 A cached corpus is a folder::
 
     <path>/train/ val/ test/   datasets.Dataset.save_to_disk of the split
-                                (audio: fixed-size list of float32, label, speaker, origin)
-    <path>/noise/              one row per noise recording part (part, index, audio)
+                                (audio: fixed-size list of float32, label, speaker, origin);
+                                absent for an empty split
+    <path>/noise/              one row per noise recording part (part, index, audio); absent if none
     <path>/meta.json           written last: format, source, notes, row counts
 
 It is written into a temporary sibling folder and renamed into place, so a
@@ -126,9 +127,12 @@ def save_corpus(corpus: Corpus, path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         with _quiet():
+            # an empty split is not written (datasets cannot load back a 0-row save): meta.json says 0 rows
             for name, clips in corpus.splits().items():
-                _clips_to_dataset(clips).save_to_disk(str(tmp / name))
-            _noise_to_dataset(corpus).save_to_disk(str(tmp / "noise"))
+                if len(clips):
+                    _clips_to_dataset(clips).save_to_disk(str(tmp / name))
+            if corpus.noise_train or corpus.noise_test:
+                _noise_to_dataset(corpus).save_to_disk(str(tmp / "noise"))
         atomic_write_json(tmp / "meta.json", {
             "format": FORMAT, "source": corpus.source, "notes": _jsonable(corpus.notes),
             "rows": {name: len(clips) for name, clips in corpus.splits().items()},
@@ -157,15 +161,17 @@ def load_corpus_cache(path) -> Corpus:
         meta = json.loads(meta_file.read_text())
         if meta.get("format") != FORMAT:
             raise ValueError(f"format {meta.get('format')!r}, this kwslib reads format {FORMAT}")
-        splits = {name: _dataset_to_clips(datasets.load_from_disk(str(path / name))) for name in SPLITS}
+        splits = {name: _dataset_to_clips(datasets.load_from_disk(str(path / name))) if meta["rows"][name]
+                  else ClipSet.empty() for name in SPLITS}
         for name in SPLITS:
             if len(splits[name]) != meta["rows"][name]:
                 raise ValueError(f"split {name} has {len(splits[name])} rows, meta.json says {meta['rows'][name]}")
-        noise = datasets.load_from_disk(str(path / "noise"))
         noise_parts = {"train": [], "test": []}
-        audio = noise.data.column("audio").combine_chunks()
-        for k, (part, index) in enumerate(zip(noise["part"], noise["index"])):
-            noise_parts[part].append((index, np.array(audio[k].values.to_numpy(zero_copy_only=False), np.float32)))
+        if sum(meta["noise"]):
+            noise = datasets.load_from_disk(str(path / "noise"))
+            audio = noise.data.column("audio").combine_chunks()
+            for k, (part, index) in enumerate(zip(noise["part"], noise["index"])):
+                noise_parts[part].append((index, np.array(audio[k].values.to_numpy(zero_copy_only=False), np.float32)))
         noise_train, noise_test = ([a for _, a in sorted(noise_parts[p], key=lambda t: t[0])] for p in ("train", "test"))
         if [len(noise_train), len(noise_test)] != meta["noise"]:
             raise ValueError("noise recordings do not match meta.json")

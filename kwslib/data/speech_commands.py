@@ -126,9 +126,9 @@ def _read_clips(root: Path, rels: list[str], workers: int | None = None) -> tupl
             audio[i] = fit_to_clip(read_wav(root / rels[i]), CLIP_SAMPLES)
             ok[i] = True
         except AudioError as exc:
-            bad[i] = (rels[i], str(exc))
+            bad[i] = (rels[i], str(exc).removeprefix(f"{root / rels[i]}: "))
 
-    workers = workers or min(8, (os.cpu_count() or 1) + 2)
+    workers = workers or min(8, os.cpu_count() or 1)
     if len(rels) < 64 or workers == 1:
         for i in range(len(rels)):
             one(i)
@@ -350,6 +350,8 @@ def load_full(root=None, version: str = "v0.02", silence_fraction: float = 0.1,
     root = resolve_root(root, "KWS_SC_FULL_ROOT", f"Speech Commands {version}")
     rels, val_list, test_list = check_full_layout(root, version)
     missing = len((val_list | test_list) - set(rels))
+    if missing:
+        warnings.warn(f"{missing} clips named in the list files of {root} are not in its word folders", stacklevel=2)
     split = np.array([2 if r in test_list else 1 if r in val_list else 0 for r in rels])
     labels = np.array([word_to_class(r.split("/", 1)[0]) for r in rels])
     rng = np.random.default_rng(seed)
@@ -485,14 +487,16 @@ def download(version: str, dest, test_set: bool = False, timeout: float = 10.0, 
         try:
             safe_extract(part, tmp)
         except tarfile.TarError as exc:
-            part.unlink()  # damaged archive: do not resume onto it
-            raise DatasetError(f"downloaded archive {url} is not a valid .tar.gz ({exc}); deleted, try again") from exc
+            raise DatasetError(f"downloaded archive {url} is not a valid .tar.gz ({exc})") from exc
         content = tmp
-        entries = [p for p in tmp.iterdir()]
+        entries = list(tmp.iterdir())
         if len(entries) == 1 and entries[0].is_dir() and not (tmp / KEYWORDS[0]).exists():
             content = entries[0]  # archive wrapped in one top-level folder
         verify(content)
         os.replace(content, final)
+    except DatasetError:
+        part.unlink(missing_ok=True)  # a bad archive: the next try downloads afresh instead of resuming onto it
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     part.unlink(missing_ok=True)

@@ -134,7 +134,8 @@ class SyntheticConfig:
             if not 0.0 < getattr(self, name) < 1.0:
                 bad(name, "must be in (0, 1)")
         if self.val_fraction + self.test_fraction >= 1.0:
-            bad("test_fraction", f"val_fraction + test_fraction = {self.val_fraction + self.test_fraction} must be < 1")
+            bad("test_fraction", f"val_fraction + test_fraction = {self.val_fraction + self.test_fraction} "
+                                 "must be < 1")
         if self.split_sizes()[0] < 1:
             bad("n_voices", f"too few voices for a split by voice (train/val/test sizes {self.split_sizes()})")
         if self.snr_db_min > self.snr_db_max:
