@@ -71,26 +71,26 @@ def count_detections(scores: np.ndarray, threshold: float, refractory: int,
                      allowed: np.ndarray | None = None) -> int:
     """Number of false detection events in a score sequence (the simple reference implementation).
 
-    An *event* is a step ``t`` where the score crosses the threshold upwards
-    (``scores[t] >= threshold`` and ``t == 0`` or ``scores[t-1] < threshold``)
-    and at least ``refractory`` steps have passed since the previous event.
-    A crossing suppressed by the refractory period is not an event and does
-    not restart the period. ``allowed`` (bool, same length) marks the steps
-    where the true keyword is present: an event there is a correct detection
-    (it still starts a refractory period) and is not counted. Returns the
-    number of events outside ``allowed`` (all events when ``allowed`` is None).
+    The detector fires at step ``t`` when ``scores[t] >= threshold`` and at
+    least ``refractory`` steps (at least 1) have passed since it last fired:
+    after a detection it is locked out for the refractory period, then re-arms,
+    so a score that stays above the threshold fires again every ``refractory``
+    steps (a detector stuck "on" keeps producing false alarms, as on a device).
+    ``allowed`` (bool, same length) marks the steps where the true keyword is
+    present: a detection there is correct (it still starts a lockout) and is
+    not counted. Returns the number of detections outside ``allowed`` (all
+    detections when ``allowed`` is None).
 
-    Note: the count is not guaranteed to fall as the threshold rises: a score
-    that dips between two peaks fires once at a low threshold but can fire
-    twice at a threshold above the dip.
+    Note: with a lockout the count is not strictly monotone in the threshold
+    (a lockout started by an early low peak can hide a later peak).
     """
     scores = np.asarray(scores)
     if allowed is not None and len(allowed) != len(scores):
         raise ValueError(f"count_detections: allowed has {len(allowed)} steps, scores {len(scores)}")
+    gap = max(int(refractory), 1)
     count, last = 0, None
     for t in range(len(scores)):
-        rising = scores[t] >= threshold and (t == 0 or scores[t - 1] < threshold)
-        if rising and (last is None or t - last >= refractory):
+        if scores[t] >= threshold and (last is None or t - last >= gap):
             last = t
             if allowed is None or not allowed[t]:
                 count += 1
@@ -101,12 +101,11 @@ def count_detections_many(scores: np.ndarray, thresholds: np.ndarray, refractory
                           allowed: np.ndarray | None = None, max_cells: int = 10_000_000) -> np.ndarray:
     """:func:`count_detections` for many thresholds at once: ``[len(thresholds)]`` int64 counts.
 
-    Vectorised over thresholds: ``nxt[j, t]`` is the first upward crossing of
-    threshold j at a step >= t (T when there is none); the events of all
-    thresholds are then followed together, one event per threshold per
-    iteration: ``t -> nxt[j, t + refractory]``. The cost is O(thresholds x
-    steps) whatever the scores look like. Thresholds are processed in blocks
-    of at most ``max_cells`` (threshold, step) cells to bound memory.
+    Vectorised over thresholds: ``nxt[j, t]`` is the first step >= t whose
+    score reaches threshold j (T when there is none); the detections of all
+    thresholds are then followed together, one per threshold per iteration:
+    ``t -> nxt[j, t + gap]``. Thresholds are processed in blocks of at most
+    ``max_cells`` (threshold, step) cells to bound memory.
     """
     scores = np.asarray(scores)
     thresholds = np.atleast_1d(np.asarray(thresholds, dtype=np.float64))
@@ -117,19 +116,17 @@ def count_detections_many(scores: np.ndarray, thresholds: np.ndarray, refractory
     counts = np.zeros(len(thresholds), np.int64)
     if T == 0:
         return counts
-    gap = max(int(refractory), 1)  # distinct crossings are always >= 1 step apart
+    gap = max(int(refractory), 1)
     steps = np.arange(T, dtype=np.int32)
     block = max(1, max_cells // T)
     for b0 in range(0, len(thresholds), block):
         thr = thresholds[b0:b0 + block]
         above = scores[None, :] >= thr[:, None]
-        rising = above.copy()
-        rising[:, 1:] &= ~above[:, :-1]
-        if gap <= 2:  # crossings of one threshold are >= 2 steps apart: each one is an event
-            counts[b0:b0 + len(thr)] = (rising & false_at).sum(axis=1)
+        if gap == 1:  # no lockout: every step above the threshold is a detection
+            counts[b0:b0 + len(thr)] = (above & false_at).sum(axis=1)
             continue
-        nxt = np.full((len(thr), T + 1), T, dtype=np.int32)  # column T: "no crossing" sentinel
-        nxt[:, :T] = np.where(rising, steps, np.int32(T))
+        nxt = np.full((len(thr), T + 1), T, dtype=np.int32)  # column T: "none" sentinel
+        nxt[:, :T] = np.where(above, steps, np.int32(T))
         np.minimum.accumulate(nxt[:, ::-1], axis=1, out=nxt[:, ::-1])
         rows, t = np.arange(len(thr)), nxt[:, 0]
         while rows.size:

@@ -9,7 +9,7 @@ from kwslib.metrics import (accuracy, bootstrap_ci, choose_operating_point, conf
                             count_detections, count_detections_many, default_thresholds, det_curve_clips,
                             det_curve_stream, fdph_at_frr, frr_at, smooth_posteriors, threshold_at_fdph)
 
-# rising edges at 0.5: steps 1, 4, 7, 10
+# steps at or above 0.5: 1, 2, 4, 7, 8, 10
 SCORES = np.array([0.1, 0.6, 0.7, 0.2, 0.8, 0.1, 0.1, 0.9, 0.9, 0.3, 0.6])
 
 
@@ -40,32 +40,32 @@ def test_smoothing_values():
 
 
 def test_count_detections_by_hand():
-    assert count_detections(SCORES, 0.5, 0) == 4  # edges 1, 4, 7, 10
-    assert count_detections(SCORES, 0.5, 3) == 4  # gaps of exactly 3 are allowed
-    assert count_detections(SCORES, 0.5, 4) == 2  # 1, (4 suppressed), 7, (10 suppressed)
-    # a suppressed crossing does not restart the period: 1, (4), (7: 6 < 7), 10: 9 >= 7
-    assert count_detections(SCORES, 0.5, 7) == 2
-    assert count_detections(SCORES, 0.75, 0) == 2  # edges 4 and 7 (7-8 is one stretch)
-    assert count_detections(SCORES, 0.0, 0) == 1  # above from step 0: one event
-    assert count_detections(SCORES, 0.6, 0) == 4  # >= : 0.6 reaches 0.6
+    assert count_detections(SCORES, 0.5, 0) == 6  # no lockout: every step above fires
+    assert count_detections(SCORES, 0.5, 3) == 4  # 1, (2), 4, 7, (8), 10: gaps of exactly 3 allowed
+    assert count_detections(SCORES, 0.5, 4) == 2  # 1, (2, 4), 7, (8, 10)
+    assert count_detections(SCORES, 0.5, 7) == 2  # 1, (2, 4, 7), 8, (10)
+    assert count_detections(SCORES, 0.75, 0) == 3  # 4, 7, 8
+    assert count_detections(SCORES, 0.0, 0) == 11  # stuck on: fires at every step
+    assert count_detections(SCORES, 0.0, 5) == 3  # stuck on with a lockout of 5: 0, 5, 10
+    assert count_detections(SCORES, 0.6, 0) == 6  # >= : 0.6 reaches 0.6
     assert count_detections(SCORES, 0.95, 0) == 0
 
 
 def test_count_detections_allowed_mask():
     allowed = np.zeros(len(SCORES), bool)
     allowed[3:6] = True  # a true keyword around step 4
-    assert count_detections(SCORES, 0.5, 0, allowed) == 3  # 1, 7, 10 are false
+    assert count_detections(SCORES, 0.5, 0, allowed) == 5  # 1, 2, 7, 8, 10 are false
     allowed = np.zeros(len(SCORES), bool)
-    allowed[0:3] = True  # the keyword at the start: the event at 1 is correct ...
-    # ... and still starts the refractory period, so 4 is suppressed; 7 is false, 10 suppressed
+    allowed[0:3] = True  # the keyword at the start: the detection at 1 is correct ...
+    # ... and still starts the lockout, so 2 and 4 are suppressed; 7 is false, 8 and 10 suppressed
     assert count_detections(SCORES, 0.5, 4, allowed) == 1
     assert count_detections(SCORES, 0.5, 0, np.ones(len(SCORES), bool)) == 0
 
 
-def test_count_is_not_always_monotone():
-    s = np.array([0.9, 0.6, 0.9])
-    assert count_detections(s, 0.5, 0) == 1
-    assert count_detections(s, 0.7, 0) == 2  # documented: raising the threshold can split an event
+def test_count_without_lockout_is_monotone():
+    s = np.random.default_rng(3).random(200)
+    counts = [count_detections(s, t, 0) for t in np.linspace(0, 1, 21)]
+    assert all(a >= b for a, b in zip(counts, counts[1:]))
 
 
 def test_vectorised_counting_equals_reference():
@@ -105,25 +105,27 @@ def test_det_curves_monotone():
     masks[100:300, 0] = True
     sc = det_curve_stream(pos, stream, masks, hours=0.5, refractory=10)
     assert np.all(np.diff(sc["frr"]) >= 0)
-    # threshold 0 is reached everywhere: one long "detection" per keyword column, counted once
-    assert sc["thresholds"][0] == 0 and sc["false_detections"][0] == K
+    # threshold 0 is reached everywhere: each column fires every 10 steps (200 times), except the
+    # 20 detections of column 0 inside its own keyword region (steps 100..299)
+    assert sc["thresholds"][0] == 0 and sc["false_detections"][0] == K * 200 - 20
     assert np.all(np.diff(sc["fdph"][1:]) <= 0) and sc["fdph"][1] > sc["fdph"][-1] == 0
     np.testing.assert_allclose(sc["fdph"], sc["false_detections"] / 0.5)
 
 
 def test_det_curve_stream_by_hand():
-    # keyword 0 fires at 1, 4, 7, 10 (SCORES); keyword 1 fires once at step 2; keyword 0 truly at 3..5
+    # no lockout: keyword 0 fires at 1, 2, 4, 7, 8, 10 (SCORES >= 0.5), keyword 1 at 2 and 3;
+    # keyword 0 is truly present at 3..5, so its detection at 4 is not false
     stream = np.stack([SCORES, [0, 0, 0.9, 0.9, 0, 0, 0, 0, 0, 0, 0]], axis=1)
     masks = np.zeros_like(stream, bool)
     masks[3:6, 0] = True
     c = det_curve_stream([0.55, 0.95], stream, masks, hours=2.0, refractory=0, thresholds=[0.5, 0.85, 0.95])
-    np.testing.assert_array_equal(c["false_detections"], [3 + 1, 1 + 1, 0])  # at 0.85: step 7 and kw1 step 2
-    np.testing.assert_allclose(c["fdph"], [2.0, 1.0, 0.0])
+    np.testing.assert_array_equal(c["false_detections"], [5 + 2, 2 + 2, 0])  # at 0.85: kw0 7, 8; kw1 2, 3
+    np.testing.assert_allclose(c["fdph"], [3.5, 2.0, 0.0])
     np.testing.assert_allclose(c["frr"], [0.0, 0.5, 0.5])
     # a keyword's own mask does not excuse another keyword: masking kw 0 at step 2 changes nothing
     masks[2, 0] = True
     c2 = det_curve_stream([0.55, 0.95], stream, masks, hours=2.0, refractory=0, thresholds=[0.85])
-    assert c2["false_detections"][0] == 2
+    assert c2["false_detections"][0] == 4
 
 
 def test_default_thresholds():

@@ -349,7 +349,8 @@ def load_full(root=None, version: str = "v0.02", silence_fraction: float = 0.1,
     """
     root = resolve_root(root, "KWS_SC_FULL_ROOT", f"Speech Commands {version}")
     rels, val_list, test_list = check_full_layout(root, version)
-    missing = len((val_list | test_list) - set(rels))
+    words = set(ALL_WORDS_V2 if version == "v0.02" else ALL_WORDS_V1)
+    missing = len({r for r in val_list | test_list if r.split("/", 1)[0] in words} - set(rels))
     if missing:
         warnings.warn(f"{missing} clips named in the list files of {root} are not in its word folders", stacklevel=2)
     split = np.array([2 if r in test_list else 1 if r in val_list else 0 for r in rels])
