@@ -87,7 +87,7 @@ def train_float(cfg: ExperimentConfig, corpus: Corpus, p: Paths, log=print, resu
     t0 = time.time()
     ckpt_dir = p.checkpoints / "float" if resume else None
     hist = fit(model, corpus.train, corpus.val, cfg.features, cfg.train, noise_train=corpus.noise_train,
-               ckpt_dir=ckpt_dir, log=log)
+               ckpt_dir=ckpt_dir, log=log, progress=False)
     seconds = time.time() - t0
     save_model(p.models / "float.pt", model, kind="float", extra={"history": hist.epochs})
     return model, hist.epochs, seconds

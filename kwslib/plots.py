@@ -109,3 +109,64 @@ def det_curves(curves: dict, op_fdph=None, fig_dir=None, name="det", kind="strea
     ax.set_title(title or ("DET curve (stream)" if kind == "stream" else "DET curve (per clip)"))
     save(fig, fig_dir, name)
     return fig
+
+
+def weight_histograms(w, panels: dict, fig_dir=None, name="weight_histograms", title=None):
+    """Stage 1's transform of one layer's weights: float weights, then one panel per entry of ``panels``.
+
+    ``w``: float weights (any shape). ``panels``: label -> (values, kind) where kind is
+    "dense" (a continuous histogram, e.g. tanh(w)/max|tanh(w)|) or "codes" (integer codes: one bar per code).
+    """
+    w = np.asarray(w, dtype=float).ravel()
+    n = 1 + len(panels)
+    fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.0), squeeze=False)
+    axes = axes[0]
+    axes[0].hist(w, bins=120, color="0.35")
+    axes[0].set_title("float weights w", fontsize=9)
+    axes[0].set_yscale("log")
+    for ax, (label, (values, kind)) in zip(axes[1:], panels.items()):
+        v = np.asarray(values, dtype=float).ravel()
+        if kind == "codes":
+            codes, counts = np.unique(np.round(v).astype(int), return_counts=True)
+            ax.bar(codes, counts / len(v), width=0.8 if len(codes) < 40 else 1.0)
+            ax.set_ylabel("share of weights")
+            if len(codes) <= 16:
+                ax.set_xticks(codes)
+        else:
+            ax.hist(v, bins=120, range=(-1, 1))
+            ax.set_yscale("log")
+        ax.set_title(label, fontsize=9)
+    fig.suptitle(title or "", fontsize=10)
+    fig.tight_layout()
+    save(fig, fig_dir, name)
+    return fig
+
+
+def metric_vs_bits(rows, metric: str, reference=None, fig_dir=None, name=None, ylabel=None, title=None,
+                   band=None):
+    """One line per method: ``metric`` against weight width (x axis descending: 8 bits on the left).
+
+    ``rows``: dicts with "label", "weight_bits" and ``metric``. ``reference``: the float
+    model's value (a horizontal line); ``band``: (lo, hi) shaded, e.g. the float model's CI.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    labels = list(dict.fromkeys(r["label"] for r in rows))
+    for label in labels:
+        pts = sorted((r["weight_bits"], r[metric]) for r in rows if r["label"] == label and r.get(metric) is not None)
+        if pts:
+            ax.plot([b for b, _ in pts], [v for _, v in pts], marker="o", ls="--" if "per tensor" in label else "-",
+                    label=label)
+    if reference is not None:
+        ax.axhline(reference, color="k", lw=1, label="float")
+    if band is not None:
+        ax.axhspan(band[0], band[1], color="k", alpha=0.1, label="float 95% CI")
+    bits = sorted({r["weight_bits"] for r in rows})
+    ax.set_xticks(bits)
+    ax.invert_xaxis()
+    ax.set_xlabel("weight bits")
+    ax.set_ylabel(ylabel or metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title or f"{metric} vs weight width")
+    save(fig, fig_dir, name or f"{metric}_vs_bits")
+    return fig

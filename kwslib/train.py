@@ -120,10 +120,10 @@ def fit(model: nn.Module, train: ClipSet, val: ClipSet, feat_cfg: FeatureConfig,
 
     torch.set_num_threads(cfg.threads)
     context = model.cfg.context_frames
-    train_audio = torch.from_numpy(train.audio)
-    train_labels = torch.from_numpy(train.labels)
+    train_audio = torch.from_numpy(np.array(train.audio, np.float32))
+    train_labels = torch.from_numpy(np.array(train.labels, np.int64))
     val_windows = center_window(clip_features(val.audio, feat_cfg), context)
-    val_labels = torch.from_numpy(val.labels)
+    val_labels = torch.from_numpy(np.array(val.labels, np.int64))
     noise = noise_tensor(noise_train or [])
     fill = model.norm_mean.detach().clone()
 

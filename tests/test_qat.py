@@ -205,3 +205,16 @@ def test_stage1_beats_ptq_at_one_bit(tmp_path):
     assert qat_acc >= 0.9
     # the float model is not modified by stage 1
     assert float_loss == val_metrics(net, windows, labels)[0]
+
+
+def test_summary_keys_and_parity_breakdown():
+    from kwslib.quant.qat import lowest_width_at_parity, summary_key
+
+    assert summary_key("tanh", 4) == "stage1_w4" and summary_key("ptq", 5) == "ptq_w5"
+    assert summary_key("linear", 1) == "linear_w1" and summary_key("dorefa", 2, per_channel=False) == "dorefa_pt_w2"
+    with pytest.raises(ValueError):
+        summary_key("log", 4)
+    assert lowest_width_at_parity({8: True, 5: True, 4: True, 3: False, 2: True, 1: False}) == 4  # 2 is not contiguous
+    assert lowest_width_at_parity({8: False, 4: True}) is None
+    assert lowest_width_at_parity({8: True, 1: True}) == 1
+    assert lowest_width_at_parity({}) is None

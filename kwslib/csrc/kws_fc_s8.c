@@ -140,6 +140,7 @@ void kws_fc_s8(const kws_context *ctx, const kws_act_params *a, const kws_quant_
         vst1q_s32(acc + 4 * r4, vaddq_s32(s, vld1q_s32(bias_eff + 4 * r4)));
     }
 #else
+    (void)CP;
     for (int32_t c = 0; c < d->out_dim; c++) {
         const int8_t *wr = p + (size_t)c * IP;
         int32_t s = bias_eff[c];

@@ -126,6 +126,7 @@ int32_t kws_net_forward_s8(kws_net *net, const int8_t *x, int32_t n, int8_t *out
 int32_t kws_net_forward_f32in(kws_net *net, const float *x, int32_t n, int8_t *out);
 int32_t kws_net_layer_kernel(const kws_net *net, int32_t index);
 int64_t kws_net_weight_bytes(const kws_net *net);
+int32_t kws_net_io_dim(const kws_net *net, int32_t which); /* 0: input dim, 1: classes */
 void kws_net_free(kws_net *net);
 
 typedef struct kws_fnet kws_fnet;

@@ -304,3 +304,29 @@ def load_qat_model(path) -> nn.Module:
         raise ArtifactError(f"{path}: QAT model does not match its config ({exc})") from exc
     model.eval()
     return model
+
+
+# ---------------------------------------------------------------------------
+# Naming and reading the stage-1 ablation (notebook 2).
+SUMMARY_PREFIX = {"tanh": "stage1", "linear": "linear", "dorefa": "dorefa", "ptq": "ptq"}
+SUMMARY_STAGE = {"tanh": "stage1", "linear": "linear_qat", "dorefa": "dorefa_qat", "ptq": "ptq"}
+
+
+def summary_key(method: str, bits: int, per_channel: bool = True) -> str:
+    """summary.json key of a stage-1 or baseline model: stage1_w4, ptq_w4, linear_w4, dorefa_w4; per tensor: ptq_pt_w4."""
+    if method not in SUMMARY_PREFIX:
+        raise ValueError(f"unknown stage-1 method {method!r}; known: {sorted(SUMMARY_PREFIX)}")
+    return f"{SUMMARY_PREFIX[method]}{'' if per_channel else '_pt'}_w{bits}"
+
+
+def lowest_width_at_parity(parity_by_bits: dict) -> int | None:
+    """The smallest width b such that every tested width >= b reaches parity (None: the widest fails).
+
+    ``parity_by_bits``: {bits: bool}. "Where a method breaks" is the next tested width below it.
+    """
+    lowest = None
+    for b in sorted(parity_by_bits, reverse=True):
+        if not parity_by_bits[b]:
+            break
+        lowest = b
+    return lowest
