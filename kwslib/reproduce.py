@@ -66,7 +66,7 @@ def check_params(nb_path: Path, params_path: Path) -> dict:
 
 
 def run(profile: str, force: bool = False, only: list[str] | None = None, results_root=None) -> int:
-    pdir = profile_dir(profile)
+    pdir = profile_dir(profile, ROOT / "params")
     results = Path(results_root) if results_root else ROOT / "results" / profile
     results.mkdir(parents=True, exist_ok=True)
     stamps = results / ".stamps"
@@ -117,7 +117,7 @@ def _execute(nb: Path, out: Path, results: Path, profile: str, params: dict) -> 
     parameters = dict(params, profile=profile, results_dir=str(results))
     failed = results / "failed" / nb.name
     try:
-        with atomic_path(out) as tmp:
+        with atomic_path(out, suffix=".tmp.ipynb") as tmp:
             try:
                 papermill.execute_notebook(str(nb), tmp, parameters=parameters, cwd=str(ROOT),
                                            kernel_name="python3", progress_bar=False, log_output=False,

@@ -218,3 +218,17 @@ def test_summary_keys_and_parity_breakdown():
     assert lowest_width_at_parity({8: False, 4: True}) is None
     assert lowest_width_at_parity({8: True, 1: True}) == 1
     assert lowest_width_at_parity({}) is None
+
+
+@pytest.mark.parametrize("profile", ["quick", "sc12"])
+def test_stage1_params_repeat_the_float_notebooks_sections(profile):
+    """Notebook 2 reuses notebook 1's corpus, model and training config: the params files must agree."""
+    from kwslib.config import PROFILES_DIR, load_yaml
+
+    p1, p2 = (PROFILES_DIR / profile / f for f in ("01_float.yaml", "02_stage1.yaml"))
+    if not (p1.exists() and p2.exists()):
+        pytest.skip(f"params/{profile} lacks 01_float.yaml or 02_stage1.yaml")
+    a, b = load_yaml(p1), load_yaml(p2)
+    for section in ("data", "features", "model", "train", "eval"):
+        assert a.get(section) == b.get(section), f"params/{profile}: '{section}' differs between notebooks 1 and 2"
+    Stage1Config(**b["stage1"])

@@ -343,3 +343,20 @@ def test_train_stage2_runs_checkpoints_and_resumes(tmp_path):
     # epochs = 0: calibration only
     net0, hist0 = s2m.train_stage2(stage1, corpus, FeatureConfig(), train_cfg, s2m.Stage2Config(epochs=0), log=None)
     assert hist0 == [] and net0.input_fq.initialized
+
+
+@pytest.mark.parametrize("bound_offset", [0, 1])
+def test_fast_integer_path_is_exact_at_the_float32_boundary(rng, bound_offset):
+    """Accumulator bound exactly 2^24 (float32 path) and 2^24 + 1 (float64 path): both exact."""
+    n_in = 960
+    w = np.full((3, n_in), 127, np.int8)
+    room = s2m.FLOAT32_EXACT + bound_offset - 128 * 127 * n_in
+    bias = np.array([-room, room, 0], np.int32)
+    m, s = intspec.quantize_multiplier([2.0 ** -17, 2.0 ** -17, 2.0 ** -16])
+    layer = intspec.IntLayer(w, 8, bias, m, s, 0.1, 0, 0.1, 0, relu=False)
+    assert intspec.max_abs_accumulator(layer) == s2m.FLOAT32_EXACT + bound_offset
+    x = np.concatenate([np.full((1, n_in), -128), np.full((1, n_in), 127),
+                        rng.integers(-128, 128, (200, n_in))]).astype(np.int8)
+    im = intspec.IntModel([layer], 0.1, 0, np.zeros(40, np.float32), np.ones(40, np.float32), 96, 4, 40, 4,
+                          ["a", "b", "c"])
+    np.testing.assert_array_equal(s2m.forward_int_fast(im, x), intspec.dense_int(x, layer))

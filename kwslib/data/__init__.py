@@ -40,6 +40,10 @@ class DataConfig:
     mix_synthetic_train: bool = False  # add the synthetic corpus's train split to a real train split
 
     def __post_init__(self):
+        if isinstance(self.synthetic, dict):
+            from ..config import from_dict
+
+            self.synthetic = from_dict(SyntheticConfig, self.synthetic, where="data.synthetic")
         if self.source not in SOURCES:
             raise ConfigError(f"data.source: unknown source {self.source!r}; choose one of {list(SOURCES)}")
         if len(self.split_fractions) != 3 or abs(sum(self.split_fractions) - 1) > 1e-6 or min(self.split_fractions) <= 0:

@@ -429,19 +429,25 @@ def to_int_model(net: Stage2Net, feat_cfg=None) -> intspec.IntModel:
                             feature_config=feature_config)
 
 
+FLOAT32_EXACT = 2 ** 24  # float32 holds every integer of magnitude <= 2^24
+
+
 def forward_int_fast(model: intspec.IntModel, x_q: np.ndarray) -> np.ndarray:
-    """IntModel.forward_int, with the products summed by float64 BLAS.
+    """IntModel.forward_int, with the products summed by float BLAS.
 
     Exact: every product and partial sum is an integer of magnitude at most
-    ``intspec.max_abs_accumulator`` (< 2^31, checked) and float64 holds every
-    integer below 2^53, so any summation order gives the same integer. The
-    requantization is :func:`intspec.requantize`.
+    ``intspec.max_abs_accumulator`` (< 2^31, checked), so any summation order
+    (and FMA) gives the same integer in a float type that holds every integer
+    up to that bound: float32 when the bound is <= 2^24 (e.g. 4-bit weights),
+    float64 (2^53) otherwise. The requantization is :func:`intspec.requantize`.
     """
     h = np.asarray(x_q, np.int8)
     for layer in model.layers:
-        if intspec.max_abs_accumulator(layer) > intspec.ACC_MAX:
+        bound = intspec.max_abs_accumulator(layer)
+        if bound > intspec.ACC_MAX:
             raise OverflowError("forward_int_fast: a layer's accumulator bound exceeds int32")
-        acc = h.astype(np.float64) @ layer.w_q.T.astype(np.float64) + layer.bias_q.astype(np.float64)
+        ft = np.float32 if bound <= FLOAT32_EXACT else np.float64
+        acc = h.astype(ft) @ layer.w_q.T.astype(ft) + layer.bias_q.astype(ft)
         h = intspec.requantize(acc.astype(np.int64), layer.mult, layer.shift, layer.out_zero_point, lo=layer.lo)
     return h
 

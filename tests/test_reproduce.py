@@ -1,0 +1,95 @@
+"""`make reproduce` runner: order, skipping unchanged notebooks, failure handling, params checks."""
+import json
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from kwslib import reproduce
+from kwslib.errors import ConfigError
+
+
+def _nb(path, params_src, body):
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell(params_src)
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def tree(tmp_path, monkeypatch):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "params" / "demo").mkdir(parents=True)
+    (tmp_path / "kwslib").mkdir()
+    (tmp_path / "kwslib" / "x.py").write_text("A = 1\n")
+    body = ("from pathlib import Path\nPath(results_dir).mkdir(parents=True, exist_ok=True)\n"
+            "assert value != 'boom', 'exploded on purpose'\n"
+            "(Path(results_dir) / (name + '.txt')).write_text(str(value))\n")
+    _nb(tmp_path / "notebooks" / "01_a.ipynb", "profile = 'x'\nresults_dir = 'r'\nname = 'a'\nvalue = 0", body)
+    _nb(tmp_path / "notebooks" / "02_b.ipynb", "profile = 'x'\nresults_dir = 'r'\nname = 'b'\nvalue = 0", body)
+    (tmp_path / "params" / "demo" / "01_a.yaml").write_text("value: 1\n")
+    (tmp_path / "params" / "demo" / "02_b.yaml").write_text("value: 2\n")
+    monkeypatch.setattr(reproduce, "ROOT", tmp_path)
+    monkeypatch.setattr(reproduce, "NOTEBOOKS", [("01_a", "01_a"), ("02_b", "02_b")])
+    return tmp_path
+
+
+def test_runs_in_order_then_skips_then_reruns_downstream(tree, capsys):
+    res = tree / "results" / "demo"
+    assert reproduce.run("demo") == 0
+    assert (res / "a.txt").read_text() == "1" and (res / "b.txt").read_text() == "2"
+    assert (res / "01_a.ipynb").exists() and (res / "02_b.ipynb").exists()
+    capsys.readouterr()
+    assert reproduce.run("demo") == 0
+    assert capsys.readouterr().out.count("inputs unchanged, skipped") == 2
+    # a changed upstream params file re-runs that notebook and everything after it
+    (tree / "params" / "demo" / "01_a.yaml").write_text("value: 5\n")
+    assert reproduce.run("demo") == 0
+    assert (res / "a.txt").read_text() == "5"
+    assert "skipped" not in capsys.readouterr().out
+    # a changed library source re-runs everything
+    (tree / "kwslib" / "x.py").write_text("A = 2\n")
+    reproduce.run("demo")
+    assert "skipped" not in capsys.readouterr().out
+
+
+def test_failure_stops_and_keeps_earlier_results(tree, capsys):
+    res = tree / "results" / "demo"
+    assert reproduce.run("demo") == 0
+    before = (res / "02_b.ipynb").read_bytes()
+    (tree / "params" / "demo" / "01_a.yaml").write_text("value: boom\n")
+    assert reproduce.run("demo") == 1
+    err = capsys.readouterr().err
+    assert "FAILED 01_a.ipynb" in err and "exploded on purpose" in err
+    assert (res / "failed" / "01_a.ipynb").exists()
+    assert (res / "a.txt").read_text() == "1"  # the earlier result is untouched
+    assert (res / "02_b.ipynb").read_bytes() == before  # the downstream notebook did not run
+    assert not list(res.glob(".*.tmp*"))
+
+
+def test_params_checks(tree):
+    (tree / "params" / "demo" / "02_b.yaml").write_text("valeu: 2\n")
+    with pytest.raises(ConfigError, match=r"02_b.yaml: unknown parameter\(s\) \['valeu'\]"):
+        reproduce.run("demo")
+    (tree / "params" / "demo" / "02_b.yaml").write_text("value: [unclosed\n")
+    with pytest.raises(ConfigError, match="malformed YAML"):
+        reproduce.run("demo")
+    (tree / "params" / "demo" / "02_b.yaml").unlink()
+    with pytest.raises(ConfigError, match="params file missing"):
+        reproduce.run("demo")
+    with pytest.raises(ConfigError, match="unknown profile 'nope'"):
+        reproduce.run("nope")
+    assert reproduce.main(["--profile", "nope"]) == 2
+
+
+def test_every_real_notebook_has_params_for_each_profile():
+    root = Path(reproduce.__file__).resolve().parent.parent
+    for nb_stem, params_stem in reproduce.NOTEBOOKS:
+        nb = root / "notebooks" / f"{nb_stem}.ipynb"
+        if not nb.exists():
+            continue
+        for profile in ("quick", "sc12"):
+            reproduce.check_params(nb, root / "params" / profile / f"{params_stem}.yaml")

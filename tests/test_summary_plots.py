@@ -1,0 +1,44 @@
+import json
+
+import numpy as np
+import pytest
+
+from kwslib import plots
+from kwslib.errors import ConfigError
+from kwslib.summary import load_summary, update_summary
+
+
+def test_update_summary_deep_merges_and_cleans(tmp_path):
+    update_summary(tmp_path, "quick", {"models": {"float": {"accuracy": np.float32(0.5), "parity": np.bool_(True)}}})
+    s = update_summary(tmp_path, "quick", {"models": {"stage1_w4": {"accuracy": float("nan"), "n": np.int64(3)}},
+                                           "data": {"ci": np.array([0.1, 0.2])}})
+    assert s["models"]["float"] == {"accuracy": 0.5, "parity": True}  # kept
+    assert s["models"]["stage1_w4"] == {"accuracy": None, "n": 3}  # NaN -> null
+    assert s["data"]["ci"] == [pytest.approx(0.1), pytest.approx(0.2)]
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk["profile"] == "quick" and "created" in on_disk and "git_commit" in on_disk
+    assert load_summary(tmp_path)["models"]["stage1_w4"]["n"] == 3
+
+
+def test_damaged_summary_is_reported(tmp_path):
+    (tmp_path / "summary.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="damaged summary.json"):
+        load_summary(tmp_path)
+    with pytest.raises(ConfigError):
+        update_summary(tmp_path, "quick", {"a": 1})
+    assert (tmp_path / "summary.json").read_text() == "{not json"  # not overwritten
+    assert load_summary(tmp_path / "nowhere") == {}
+
+
+def test_plots_write_pngs(tmp_path):
+    hist = [{"epoch": i, "train_loss": 1 / i, "val_loss": 1.1 / i, "train_acc": 0.5, "val_acc": 0.6} for i in (1, 2)]
+    plots.training_curve(hist, tmp_path)
+    plots.confusion(np.eye(12) * 3, tmp_path)
+    curve = {"thresholds": np.linspace(0, 1, 5), "frr": np.linspace(0, 1, 5), "fdph": np.linspace(50, 0, 5),
+             "fdr": np.linspace(1, 0.01, 5)}
+    plots.det_curves({"a": curve}, op_fdph=10, fig_dir=tmp_path, name="det")
+    plots.det_curves({"a": curve}, kind="clip", fig_dir=tmp_path, name="det_clip")
+    plots.spectrograms([np.random.rand(98, 40)], ["x"], tmp_path)
+    for name in ("training_curve", "confusion", "det", "det_clip", "spectrograms"):
+        data = (tmp_path / f"{name}.png").read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
