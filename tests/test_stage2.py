@@ -360,3 +360,19 @@ def test_fast_integer_path_is_exact_at_the_float32_boundary(rng, bound_offset):
     im = intspec.IntModel([layer], 0.1, 0, np.zeros(40, np.float32), np.ones(40, np.float32), 96, 4, 40, 4,
                           ["a", "b", "c"])
     np.testing.assert_array_equal(s2m.forward_int_fast(im, x), intspec.dense_int(x, layer))
+
+
+@pytest.mark.parametrize("decimate", [1, 3, 4, 6])
+def test_input_vector_and_codes_match_the_numpy_front_end(decimate):
+    cfg = ModelConfig(context_frames=48, decimate=decimate, hidden=[8], dropout=0.0)
+    q = quantize_model(float_model(cfg=cfg), WeightQuantConfig(bits=4))
+    q.eval()
+    net = s2m.fold_stage1(q)
+    w = windows(400, seed=11, cfg=cfg, mean=q.norm_mean) * 3
+    s2m.calibrate(net, w, batch_size=100)
+    im = s2m.to_int_model(net)
+    with torch.no_grad():
+        np.testing.assert_array_equal(net.stack(w).numpy(), im.input_vector(w.numpy()))  # bit for bit
+        torch.testing.assert_close(net.stack(w), q.stack(w))  # and the model's own front end, up to rounding
+    report = s2m.compare_modes(net, im, w)
+    assert report["input_code_differences"] == report["logit_differences"] == 0

@@ -244,10 +244,21 @@ class Stage2Net(nn.Module):
         self.quant_enabled = True
 
     def stack(self, windows: torch.Tensor) -> torch.Tensor:
-        """Normalise and decimate exactly as KWSNet (the input vector before quantization)."""
-        from ..model import KWSNet
+        """Normalise and decimate as KWSNet, in the float32 operations of ``IntModel.input_vector``.
 
-        return KWSNet.stack(self, windows)
+        The groups are summed in order and divided by ``decimate`` (numpy's
+        mean); torch's mean multiplies by 1/decimate, which differs in the last
+        bit for some widths (e.g. 6) and would move a few input codes.
+        """
+        c = self.cfg
+        if windows.dim() != 3 or windows.shape[1] != c.context_frames or windows.shape[2] != c.n_mels:
+            raise ValueError(f"expected windows [B, {c.context_frames}, {c.n_mels}], got {tuple(windows.shape)}")
+        x = ((windows.float() - self.norm_mean) / self.norm_std).reshape(
+            windows.shape[0], c.context_frames // c.decimate, c.decimate, c.n_mels)
+        s = x[:, :, 0]
+        for k in range(1, c.decimate):
+            s = s + x[:, :, k]
+        return (s / c.decimate).flatten(1)
 
     def quantizers(self) -> dict:
         """name -> FakeQuantize, in data-flow order."""
