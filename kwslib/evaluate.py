@@ -170,3 +170,29 @@ def model_summary(res: EvalResult, op_fdph: float, cfg: EvalConfig, stage: str, 
     return {"stage": stage, "weight_bits": int(weight_bits), "params": int(params), "accuracy": float(res.accuracy),
             "frr_at_op": float(frr), "frr_at_op_ci": [float(ci[0]), float(ci[1])], "threshold_at_op": float(thr),
             "fdph_at_float_frr": float(fdph), "parity": bool(ref_ci[0] <= frr <= ref_ci[1])}
+
+
+def save_curve(results_dir, name: str, res: EvalResult) -> None:
+    """Store a model's DET curves as ``results_dir/curves/<name>.npz`` (atomic), for the report."""
+    import io as _io
+    from pathlib import Path
+
+    from .io import atomic_write_bytes
+
+    buf = _io.BytesIO()
+    np.savez(buf, **{f"stream_{k}": np.asarray(v) for k, v in res.curve_stream.items()},
+             **{f"clip_{k}": np.asarray(v) for k, v in res.curve_clip.items()}, accuracy=res.accuracy)
+    atomic_write_bytes(Path(results_dir) / "curves" / f"{name}.npz", buf.getvalue())
+
+
+def load_curves(results_dir) -> dict:
+    """name -> {"stream": curve, "clip": curve, "accuracy": float} for every saved curve."""
+    from pathlib import Path
+
+    out = {}
+    for f in sorted((Path(results_dir) / "curves").glob("*.npz")):
+        with np.load(f) as z:
+            out[f.stem] = {"stream": {k[7:]: z[k] for k in z.files if k.startswith("stream_")},
+                           "clip": {k[5:]: z[k] for k in z.files if k.startswith("clip_")},
+                           "accuracy": float(z["accuracy"])}
+    return out

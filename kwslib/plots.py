@@ -170,3 +170,42 @@ def metric_vs_bits(rows, metric: str, reference=None, fig_dir=None, name=None, y
     ax.set_title(title or f"{metric} vs weight width")
     save(fig, fig_dir, name or f"{metric}_vs_bits")
     return fig
+
+
+def memory_vs_bits(rows, fig_dir=None, name="memory_vs_bits"):
+    """Stacked bars of weight / parameter / activation bytes per layout (rows from kwslib.memory.projection_table)."""
+    labels = [r["layout"] if r["layout"] in ("float32", "int8") else f"{r['layout']}-bit packed" for r in rows]
+    labels = ["8-bit containers" if l == "int8" else l for l in labels]
+    w = np.array([r["weights"] for r in rows]) / 1024
+    p = np.array([r["params"] for r in rows]) / 1024
+    a = np.array([r["activations"] for r in rows]) / 1024
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    x = np.arange(len(rows))
+    ax.bar(x, w, label="weights")
+    ax.bar(x, p, bottom=w, label="gain/bias/scale parameters")
+    ax.bar(x, a, bottom=w + p, label="activation buffers")
+    for xi, r in zip(x, rows):
+        ax.text(xi, (r["total"]) / 1024, f"{r['reduction_vs_float32']:.1f}x", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x, labels, rotation=30, ha="right")
+    ax.set_ylabel("KiB")
+    ax.set_title("Model memory by layout (labels: reduction vs float32)")
+    ax.legend(fontsize=8)
+    save(fig, fig_dir, name)
+    return fig
+
+
+def memory_vs_size(points, fig_dir=None, name="memory_vs_model_size"):
+    """Total bytes against parameter count for several layouts. points: list of (params, {layout: bytes})."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    layouts = list(points[0][1]) if points else []
+    order = np.argsort([pp for pp, _ in points])
+    for lay in layouts:
+        ax.plot([points[i][0] for i in order], [points[i][1][lay] / 1024 for i in order], marker="o", ms=3,
+                label=lay)
+    ax.set_xscale("log"), ax.set_yscale("log")
+    ax.set_xlabel("parameters"), ax.set_ylabel("KiB (weights + parameters + activations)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    ax.set_title("Memory vs model size")
+    save(fig, fig_dir, name)
+    return fig

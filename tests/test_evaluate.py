@@ -100,3 +100,13 @@ def test_operating_point_rules(tiny):
     op = evaluate.operating_point(data, ecfg)
     assert op * data.stream_hours >= ecfg.min_events
     assert op == metrics.choose_operating_point(data.stream_hours, ecfg.min_events)
+
+
+def test_save_and_load_curves(tiny, tmp_path):
+    _, data, ecfg = tiny
+    res = run_eval(uniform, data, ecfg)
+    evaluate.save_curve(tmp_path, "m", res)
+    back = evaluate.load_curves(tmp_path)["m"]
+    np.testing.assert_array_equal(back["stream"]["fdph"], res.curve_stream["fdph"])
+    np.testing.assert_array_equal(back["clip"]["fdr"], res.curve_clip["fdr"])
+    assert back["accuracy"] == res.accuracy
