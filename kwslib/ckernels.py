@@ -189,6 +189,7 @@ def _setup(lib: ctypes.CDLL) -> ctypes.CDLL:
         "kws_crc32": (ctypes.c_uint32, [P, ctypes.c_size_t]),
         "kws_floor_read": (I64, [P, I64, I32, P]),
         "kws_floor_macs": (I64, [I64, P, P]),
+        "kws_net_time": (I64, [P, P, I32, P, I32]),
     }
     for name, (res, args) in sig.items():
         fn = getattr(lib, name)
@@ -289,6 +290,14 @@ class CNet:
         _check(self.lib.lib.kws_net_forward_f32in(self.handle, _ptr(x), len(x), _ptr(out)), "forward")
         return out
 
+    def time_in_c(self, x: np.ndarray, reps: int) -> float:
+        """Nanoseconds per call of the whole batch ``x``, timed inside C over ``reps`` calls."""
+        x = np.ascontiguousarray(x, np.float32).reshape(-1, self.in_dim)
+        out = np.empty((len(x), self.n_out), np.int8)
+        ns = self.lib.lib.kws_net_time(self.handle, _ptr(x), len(x), _ptr(out), int(reps))
+        _check(0 if ns >= 0 else -1, "kws_net_time")
+        return ns / reps
+
     def bound(self, x: np.ndarray):
         """A zero-argument callable running the network on the fixed float32 batch ``x``
         (pointers resolved once: the least Python overhead, for timing)."""
@@ -376,12 +385,13 @@ NEON_TARGETS = {"neon": "-march=armv8-a", "neon-dotprod": "-march=armv8.2-a+dotp
                 "scalar": "-march=armv8-a"}
 
 
-def build_harness(variant: str = "neon") -> Path:
+def build_harness(variant: str = "neon", extra_flags: tuple = ()) -> Path:
     """Cross-compile the static aarch64 test harness for ``variant`` (cached)."""
     if variant not in NEON_TARGETS:
         raise ValueError(f"unknown aarch64 variant {variant!r}")
     gcc, _ = neon_tools()
     flags = BASE_FLAGS + ["-static", NEON_TARGETS[variant]] + (["-DKWS_FORCE_SCALAR"] if variant == "scalar" else [])
+    flags += list(extra_flags)
     key = _source_hash(HARNESS_SOURCES, flags, _compiler_id(gcc))
     out = cache_dir() / "ckernels" / f"kws_harness_aarch64_{variant}_{key}"
     if out.exists():
@@ -389,18 +399,52 @@ def build_harness(variant: str = "neon") -> Path:
     return _compile(gcc, flags + HARNESS_SOURCES + ["-lm"], out, f"the aarch64 {variant} harness")
 
 
-def _run_qemu(binary: Path, args: list[str], log: Path | None = None, timeout: int = 600):
+# Functions the harness runs only while loading the artifact and laying out weights,
+# never during an inference: left out of the instruction log to keep it small.
+SETUP_ONLY = ("kws_artifact_parse", "kws_crc32", "kws_unpack_codes", "kws_net_from_artifact",
+              "kws_fnet_from_artifact", "layer_arrays", "kws_net_set_layer", "kws_fnet_set_layer",
+              "kws_fc_s8_prepare", "kws_fc_s4_prepare", "kws_fc_f32_prepare", "kws_net_new", "kws_fnet_new",
+              "kws_net_finalize", "kws_fnet_finalize", "read_file")
+
+
+def _dfilter(binary: Path) -> str | None:
+    """A qemu -dfilter list covering every address except the SETUP_ONLY functions (None: no nm)."""
+    nm = shutil.which("aarch64-linux-gnu-nm") or shutil.which("llvm-nm")
+    if not nm:
+        return None
+    res = subprocess.run([nm, "-S", "--defined-only", str(binary)], capture_output=True, text=True, timeout=60)
+    spans = []
+    for line in res.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[2].lower() == "t" and parts[3] in SETUP_ONLY:
+            start, size = int(parts[0], 16), int(parts[1], 16)
+            spans.append((start, start + size))
+    if not spans:
+        return None
+    ranges, pos = [], 0
+    for a, b in sorted(spans):
+        if a > pos:
+            ranges.append(f"0x{pos:x}..0x{a - 1:x}")
+        pos = max(pos, b)
+    ranges.append(f"0x{pos:x}..0x{(1 << 64) - 1:x}")
+    return ",".join(ranges)
+
+
+def _run_qemu(binary: Path, args: list[str], log: Path | None = None, timeout: int = 600,
+              dfilter: str | None = None):
     _, qemu = neon_tools()
-    cmd = [qemu] + (["-singlestep", "-d", "exec,nochain", "-D", str(log)] if log else []) + [str(binary)] + args
+    trace = ["-singlestep", "-d", "exec,nochain", "-D", str(log)] + (["-dfilter", dfilter] if dfilter else [])
+    cmd = [qemu] + (trace if log else []) + [str(binary)] + args
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if res.returncode != 0:
         raise CKernelsUnavailable(f"qemu run of {binary.name} failed ({res.returncode}): {res.stderr.strip()[-500:]}")
     return res
 
 
-def run_harness(artifact_path, x: np.ndarray, mode: str = "auto", variant: str = "neon") -> np.ndarray:
+def run_harness(artifact_path, x: np.ndarray, mode: str = "auto", variant: str = "neon",
+                extra_flags: tuple = ()) -> np.ndarray:
     """Run the aarch64 harness under qemu on float32 input vectors [N, I]: int8 logits (float32 for 'f32')."""
-    binary = build_harness(variant)
+    binary = build_harness(variant, extra_flags)
     x = np.ascontiguousarray(x, np.float32)
     with tempfile.TemporaryDirectory(prefix="kwsneon") as d:
         xin, xout = Path(d) / "x.f32", Path(d) / "y.out"
@@ -419,14 +463,17 @@ def _count_lines(log: Path) -> int:
 
 
 def count_instructions(artifact_path, x_row: np.ndarray, mode: str = "auto", variant: str = "neon",
-                       repeats: int = 3) -> dict:
+                       repeats: int = 3, skip_setup: bool = True, extra_flags: tuple = ()) -> dict:
     """Executed aarch64 instructions per inference (batch 1) under ``qemu-aarch64 -singlestep -d exec,nochain``.
 
     One log line per executed instruction; the count of a run with ``repeats``
     inferences minus that of a run with none (start-up, file reading, weight
-    layout), divided by ``repeats``.
+    layout), divided by ``repeats``. ``skip_setup``: leave the setup-only
+    functions (:data:`SETUP_ONLY`) out of the log with ``-dfilter``; this only
+    shrinks the log, the difference is the same (tested).
     """
-    binary = build_harness(variant)
+    binary = build_harness(variant, extra_flags)
+    dfilter = _dfilter(binary) if skip_setup else None
     x = np.ascontiguousarray(np.asarray(x_row, np.float32).reshape(1, -1))
     counts = {}
     with tempfile.TemporaryDirectory(prefix="kwsneon") as d:
@@ -434,9 +481,10 @@ def count_instructions(artifact_path, x_row: np.ndarray, mode: str = "auto", var
         x.tofile(xin)
         for r in (0, repeats):
             log = Path(d) / f"exec{r}.log"
-            _run_qemu(binary, [mode, str(artifact_path), str(xin), str(xout), "1", str(r)], log=log)
+            _run_qemu(binary, [mode, str(artifact_path), str(xin), str(xout), "1", str(r)], log=log,
+                      dfilter=dfilter)
             counts[r] = _count_lines(log)
             log.unlink()
     per = (counts[repeats] - counts[0]) / repeats
     return {"per_inference": int(round(per)), "startup": counts[0], "total": counts[repeats], "repeats": repeats,
-            "mode": mode, "variant": variant}
+            "mode": mode, "variant": variant, "setup_filtered": dfilter is not None}

@@ -27,11 +27,12 @@ BACKENDS = ("numpy", "c", "auto")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row softmax in float64, returned as float32."""
-    z = np.asarray(logits, np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    """Row softmax in float32, the same operations as ``stage2.int_posterior_fn``, so equal
+    int8 logits give bit-identical posteriors (and identical detection curves)."""
+    logits = np.asarray(logits, np.float32)
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z, dtype=np.float32)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def float_layers(model: IntModel) -> list[tuple[np.ndarray, np.ndarray, bool]]:

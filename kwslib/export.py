@@ -44,6 +44,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -162,10 +163,18 @@ def to_bytes(model: IntModel, packed: bool = True, extra: dict | None = None) ->
     return body + hashlib.sha256(body).digest() + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
 
 
+def _readable(path: Path) -> None:
+    """The temp file of an atomic write is created 0600; give the result the usual 0666 & ~umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
 def save_artifact(path, model: IntModel, packed: bool = True, extra: dict | None = None) -> Path:
     """Write ``model`` to ``path`` atomically (temp file + rename); returns the path."""
     path = Path(path)
     atomic_write_bytes(path, to_bytes(model, packed=packed, extra=extra))
+    _readable(path)
     return path
 
 
@@ -399,4 +408,5 @@ def c_header(model: IntModel, prefix: str = "kws_model", packed: bool = True) ->
 def save_c_header(path, model: IntModel, prefix: str = "kws_model", packed: bool = True) -> Path:
     path = Path(path)
     atomic_write_text(path, c_header(model, prefix=prefix, packed=packed))
+    _readable(path)
     return path

@@ -132,6 +132,7 @@ def weight_histograms(w, panels: dict, fig_dir=None, name="weight_histograms", t
             ax.set_ylabel("share of weights")
             if len(codes) <= 16:
                 ax.set_xticks(codes)
+                ax.tick_params(axis="x", labelsize=7 if len(codes) > 8 else 9)
         else:
             ax.hist(v, bins=120, range=(-1, 1))
             ax.set_yscale("log")

@@ -232,3 +232,11 @@ def test_stage1_params_repeat_the_float_notebooks_sections(profile):
     for section in ("data", "features", "model", "train", "eval"):
         assert a.get(section) == b.get(section), f"params/{profile}: '{section}' differs between notebooks 1 and 2"
     Stage1Config(**b["stage1"])
+
+
+def test_stale_keys_only_touch_stage1_families():
+    from kwslib.quant.qat import stale_keys
+
+    models = {"float": {}, "stage1_w4": {}, "stage1_w3": {}, "stage2_w4": {}, "ptq_pt_w2": {}, "linear_w1": {},
+              "dorefa_w8": {}, "stage1_pt_w4": {}}
+    assert stale_keys(models, ["stage1_w4", "linear_w1"]) == ["dorefa_w8", "ptq_pt_w2", "stage1_pt_w4", "stage1_w3"]

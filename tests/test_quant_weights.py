@@ -166,3 +166,16 @@ def test_config_validation():
         WeightQuantConfig(method="log")
     with pytest.raises(ValueError):
         weight_codes(torch.zeros(3), WeightQuantConfig())
+
+
+def test_stage1_figures_are_saved(tmp_path, w):
+    from kwslib import plots
+
+    cfg = WeightQuantConfig(3, "tanh")
+    plots.weight_histograms(w, {"w_t": (normalized(w, cfg), "dense"), "codes": (weight_codes(w, cfg), "codes")},
+                            fig_dir=tmp_path, name="hist")
+    rows = [{"label": m, "weight_bits": b, "accuracy": 0.9 - 0.1 * (8 - b) / 7} for m in ("a", "b per tensor")
+            for b in (8, 4, 1)]
+    plots.metric_vs_bits(rows, "accuracy", reference=0.9, band=(0.85, 0.95), fig_dir=tmp_path)
+    assert (tmp_path / "hist.png").stat().st_size > 0 and (tmp_path / "accuracy_vs_bits.png").stat().st_size > 0
+    plots.plt.close("all")

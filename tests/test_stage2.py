@@ -331,6 +331,8 @@ def test_train_stage2_runs_checkpoints_and_resumes(tmp_path):
     net, hist = s2m.train_stage2(stage1, corpus, FeatureConfig(), train_cfg, s2, ckpt_dir=tmp_path, log=logs.append)
     assert len(hist) == 2 and (tmp_path / "last.pt").exists() and (tmp_path / "run_key.txt").exists()
     assert not net.training and not bool(net.input_fq.observer_enabled)
+    assert 0.0 <= s2m.changed_codes(stage1, net) < 0.5
+    assert s2m.changed_codes(stage1, s2m.fold_stage1(stage1)) == 0.0
     im = s2m.to_int_model(net)
     w = windows(10, cfg=cfg, mean=fm.norm_mean)
     np.testing.assert_array_equal(net.int8_outputs(w), im.forward_int(im.quantize_input(w.numpy())))

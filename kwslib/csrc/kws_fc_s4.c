@@ -179,9 +179,11 @@ void kws_fc_s4(const kws_context *ctx, const kws_act_params *a, const kws_quant_
     for (int32_t r8 = 0; r8 < CP / 8; r8++) {
         int32x4_t b0 = vdupq_n_s32(0), b1 = b0, b2 = b0, b3 = b0, h0 = b0, h1 = b0, h2 = b0, h3 = b0;
         const int8_t *wp = (const int8_t *)p + (size_t)r8 * nc * 64;
-        for (int32_t c = 0; c < nc; c++, wp += 64) {
-            const int8x16_t xv = vld1q_s8(in + 16 * c);
-            const int8x16_t v0 = vld1q_s8(wp), v1 = vld1q_s8(wp + 16), v2 = vld1q_s8(wp + 32), v3 = vld1q_s8(wp + 48);
+        KWS_NEON_UNROLL
+        for (const int8_t *xp = in, *xe = in + IP; xp < xe; xp += 16, wp += 64) {
+            const int8x16_t xv = vld1q_s8(xp);
+            const int8x16x4_t wv = vld1q_s8_x4(wp);
+            const int8x16_t v0 = wv.val[0], v1 = wv.val[1], v2 = wv.val[2], v3 = wv.val[3];
             b0 = vdotq_s32(b0, v0, xv);
             h0 = vdotq_s32(h0, vandq_s8(v0, hi_mask), xv);
             b1 = vdotq_s32(b1, v1, xv);
@@ -208,20 +210,22 @@ void kws_fc_s4(const kws_context *ctx, const kws_act_params *a, const kws_quant_
         for (int32_t c0 = 0; c0 < nc; c0 += 5) { /* 5 chunks of 32 inputs per int16 run */
             int16x8_t s0 = vdupq_n_s16(0), s1 = s0, s2 = s0, s3 = s0;
             const int32_t c1 = c0 + 5 < nc ? c0 + 5 : nc;
-            for (int32_t c = c0; c < c1; c++, wp += 64) {
-                const int8x16_t x0 = vld1q_s8(in + 32 * c), x1 = vld1q_s8(in + 32 * c + 16);
+            KWS_NEON_UNROLL
+            for (const int8_t *xp = in + 32 * c0, *xe = in + 32 * c1; xp < xe; xp += 32, wp += 64) {
+                const int8x16_t x0 = vld1q_s8(xp), x1 = vld1q_s8(xp + 16);
                 const int8x8_t x0l = vget_low_s8(x0), x1l = vget_low_s8(x1);
-#define KWS_S4_ROW(S, OFF)                                                             \
+                const int8x16x4_t wv = vld1q_s8_x4(wp);
+#define KWS_S4_ROW(S, R)                                                               \
     {                                                                                  \
-        const int8x16_t v = vld1q_s8(wp + (OFF));                                      \
+        const int8x16_t v = wv.val[R];                                                 \
         const int8x16_t lo = vandq_s8(v, lo_mask), hi = vshrq_n_s8(v, 4);              \
         S = vmlal_high_s8(vmlal_s8(S, vget_low_s8(lo), x0l), lo, x0);                   \
         S = vmlal_high_s8(vmlal_s8(S, vget_low_s8(hi), x1l), hi, x1);                   \
     }
                 KWS_S4_ROW(s0, 0)
-                KWS_S4_ROW(s1, 16)
-                KWS_S4_ROW(s2, 32)
-                KWS_S4_ROW(s3, 48)
+                KWS_S4_ROW(s1, 1)
+                KWS_S4_ROW(s2, 2)
+                KWS_S4_ROW(s3, 3)
 #undef KWS_S4_ROW
             }
             a0 = vpadalq_s16(a0, s0);

@@ -120,9 +120,11 @@ void kws_fc_s8(const kws_context *ctx, const kws_act_params *a, const kws_quant_
     for (int32_t r4 = 0; r4 < CP / 4; r4++) {
         int32x4_t a0 = vdupq_n_s32(0), a1 = a0, a2 = a0, a3 = a0;
         const int8_t *wp = p + (size_t)r4 * nc * 64;
-        for (int32_t c = 0; c < nc; c++, wp += 64) {
-            const int8x16_t xv = vld1q_s8(in + 16 * c);
-            const int8x16_t w0 = vld1q_s8(wp), w1 = vld1q_s8(wp + 16), w2 = vld1q_s8(wp + 32), w3 = vld1q_s8(wp + 48);
+        KWS_NEON_UNROLL
+        for (const int8_t *xp = in, *xe = in + IP; xp < xe; xp += 16, wp += 64) {
+            const int8x16_t xv = vld1q_s8(xp);
+            const int8x16x4_t wv = vld1q_s8_x4(wp); /* one ld1 of 4 registers: rows 0..3 */
+            const int8x16_t w0 = wv.val[0], w1 = wv.val[1], w2 = wv.val[2], w3 = wv.val[3];
 #if defined(KWS_NEON_DOTPROD)
             a0 = vdotq_s32(a0, w0, xv);
             a1 = vdotq_s32(a1, w1, xv);

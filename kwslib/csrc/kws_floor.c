@@ -19,6 +19,14 @@ static int64_t now_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* `reps` calls of kws_net_forward_f32in on the same n inputs (the kernel cost without Python). */
+int64_t kws_net_time(kws_net *net, const float *x, int32_t n, int8_t *out, int32_t reps) {
+    const int64_t t0 = now_ns();
+    for (int32_t r = 0; r < reps; r++)
+        if (kws_net_forward_f32in(net, x, n, out) != KWS_OK) return -1;
+    return now_ns() - t0;
+}
+
 /* Read `bytes` (a multiple of 256) `reps` times with the widest loads. */
 int64_t kws_floor_read(const uint8_t *buf, int64_t bytes, int32_t reps, uint64_t *sink) {
     const int64_t t0 = now_ns();

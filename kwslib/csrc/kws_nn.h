@@ -39,6 +39,15 @@
 #endif
 #endif
 
+/* Unrolling of the NEON inner loops (the same for the integer and float kernels, so that
+   instruction counts compare kernels written alike). */
+#define KWS_STR(x) #x
+#define KWS_PRAGMA(x) _Pragma(KWS_STR(x))
+#ifndef KWS_NEON_UNROLL_BY
+#define KWS_NEON_UNROLL_BY 1
+#endif
+#define KWS_NEON_UNROLL KWS_PRAGMA(GCC unroll KWS_NEON_UNROLL_BY)
+
 #define KWS_IN_ALIGN 64
 #define KWS_OUT_ALIGN 32
 #define KWS_ACT_MIN (-128)
@@ -143,5 +152,6 @@ const char *kws_simd_path(void);
 /* Machine floor probes (kws_floor.c): elapsed nanoseconds of the probe loop. */
 int64_t kws_floor_read(const uint8_t *buf, int64_t bytes, int32_t reps, uint64_t *sink);
 int64_t kws_floor_macs(int64_t iters, uint64_t *sink, int64_t *macs_per_iter);
+int64_t kws_net_time(kws_net *net, const float *x, int32_t n, int8_t *out, int32_t reps);
 
 #endif

@@ -330,3 +330,15 @@ def lowest_width_at_parity(parity_by_bits: dict) -> int | None:
             break
         lowest = b
     return lowest
+
+
+def stale_keys(models: dict, produced) -> list:
+    """Keys of stage-1/baseline entries in summary ``models`` that this run did not produce.
+
+    A rerun with a smaller grid must not leave an earlier run's numbers behind: the
+    notebook writes them as null (RESULTS.md: a value not measured in this run is null).
+    """
+    import re
+
+    pattern = re.compile(rf"^({'|'.join(SUMMARY_PREFIX.values())})(_pt)?_w[1-8]$")
+    return sorted(k for k in models if pattern.match(k) and k not in set(produced))

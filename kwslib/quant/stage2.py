@@ -160,10 +160,6 @@ class Stage2Dense(nn.Module):
         self.act = FakeQuantize(8, signed=True, averaging_constant=s2.averaging_constant)
         self.drop = nn.Dropout(s2.dropout)
 
-    @property
-    def lo(self) -> int:
-        return int(self.act.zero_point) if self.relu else intspec.ACT_QMIN
-
     def codes(self) -> torch.Tensor:
         """Weight codes [C, I] (float64 of exact integers); gradients reach the latent weights (stage-1 STE)."""
         u = fake_quant_weight(self.weight, self.weight_cfg).double() * code_max(self.weight_cfg)
@@ -510,6 +506,14 @@ def compare_modes(net: Stage2Net, model: intspec.IntModel, windows, reference: i
             "reference_differences": int((ref != im[:n_ref]).sum())}
 
 
+def changed_codes(stage1_model, net: Stage2Net) -> float:
+    """Fraction of weight codes that stage 2 changed (the latent weights kept training)."""
+    lins = [b.linear for b in stage1_model.blocks] + [stage1_model.out]
+    with torch.no_grad():
+        diff = sum(int((layer.codes().to(torch.int8) != lin.int_codes()).sum()) for layer, lin in zip(net.layers, lins))
+    return diff / sum(layer.weight.numel() for layer in net.layers)
+
+
 def describe_ranges(net: Stage2Net) -> list[dict]:
     """Per quantized tensor: observed range, scale, zero point (and per layer the integer parameters' spans)."""
     rows = []
@@ -557,7 +561,8 @@ def load_stage2_model(path) -> Stage2Net:
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
-        raise ArtifactError(f"{path}: damaged or not a kwslib stage-2 model file ({type(exc).__name__}: {exc})") from exc
+        raise ArtifactError(f"{path}: damaged or not a kwslib stage-2 model file "
+                            f"({type(exc).__name__}: {exc})") from exc
     if not isinstance(state, dict) or state.get("format") != STAGE2_FORMAT:
         raise ArtifactError(f"{path}: not a kwslib stage-2 model file (no '{STAGE2_FORMAT}' format tag)")
     version = state.get("version")

@@ -1,0 +1,425 @@
+"""CPU and memory benchmark of the integer engine against float32 baselines (DESIGN.md section 7).
+
+    python -m kwslib.bench --profile quick        # writes results/quick/bench.json (atomically)
+
+x86, one thread, one process: the same network (the stage-2 8-bit model, and
+its 4-bit sibling for the packed kernel; random codes of the same shapes when
+no stage-2 model exists yet) run by
+
+    float32_numpy          numpy matmuls on the dequantized float32 weights (engine.float_layers)
+    torch_float32          torch.nn.Sequential of Linear/ReLU, inference mode
+    onnxruntime_float32    the torch model exported to ONNX
+    onnxruntime_int8       onnxruntime's own quantization of that ONNX model: dynamic
+                           (quantize_dynamic) and static (quantize_static, QOperator);
+                           the faster of the two is the summary's number
+    kwslib_int8_numpy      Engine(backend="numpy"): intspec.IntModel.forward_int
+    kwslib_int8_c          the C engine on 8-bit containers (best SIMD path), through ctypes
+                           with buffers bound once (what a streaming loop pays)
+    kwslib_w4_c            the C engine with the packed 4-bit kernel
+    *_api                  the same C engine through Engine.forward_input (numpy in/out per call)
+    *_in_c                 the same, timed inside C (no Python at all)
+
+at batch 1 (one streaming inference) and batch 256. Every method takes float32
+input vectors (the integer engines quantize them). Times are the median over
+interleaved rounds (each round times every method in turn), in microseconds
+per inference.
+
+The machine floor: the bytes of weights streamed from cache at the measured
+read bandwidth (a probe reading a buffer of that size), and the MACs at the
+measured peak int8 multiply-accumulate rate (a register-only VNNI probe);
+floor = max of the two. Batch 1 re-reads every weight per inference; at batch
+256 the weights could be reused, so the floor there is the MAC term alone.
+
+aarch64: executed instructions per inference under qemu (kwslib.ckernels),
+for the float32, int8 and 4-bit NEON kernels, ARMv8.0 and ARMv8.2 dotprod.
+Memory: kwslib.memory.footprint of the same network per layout.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import glob
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import memory
+from .engine import Engine, float_forward, float_layers, random_int_model
+from .io import atomic_write_json
+from .quant.intspec import IntModel
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def single_thread() -> dict:
+    """Pin torch, onnxruntime (per session) and numpy's OpenBLAS to one thread; report what was set."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    out = {"env": "OMP/OPENBLAS/MKL_NUM_THREADS=1"}
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+        out["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    libs = glob.glob(os.path.join(os.path.dirname(np.__file__) + ".libs", "libscipy_openblas*.so*"))
+    out["numpy_blas_threads"] = None
+    for lib in libs:
+        try:
+            dll = ctypes.CDLL(lib)
+        except OSError:
+            continue
+        for sym in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_", "openblas_set_num_threads"):
+            fn = getattr(dll, sym, None)
+            if fn is not None:
+                fn(1)
+                out["numpy_blas_threads"] = 1
+                break
+    return out
+
+
+# --- models ----------------------------------------------------------------------------------------
+
+def load_models(results_dir) -> tuple[IntModel, IntModel, str]:
+    """(8-bit model, 4-bit model, source): the stage-2 integer models if they exist, else random codes."""
+    models = Path(results_dir) / "models"
+    p8, p4 = models / "stage2_w8.int.npz", models / "stage2_w4.int.npz"
+    if p8.exists() and p4.exists():
+        from .quant.stage2 import load_int_model
+
+        return load_int_model(p8), load_int_model(p4), f"stage2 ({p8.name}, {p4.name})"
+    return random_int_model(8, seed=0), random_int_model(4, seed=0), "random codes, default model shape"
+
+
+def _torch_model(layers):
+    import torch
+
+    mods = []
+    for w, b, relu in layers:
+        lin = torch.nn.Linear(w.shape[1], w.shape[0])
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(w))
+            lin.bias.copy_(torch.from_numpy(b))
+        mods.append(lin)
+        if relu:
+            mods.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*mods).eval()
+
+
+def onnx_sessions(net, in_dim: int, workdir: Path, calib: np.ndarray) -> dict:
+    """onnxruntime sessions (1 thread): float32, int8 dynamic, int8 static (QOperator)."""
+    import logging
+
+    import onnxruntime as ort
+    import torch
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    logging.getLogger().setLevel(logging.ERROR)  # onnxruntime.quantization's "consider pre-processing" notes
+    f32 = workdir / "model_f32.onnx"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, torch.zeros(1, in_dim), str(f32), input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, opset_version=17, dynamo=False)
+    dyn, st = workdir / "model_int8_dynamic.onnx", workdir / "model_int8_static.onnx"
+    quantize_dynamic(str(f32), str(dyn), weight_type=QuantType.QInt8)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"x": calib[i:i + 32]} for i in range(0, len(calib), 32)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(str(f32), str(st), Reader(), quant_format=QuantFormat.QOperator,
+                    weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8, per_channel=True)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    out = {}
+    for name, path in (("float32", f32), ("int8_dynamic", dyn), ("int8_static", st)):
+        out[name] = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return out
+
+
+def methods_for(m8: IntModel, m4: IntModel, x: np.ndarray, workdir: Path, calib: np.ndarray) -> tuple[dict, dict]:
+    """name -> zero-argument callable running one batch ``x`` (float32 input vectors); and notes."""
+    import torch
+
+    notes = {}
+    fl = float_layers(m8)
+    net = _torch_model(fl)
+    xt = torch.from_numpy(x)
+
+    def torch_run():
+        with torch.inference_mode():
+            return net(xt)
+
+    sessions = onnx_sessions(net, x.shape[1], workdir, calib)
+    feeds = {"x": x}
+    fns = {"float32_numpy": lambda: float_forward(fl, x), "torch_float32": torch_run}
+    for name, s in sessions.items():
+        fns[f"onnxruntime_{name}"] = (lambda s=s: s.run(None, feeds))
+    notes["onnx_ops"] = {k: sorted({n.op_type for n in __import__("onnx").load(str(workdir / f"model_{k}.onnx")).graph.node})
+                         for k in ("f32", "int8_dynamic", "int8_static")}
+    e_np = Engine(m8, backend="numpy")
+    fns["kwslib_int8_numpy"] = lambda: e_np.forward_input(x)
+    try:
+        e8 = Engine(m8, backend="c", kernel="s8")
+        e4 = Engine(m4, backend="c", kernel="auto")
+        fns["kwslib_int8_c"] = e8.cnet.bound(x)
+        fns["kwslib_w4_c"] = e4.cnet.bound(x)
+        fns["kwslib_int8_c_api"] = lambda: e8.forward_input(x)
+        fns["kwslib_w4_c_api"] = lambda: e4.forward_input(x)
+        notes["c_backend"] = {"int8": e8.describe(), "w4": e4.describe()}
+        notes["_cnets"] = (e8.cnet, e4.cnet)
+    except Exception as exc:  # no compiler: the C rows are null, with the reason
+        notes["c_unavailable"] = str(exc)
+    return fns, notes
+
+
+def time_methods(fns: dict, rounds: int, block_s: float) -> dict:
+    """Median (and p10/p90) microseconds per call over interleaved rounds of blocks of calls."""
+    per_call = {k: [] for k in fns}
+    n_calls = {}
+    for k, fn in fns.items():  # warm up and size each block to ~block_s
+        fn()
+        t0 = time.perf_counter()
+        n = 0
+        while time.perf_counter() - t0 < block_s / 4 or n < 3:
+            fn()
+            n += 1
+        n_calls[k] = max(1, int(n * block_s / max(time.perf_counter() - t0, 1e-9)))
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            n = n_calls[k]
+            t0 = time.perf_counter_ns()
+            for _ in range(n):
+                fn()
+            per_call[k].append((time.perf_counter_ns() - t0) / n / 1000.0)
+    return {k: {"median": float(np.median(v)), "p10": float(np.percentile(v, 10)), "p90": float(np.percentile(v, 90)),
+                "rounds": len(v), "calls_per_round": n_calls[k]} for k, v in per_call.items()}
+
+
+def machine_floor(weight_bytes: dict, macs: int) -> dict:
+    """Measured read bandwidth (per buffer size) and int8 MAC rate; floors per method in microseconds."""
+    from . import ckernels
+
+    lib = ckernels.load_library()
+    L = lib.lib
+    sink = np.zeros(1, np.uint64)
+    bw = {}
+    for name, nbytes in weight_bytes.items():
+        n = max(256, (int(nbytes) + 255) // 256 * 256)
+        buf = np.ones(n, np.uint8)
+        reps = max(1, (64 << 20) // n)
+        best = min(L.kws_floor_read(buf.ctypes.data, n, reps, sink.ctypes.data) for _ in range(7))
+        bw[name] = n * reps / best  # bytes per ns
+    mp = np.zeros(1, np.int64)
+    iters = 2_000_000
+    best = min(L.kws_floor_macs(iters, sink.ctypes.data, mp.ctypes.data) for _ in range(5))
+    mac_rate = iters * int(mp[0]) / best  # MACs per ns
+    floors = {}
+    for name, nbytes in weight_bytes.items():
+        t_bytes = nbytes / bw[name] / 1000.0
+        t_macs = macs / mac_rate / 1000.0 if name != "float32" else None
+        floors[name] = {"bytes": int(nbytes), "read_bytes_per_ns": round(bw[name], 2), "bytes_us": t_bytes,
+                        "macs_us": t_macs, "batch1_floor_us": max(t_bytes, t_macs or 0.0),
+                        "batched_floor_us": t_macs}
+    return {"simd_path": lib.simd_path, "int8_macs_per_ns": round(mac_rate, 1), "macs_per_inference": int(macs),
+            "per_layout": floors,
+            "assumptions": "bandwidth: widest loads over a buffer the size of the weights, repeated (cache-resident, "
+                           "as the weights are between inferences); MAC rate: independent vpdpbusd chains (or the "
+                           "path's widest int8 MAC) on registers; float32 floor: bytes only"}
+
+
+def neon_counts(m8: IntModel, m4: IntModel, workdir: Path, repeats: int = 2) -> dict:
+    """Instructions per inference under qemu-aarch64 (None values with the reason if the tools are absent)."""
+    from . import ckernels, export
+
+    try:
+        ckernels.neon_tools()
+    except ckernels.CKernelsUnavailable as exc:
+        return {"available": False, "reason": str(exc)}
+    a8, a4 = workdir / "bench_w8.kws", workdir / "bench_w4.kws"
+    export.save_artifact(a8, m8)
+    export.save_artifact(a4, m4)
+    x = np.random.default_rng(0).normal(0, 1, (1, m8.layers[0].w_q.shape[1])).astype(np.float32)
+    out = {"available": True, "repeats": repeats, "method": "qemu-aarch64 -singlestep -d exec,nochain; "
+           "(count with k inferences - count with 0) / k; setup-only functions filtered with -dfilter"}
+    for variant in ("neon", "neon-dotprod"):
+        sub = {}
+        for name, art, mode in (("float32", a8, "f32"), ("int8", a8, "s8"), ("w4", a4, "auto")):
+            sub[name] = ckernels.count_instructions(art, x, mode=mode, variant=variant, repeats=repeats)["per_inference"]
+        out[variant] = sub
+    return out
+
+
+def memory_table(model: IntModel) -> dict:
+    dims = memory.dense_layers(model.layers[0].w_q.shape[1], [l.w_q.shape[0] for l in model.layers[:-1]],
+                               model.layers[-1].w_q.shape[0])
+    rows = {"float32": memory.footprint(dims, "float32"), "int8_containers": memory.footprint(dims, "int8")}
+    for b in (8, 5, 4, 1):
+        rows[f"packed_{b}"] = memory.footprint(dims, b)
+    return rows
+
+
+def run_bench(profile: str = "quick", results_dir=None, rounds: int = 25, block_s: float = 0.02,
+              batches=(1, 256), neon: bool = True, log=print) -> dict:
+    """Run everything and return the result dict (see :func:`main` for saving)."""
+    threads = single_thread()
+    results_dir = Path(results_dir) if results_dir else ROOT / "results" / profile
+    m8, m4, source = load_models(results_dir)
+    in_dim = m8.layers[0].w_q.shape[1]
+    macs = sum(l.w_q.size for l in m8.layers)
+    rng = np.random.default_rng(0)
+    calib = rng.normal(0, 1, (256, in_dim)).astype(np.float32)
+    res = {"profile": profile, "model_source": source, "threads": threads,
+           "machine": {"cpu": _cpu_name(), "machine": platform.machine(), "python": platform.python_version()},
+           "macs_per_inference": macs, "batches": {}}
+    with tempfile.TemporaryDirectory(prefix="kwsbench") as d:
+        d = Path(d)
+        for n in batches:
+            x = rng.normal(0, 1, (n, in_dim)).astype(np.float32)
+            fns, notes = methods_for(m8, m4, x, d, calib)
+            cnets = notes.pop("_cnets", None)
+            log(f"[bench] batch {n}: timing {len(fns)} methods x {rounds} rounds ...")
+            t = time_methods(fns, rounds, block_s)
+            if cnets:
+                for name, net in zip(("kwslib_int8_c_in_c", "kwslib_w4_c_in_c"), cnets):
+                    reps = max(1, int(2000 / n))
+                    t[name] = {"median": float(np.median([net.time_in_c(x, reps) for _ in range(rounds)])) / 1000.0}
+            per_inf = {k: v["median"] / n for k, v in t.items()}
+            ort_int8 = min(per_inf["onnxruntime_int8_dynamic"], per_inf["onnxruntime_int8_static"])
+            res["batches"][str(n)] = {"us_per_inference": per_inf, "us_per_call": t, "notes": notes,
+                                      "onnxruntime_int8_best": ort_int8}
+        wb = {"int8": sum(l.w_q.size for l in m8.layers), "w4": memory.weight_bytes(
+            memory.dense_layers(in_dim, [l.w_q.shape[0] for l in m8.layers[:-1]], m8.layers[-1].w_q.shape[0]), 4),
+              "float32": 4 * macs}
+        try:
+            res["floor"] = machine_floor(wb, macs)
+        except Exception as exc:
+            res["floor"] = {"error": str(exc)}
+        res["aarch64"] = neon_counts(m8, m4, d) if neon else {"available": False, "reason": "not requested"}
+    res["memory_bytes"] = memory_table(m8)
+    res["summary"] = summarize(res)
+    return res
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def summarize(res: dict) -> dict:
+    """The summary.json parts (RESULTS.md: cpu, memory_bytes) and the targets of issue 5."""
+    b1 = res["batches"].get("1", {}).get("us_per_inference", {})
+    g = b1.get
+    ort8 = res["batches"].get("1", {}).get("onnxruntime_int8_best")
+    cpu = {"x86_us_per_inference": {
+        "float32_numpy": g("float32_numpy"), "torch_float32": g("torch_float32"),
+        "onnxruntime_float32": g("onnxruntime_float32"), "onnxruntime_int8": ort8,
+        "kwslib_int8_numpy": g("kwslib_int8_numpy"), "kwslib_int8_c": g("kwslib_int8_c"),
+        "kwslib_w4_c": g("kwslib_w4_c")}}
+    arm = res.get("aarch64", {})
+    if arm.get("available"):
+        dp, v80 = arm["neon-dotprod"], arm["neon"]
+        cpu["aarch64_instructions_per_inference"] = {
+            "float32_neon": v80["float32"], "int8_neon": dp["int8"], "w4_neon": dp["w4"],
+            "int8_neon_v80": v80["int8"], "w4_neon_v80": v80["w4"],
+            "note": "int8_neon / w4_neon: ARMv8.2-A dot-product build; *_v80: ARMv8.0-A (vmull/vpadal)"}
+    else:
+        cpu["aarch64_instructions_per_inference"] = {"float32_neon": None, "int8_neon": None, "w4_neon": None}
+    mem = res["memory_bytes"]
+    memory_bytes = {"float32": mem["float32"]["total"], "int8_containers": mem["int8_containers"]["total"],
+                    "packed": {str(b): mem[f"packed_{b}"]["total"] for b in (8, 5, 4, 1)}}
+
+    def ratio(a, b):
+        return None if a is None or b is None or b == 0 else a / b
+
+    ins = cpu["aarch64_instructions_per_inference"]
+    floor = res.get("floor", {}).get("per_layout", {})
+    targets = {
+        "x86_int8_c_vs_float32_numpy": ratio(g("float32_numpy"), g("kwslib_int8_c")),
+        "x86_int8_c_vs_onnxruntime_int8": ratio(ort8, g("kwslib_int8_c")),
+        "x86_int8_c_vs_floor": ratio(g("kwslib_int8_c"), floor.get("int8", {}).get("batch1_floor_us")),
+        "x86_w4_c_vs_floor": ratio(g("kwslib_w4_c"), floor.get("w4", {}).get("batch1_floor_us")),
+        "arm_float32_vs_w4": ratio(ins.get("float32_neon"), ins.get("w4_neon")),
+        "arm_float32_vs_int8": ratio(ins.get("float32_neon"), ins.get("int8_neon")),
+        "arm_float32_vs_w4_v80": ratio(ins.get("float32_neon"), ins.get("w4_neon_v80")),
+        "arm_float32_vs_int8_v80": ratio(ins.get("float32_neon"), ins.get("int8_neon_v80")),
+        "memory_float32_vs_int8": ratio(memory_bytes["float32"], memory_bytes["int8_containers"]),
+        "memory_float32_vs_packed4": ratio(memory_bytes["float32"], memory_bytes["packed"]["4"]),
+    }
+    goals = {"x86_int8_c_vs_float32_numpy": (">=", 5), "x86_int8_c_vs_onnxruntime_int8": (">=", 2),
+             "x86_int8_c_vs_floor": ("<=", 3), "arm_float32_vs_w4": (">=", 3), "arm_float32_vs_int8": (">=", 1.5),
+             "memory_float32_vs_int8": (">=", 4), "memory_float32_vs_packed4": (">=", 7)}
+    met = {k: (None if targets[k] is None else (targets[k] >= v if op == ">=" else targets[k] <= v))
+           for k, (op, v) in goals.items()}
+    return {"cpu": cpu, "memory_bytes": memory_bytes, "ratios": targets,
+            "targets": {k: {"goal": f"{op} {v}", "value": targets[k], "met": met[k]} for k, (op, v) in goals.items()}}
+
+
+def format_report(res: dict) -> str:
+    lines = [f"kwslib bench, profile {res['profile']}: model {res['model_source']}; {res['machine']['cpu']}"]
+    for n, b in res["batches"].items():
+        lines.append(f"  batch {n} (us per inference, median):")
+        for k, v in sorted(b["us_per_inference"].items(), key=lambda t: t[1]):
+            lines.append(f"    {k:28s} {v:10.3f}")
+    fl = res.get("floor", {})
+    if "per_layout" in fl:
+        lines.append(f"  floor ({fl['simd_path']}, {fl['int8_macs_per_ns']} int8 MAC/ns):")
+        for k, v in fl["per_layout"].items():
+            lines.append(f"    {k:8s} {v['bytes']:>9d} B at {v['read_bytes_per_ns']} B/ns -> {v['bytes_us']:.2f} us; "
+                         f"batch-1 floor {v['batch1_floor_us']:.2f} us")
+    arm = res.get("aarch64", {})
+    if arm.get("available"):
+        for v in ("neon", "neon-dotprod"):
+            lines.append(f"  aarch64 {v:13s} instructions/inference: " +
+                         ", ".join(f"{k} {c:,}" for k, c in arm[v].items()))
+    else:
+        lines.append(f"  aarch64: not measured ({arm.get('reason')})")
+    for k, t in res["summary"]["targets"].items():
+        val = "n/a" if t["value"] is None else f"{t['value']:.2f}"
+        lines.append(f"  target {k:34s} {t['goal']:>6s}: {val:>6s}  {'met' if t['met'] else 'NOT met' if t['met'] is False else ''}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m kwslib.bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="quick")
+    ap.add_argument("--results-dir", default=None, help="default results/<profile>")
+    ap.add_argument("--out", default=None, help="default <results-dir>/bench.json")
+    ap.add_argument("--rounds", type=int, default=25)
+    ap.add_argument("--block-ms", type=float, default=20.0, help="timed calls per method per round, in ms")
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 256])
+    ap.add_argument("--no-neon", action="store_true", help="skip the qemu instruction counts")
+    args = ap.parse_args(argv)
+    results_dir = Path(args.results_dir) if args.results_dir else ROOT / "results" / args.profile
+    res = run_bench(args.profile, results_dir, rounds=args.rounds, block_s=args.block_ms / 1000.0,
+                    batches=tuple(args.batches), neon=not args.no_neon, log=lambda m: print(m, file=sys.stderr))
+    out = Path(args.out) if args.out else results_dir / "bench.json"
+    from .summary import _plain
+
+    atomic_write_json(out, _plain(res))
+    print(format_report(res))
+    print(f"saved {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

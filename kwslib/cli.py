@@ -1,0 +1,223 @@
+"""The ``kwslib`` console command: detect, export, bench.
+
+    kwslib detect MODEL.kws AUDIO.wav [--threshold 0.8] [--backend auto|numpy|c]
+    kwslib export results/quick/models/stage2_w4.int.npz model_w4.kws [--header model_w4.h]
+    kwslib bench --profile quick
+
+``detect`` streams a WAV file of any length in chunks through the log-mel
+front end (kwslib.features.StreamingFrontend), the sliding window
+(kwslib.model.StreamingRunner) and the integer engine, and prints one line
+per detection: time (end of the detecting window, seconds), keyword, score.
+Scores are keyword posteriors smoothed by a causal moving average; a keyword
+fires when its score reaches the threshold, then stays locked out for the
+refractory period (the rule of kwslib.metrics.count_detections, with the
+defaults of kwslib.evaluate.EvalConfig).
+
+Bad input (a missing, corrupt or wrong-rate WAV, a damaged artifact) prints
+one line naming the file and the problem and exits with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+
+
+def _fail(msg: str) -> int:
+    print(f"kwslib: error: {msg}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+# --- WAV streaming ---------------------------------------------------------------------------------
+
+def check_wav(path, sample_rate: int):
+    """Validate a WAV header like audio.read_wav (without reading the samples); returns soundfile's info."""
+    import soundfile as sf
+
+    from .audio import _declared_data_bytes
+    from .errors import AudioError
+
+    p = Path(path)
+    if not p.exists():
+        raise AudioError(f"{p}: file does not exist")
+    if p.is_dir():
+        raise AudioError(f"{p}: is a directory, not a WAV file")
+    if p.stat().st_size == 0:
+        raise AudioError(f"{p}: file is empty (0 bytes)")
+    try:
+        info = sf.info(str(p))
+    except Exception as exc:
+        raise AudioError(f"{p}: not a readable WAV file ({exc})") from exc
+    with open(p, "rb") as f:
+        head = f.read(1 << 16)
+    declared = _declared_data_bytes(head, p.stat().st_size)
+    if declared and 0 < declared[0] < 0xFFFFFFFF and declared[1] < declared[0]:
+        raise AudioError(f"{p}: truncated: header declares {declared[0]} data bytes, file holds {declared[1]}")
+    if info.format not in ("WAV", "WAVEX"):
+        raise AudioError(f"{p}: format {info.format}, expected WAV")
+    if info.channels != 1:
+        raise AudioError(f"{p}: {info.channels} channels, expected mono")
+    if info.subtype != "PCM_16":
+        raise AudioError(f"{p}: sample format {info.subtype}, expected 16-bit PCM (PCM_16)")
+    if info.samplerate != sample_rate:
+        raise AudioError(f"{p}: sample rate {info.samplerate} Hz, the model expects {sample_rate} Hz")
+    if info.frames == 0:
+        raise AudioError(f"{p}: WAV holds no samples (empty audio)")
+    return info
+
+
+def wav_chunks(path, sample_rate: int, chunk_samples: int):
+    """Yield float32 chunks of a mono 16-bit PCM WAV at ``sample_rate`` (validated by :func:`check_wav` first)."""
+    import numpy as np
+    import soundfile as sf
+
+    from .errors import AudioError
+
+    p = Path(path)
+    info = check_wav(p, sample_rate)
+    n = 0
+    try:
+        with sf.SoundFile(str(p)) as f:
+            while True:
+                block = f.read(chunk_samples, dtype="int16", always_2d=False)
+                if len(block) == 0:
+                    break
+                n += len(block)
+                yield block.astype(np.float32) / 32768.0
+    except AudioError:
+        raise
+    except Exception as exc:
+        raise AudioError(f"{p}: truncated or corrupt WAV data ({exc})") from exc
+    if n < info.frames:
+        raise AudioError(f"{p}: truncated: header says {info.frames} samples, file holds {n}")
+
+
+def detect(model_path, wav_path, threshold: float | None = None, backend: str = "auto", chunk_ms: float = 100.0,
+           smooth_windows: int | None = None, refractory_s: float | None = None, out=print, info=None):
+    """Stream ``wav_path`` through the artifact ``model_path``; calls ``out`` per detection, returns them."""
+    import warnings
+
+    from .engine import Detector, Engine
+    from .evaluate import EvalConfig
+    from .features import FeatureConfig
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the fallback is reported through `info`
+        engine = Engine.load(model_path, backend=backend)
+    model, extra = engine.model, engine.artifact.extra
+    feat = FeatureConfig(**model.feature_config) if model.feature_config else FeatureConfig()
+    ev = EvalConfig()
+    threshold = float(extra.get("threshold", 0.5)) if threshold is None else float(threshold)
+    smooth = ev.smooth_windows if smooth_windows is None else int(smooth_windows)
+    step_s = model.step_frames * feat.hop_length / feat.sample_rate
+    refractory = max(1, int(round((ev.refractory_s if refractory_s is None else refractory_s) / step_s)))
+    check_wav(wav_path, feat.sample_rate)  # fail before printing anything
+    if info:
+        info(f"kwslib detect: model {model_path} ({len(model.layers)} layers, "
+             f"{'/'.join(str(l.bits) for l in model.layers)}-bit weights), backend {engine.describe()}, "
+             f"threshold {threshold:g}, smoothing {smooth} steps, lockout {refractory} steps")
+    from .features import StreamingFrontend
+
+    frontend = StreamingFrontend(feat)
+    runner = engine.runner()
+    detector = Detector(model.class_names, threshold, smooth, refractory)
+    found = []
+    chunk = max(1, int(feat.sample_rate * chunk_ms / 1000.0))
+    for block in wav_chunks(wav_path, feat.sample_rate, chunk):
+        frames = frontend.push(block)
+        if len(frames) == 0:
+            continue
+        post = runner.push(frames)
+        if post.size == 0:
+            continue
+        for step, kw, score in detector.push(post):
+            t = ((step * model.step_frames + model.context_frames - 1) * feat.hop_length + feat.win_length) \
+                / feat.sample_rate
+            found.append((t, kw, score))
+            out(f"{t:9.3f}s  {kw:<8s} {score:.3f}")
+    return found
+
+
+def export_cmd(src, dst, header=None, prefix="kws_model", containers=False, threshold=None, info=print):
+    from . import export
+    from .errors import ArtifactError
+
+    src = Path(src)
+    if src.suffix == ".kws":
+        model = export.load_model(src)
+    else:
+        from .quant.stage2 import load_int_model
+
+        model = load_int_model(src)
+    extra = {"source": src.name}
+    if threshold is not None:
+        extra["threshold"] = float(threshold)
+    try:
+        export.save_artifact(dst, model, packed=not containers, extra=extra)
+        if header:
+            export.save_c_header(header, model, prefix=prefix, packed=not containers)
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{dst}: cannot write ({exc})") from exc
+    size = Path(dst).stat().st_size
+    info(f"wrote {dst}: {size:,} bytes, {len(model.layers)} layers, weights "
+         f"{'/'.join(str(l.bits) for l in model.layers)} bits "
+         f"({'int8 containers' if containers else 'sub-8-bit layers bit-packed'})"
+         + (f"; C header {header}" if header else ""))
+    return size
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="kwslib", description="kwslib: integer keyword spotting (detect, export, bench)")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("detect", help="print keyword detections in a WAV file")
+    d.add_argument("model", help="exported artifact (.kws)")
+    d.add_argument("audio", help="16 kHz mono 16-bit PCM WAV, any length")
+    d.add_argument("--threshold", type=float, default=None,
+                   help="score threshold in [0, 1] (default: stored in the artifact, else 0.5)")
+    d.add_argument("--backend", choices=["auto", "numpy", "c"], default="auto")
+    d.add_argument("--chunk-ms", type=float, default=100.0, help="audio chunk fed per step (streaming)")
+    d.add_argument("--smooth", type=int, default=None, help="moving-average steps (default 3)")
+    d.add_argument("--refractory", type=float, default=None, help="lockout after a detection, seconds (default 1)")
+    d.add_argument("--quiet", action="store_true", help="no header line on stderr")
+    e = sub.add_parser("export", help="stage-2 integer model (.int.npz) -> artifact (.kws) [+ C header]")
+    e.add_argument("src", help="stage2_w{b}.int.npz (or a .kws to re-export)")
+    e.add_argument("dst", help="output artifact (.kws)")
+    e.add_argument("--header", default=None, help="also write a C header of const arrays")
+    e.add_argument("--prefix", default="kws_model", help="C identifier prefix in the header")
+    e.add_argument("--containers", action="store_true", help="int8 containers instead of bit-packed weights")
+    e.add_argument("--threshold", type=float, default=None, help="default detection threshold to store")
+    b = sub.add_parser("bench", help="CPU/memory benchmark (python -m kwslib.bench)", add_help=False)
+    b.add_argument("rest", nargs=argparse.REMAINDER)
+    args = ap.parse_args(argv)
+
+    from .errors import KwsError
+
+    try:
+        if args.cmd == "detect":
+            if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+                return _fail(f"--threshold must be in [0, 1], got {args.threshold}")
+            info = None if args.quiet else (lambda m: print(m, file=sys.stderr))
+            found = detect(args.model, args.audio, args.threshold, args.backend, args.chunk_ms, args.smooth,
+                           args.refractory, out=lambda line: print(line, flush=True), info=info)
+            if info:
+                info(f"kwslib detect: {len(found)} detection(s)")
+            return 0
+        if args.cmd == "export":
+            export_cmd(args.src, args.dst, args.header, args.prefix, args.containers, args.threshold)
+            return 0
+        from . import bench
+
+        return bench.main(args.rest)
+    except KwsError as exc:
+        return _fail(str(exc))
+    except (OSError, ValueError) as exc:
+        where = getattr(exc, "filename", None)
+        return _fail(f"{where}: {exc}" if where else str(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
