@@ -4,7 +4,8 @@ For each notebook ``notebooks/NN_name.ipynb`` with a params file
 ``params/<profile>/<file>.yaml`` the executed copy goes to
 ``results/<profile>/NN_name.ipynb``. A notebook is skipped when its inputs
 (notebook, params file, kwslib sources, data-location variables and every
-upstream notebook's stamp) did not change since its last successful run.
+upstream notebook's stamp) did not change since its last successful run on this machine
+(stamps live in the ignored results/<profile>/.stamps/, so a fresh clone runs everything).
 A failing notebook stops the run, shows the cell and error, and is kept as
 ``results/<profile>/failed/NN_name.ipynb``; earlier results stay untouched
 (each executed notebook is written to a temp file and renamed on success).
