@@ -399,6 +399,52 @@ def format_report(res: dict) -> str:
     return "\n".join(lines)
 
 
+def plot_cpu(res: dict, fig_dir=None, name: str = "cpu"):
+    """Bar charts: x86 microseconds per inference at batch 1 (with the floors) and aarch64 instructions."""
+    from . import plots
+
+    plt = plots.plt
+    b1 = res["batches"].get("1", {}).get("us_per_inference", {})
+    keys = [k for k in ("float32_numpy", "torch_float32", "onnxruntime_float32", "onnxruntime_int8_dynamic",
+                        "onnxruntime_int8_static", "kwslib_int8_numpy", "kwslib_int8_c", "kwslib_w4_c") if k in b1]
+    arm = res.get("aarch64", {})
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    ax = axes[0]
+    vals = [b1[k] for k in keys]
+    colors = ["#1f77b4" if not k.startswith("kwslib") else "#d62728" for k in keys]
+    ax.barh(keys, vals, color=colors)
+    ax.set_xscale("log")
+    ax.set_xlabel("us per inference, batch 1 (log scale)")
+    ax.set_title("x86, one thread")
+    fl = res.get("floor", {}).get("per_layout", {})
+    for lay, ls in (("int8", "--"), ("w4", ":")):
+        if lay in fl:
+            ax.axvline(fl[lay]["batch1_floor_us"], color="k", ls=ls, lw=1, label=f"floor {lay}")
+    ax.legend(loc="lower right", fontsize=8)
+    ax = axes[1]
+    if arm.get("available"):
+        labels, counts = [], []
+        for v in ("neon", "neon-dotprod"):
+            for k in ("float32", "int8", "w4"):
+                if v == "neon-dotprod" and k == "float32":
+                    continue
+                labels.append(f"{k} ({'v8.0' if v == 'neon' else 'v8.2 dotprod'})")
+                counts.append(arm[v][k])
+        ax.barh(labels, counts, color=["#1f77b4"] + ["#d62728"] * (len(counts) - 1))
+        for y, c in enumerate(counts):
+            ax.text(c, y, f" {c / 1000:.0f}K ({counts[0] / c:.1f}x)", va="center", fontsize=8)
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v / 1000:.0f}K"))
+        ax.set_xlabel("executed instructions per inference (qemu)")
+        ax.set_xlim(0, max(counts) * 1.35)
+    else:
+        ax.text(0.5, 0.5, "aarch64 not measured:\n" + str(arm.get("reason", "")), ha="center", va="center",
+                transform=ax.transAxes, fontsize=8, wrap=True)
+    ax.set_title("aarch64 NEON")
+    fig.tight_layout()
+    plots.save(fig, fig_dir, name)
+    return fig
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m kwslib.bench", description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="quick")

@@ -488,3 +488,29 @@ def count_instructions(artifact_path, x_row: np.ndarray, mode: str = "auto", var
     per = (counts[repeats] - counts[0]) / repeats
     return {"per_inference": int(round(per)), "startup": counts[0], "total": counts[repeats], "repeats": repeats,
             "mode": mode, "variant": variant, "setup_filtered": dfilter is not None}
+
+
+class QemuNet:
+    """An IntModel run by the aarch64 harness under qemu (for whole-test-set checks).
+
+    ``forward_f32(x)``: float32 input vectors -> int8 logits, computed by the
+    NEON (``variant``) build with kernel ``mode`` ('auto': 4-bit kernel for
+    layers of <= 4 bits; 's8').
+    """
+
+    def __init__(self, model: IntModel, variant: str = "neon-dotprod", mode: str = "auto"):
+        from .export import save_artifact
+
+        self.variant, self.mode = variant, mode
+        build_harness(variant)
+        self._dir = tempfile.TemporaryDirectory(prefix="kwsqemu")
+        self.path = save_artifact(Path(self._dir.name) / "model.kws", model)
+
+    def forward_f32(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, np.float32)
+        if len(x) == 0:
+            return np.zeros((0, 0), np.int8)
+        return run_harness(self.path, x, mode=self.mode, variant=self.variant)
+
+    def close(self):
+        self._dir.cleanup()

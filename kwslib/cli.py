@@ -169,6 +169,11 @@ def export_cmd(src, dst, header=None, prefix="kws_model", containers=False, thre
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "bench":  # everything after `bench` is kwslib.bench's own command line
+        from . import bench
+
+        return bench.main(argv[1:])
     ap = argparse.ArgumentParser(prog="kwslib", description="kwslib: integer keyword spotting (detect, export, bench)")
     sub = ap.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("detect", help="print keyword detections in a WAV file")
@@ -188,8 +193,7 @@ def main(argv=None) -> int:
     e.add_argument("--prefix", default="kws_model", help="C identifier prefix in the header")
     e.add_argument("--containers", action="store_true", help="int8 containers instead of bit-packed weights")
     e.add_argument("--threshold", type=float, default=None, help="default detection threshold to store")
-    b = sub.add_parser("bench", help="CPU/memory benchmark (python -m kwslib.bench)", add_help=False)
-    b.add_argument("rest", nargs=argparse.REMAINDER)
+    sub.add_parser("bench", help="CPU/memory benchmark; options: kwslib bench --help (= python -m kwslib.bench)")
     args = ap.parse_args(argv)
 
     from .errors import KwsError
@@ -207,9 +211,7 @@ def main(argv=None) -> int:
         if args.cmd == "export":
             export_cmd(args.src, args.dst, args.header, args.prefix, args.containers, args.threshold)
             return 0
-        from . import bench
-
-        return bench.main(args.rest)
+        return 0
     except KwsError as exc:
         return _fail(str(exc))
     except (OSError, ValueError) as exc:

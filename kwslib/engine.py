@@ -38,18 +38,18 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def float_layers(model: IntModel) -> list[tuple[np.ndarray, np.ndarray, bool]]:
     """The float32 network the integer model quantizes: [(W [C, I], b [C], relu)] on real-valued inputs.
 
-    With f[c] = s_y * mult[c] * 2^-(31 + shift[c]) / s_x (the real factor of the
-    requantization, rescaled): W = f[c] * w_q, b = f[c] * (bias_q + z_x * sum_i w_q),
+    With g[c] = s_y * mult[c] * 2^-(31 + shift[c]) (the requantization's real factor
+    times the output scale): W = (g[c] / s_x) * w_q, b = g[c] * (bias_q + z_x * sum_i w_q),
     computed in float64 and rounded once (csrc/kws_artifact.c does the same).
     Used as the float32 baseline of the benchmark (same model, same shapes).
     """
     out = []
     for layer in model.layers:
         m = layer.mult.astype(np.float64) * np.exp2(-(31.0 + layer.shift.astype(np.float64)))
-        f = layer.out_scale * m / layer.in_scale
+        g = layer.out_scale * m
         w = layer.w_q.astype(np.float64)
         b = layer.bias_q.astype(np.int64) + int(layer.in_zero_point) * layer.w_q.astype(np.int64).sum(axis=1)
-        out.append(((f[:, None] * w).astype(np.float32), (f * b.astype(np.float64)).astype(np.float32),
+        out.append((((g / layer.in_scale)[:, None] * w).astype(np.float32), (g * b.astype(np.float64)).astype(np.float32),
                     bool(layer.relu)))
     return out
 
@@ -223,3 +223,52 @@ def random_int_model(bits=8, dims=(960, 186, 186, 186, 12), seed: int = 0, n_mel
                     norm_std=rng.uniform(0.5, 2.0, n_mels).astype(np.float32), context_frames=context_frames,
                     decimate=decimate, n_mels=n_mels, step_frames=step_frames, class_names=list(class_names),
                     feature_config={})
+
+
+def eval_windows(data, batch: int = 8192):
+    """Every window the evaluation protocol (kwslib.evaluate.evaluate) reads, in numpy batches.
+
+    Yields ``(part, windows [n, context, n_mels] float32)`` for part ``clips``
+    (the centred window of each test clip), ``padded`` (the sliding windows of
+    each noise-padded clip) and ``stream`` (the negative stream's windows).
+    """
+    from .model import sliding_windows
+
+    for i in range(0, len(data.clip_windows), batch):
+        yield "clips", np.asarray(data.clip_windows[i:i + batch], np.float32)
+    buf, n = [], 0
+    for f in data.padded_feats:
+        w = np.asarray(sliding_windows(f, data.context, data.step), np.float32)
+        buf.append(w)
+        n += len(w)
+        if n >= batch:
+            yield "padded", np.concatenate(buf)
+            buf, n = [], 0
+    if buf:
+        yield "padded", np.concatenate(buf)
+    stream = sliding_windows(data.stream_feats, data.context, data.step)
+    for i in range(0, len(stream), batch):
+        yield "stream", np.asarray(stream[i:i + batch], np.float32)
+
+
+def compare_logits(reference, others: dict, batches) -> dict:
+    """Run ``reference`` and each of ``others`` (windows -> int8 logits) on every batch; count differences.
+
+    Returns ``{name: {"windows", "elements", "differences", "max_abs_difference", "bit_exact"}}``.
+    """
+    out = {k: {"windows": 0, "elements": 0, "differences": 0, "max_abs_difference": 0} for k in others}
+    for _, w in batches:
+        ref = np.asarray(reference(w), np.int16)
+        for k, fn in others.items():
+            got = np.asarray(fn(w), np.int16)
+            if got.shape != ref.shape:
+                raise ValueError(f"compare_logits: {k} gave shape {got.shape}, reference {ref.shape}")
+            d = np.abs(got - ref)
+            r = out[k]
+            r["windows"] += len(w)
+            r["elements"] += int(ref.size)
+            r["differences"] += int((d != 0).sum())
+            r["max_abs_difference"] = max(r["max_abs_difference"], int(d.max(initial=0)))
+    for r in out.values():
+        r["bit_exact"] = r["differences"] == 0 and r["windows"] > 0
+    return out

@@ -64,8 +64,10 @@ def claims(summary: dict) -> list[dict]:
         ours = (f"FRR {_pct(m.get('frr_at_op'))} vs float {_pct(fl.get('frr_at_op'))} "
                 f"(float 95% CI {_pct(_get(fl, 'frr_at_op_ci', 0))}-{_pct(_get(fl, 'frr_at_op_ci', 1))}); "
                 f"accuracy {_pct(m.get('accuracy'))} vs {_pct(fl.get('accuracy'))}")
+        verdict = "supported" if m.get("parity") else (
+            "supported (better than float)" if m.get("no_worse_than_float") else "not supported")
         out.append({"claim": f"parity at {b}-bit weights (stage 2)", "paper": "parity", "ours": ours,
-                    "verdict": "supported" if m.get("parity") else "not supported"})
+                    "verdict": verdict})
     m = models.get("stage2_w1")
     out.append({"claim": "1-bit weights (stage 2)", "paper": "accuracy reported (accelerators)",
                 "ours": "not measured" if m is None else

@@ -1,7 +1,7 @@
 """``make reproduce``: run the notebooks of a profile in order, headless, with papermill.
 
 For each notebook ``notebooks/NN_name.ipynb`` with a params file
-``params/<profile>/<file>.yaml`` the executed copy goes to
+``params/<profile>/<file>.yaml`` (merged over the profile's ``shared.yaml``) the executed copy goes to
 ``results/<profile>/NN_name.ipynb``. A notebook is skipped when its inputs
 (notebook, params file, kwslib sources, data-location variables and every
 upstream notebook's stamp) did not change since its last successful run on this machine
@@ -56,13 +56,25 @@ def notebook_parameters(nb_path: Path) -> set:
     return set(papermill.inspect_notebook(str(nb_path)).keys())
 
 
+SHARED = "shared.yaml"
+
+
 def check_params(nb_path: Path, params_path: Path) -> dict:
-    """The params file as a dict; ConfigError if a key is not a parameter of the notebook."""
-    params = load_yaml(params_path)
+    """The notebook's parameters: ``shared.yaml`` of the profile (the keys the notebook takes), then its own file.
+
+    ``params/<profile>/shared.yaml`` holds what every notebook of a profile must agree on
+    (data, features, model, train, eval), written once. ConfigError if the notebook's own file
+    has a key that is not a parameter of the notebook.
+    """
+    own = load_yaml(params_path)
     known = notebook_parameters(nb_path)
-    unknown = sorted(set(params) - known)
+    unknown = sorted(set(own) - known)
     if unknown:
         raise ConfigError(f"{params_path}: unknown parameter(s) {unknown} for {nb_path.name}; known: {sorted(known)}")
+    shared_path = params_path.parent / SHARED
+    shared = load_yaml(shared_path) if shared_path.exists() else {}
+    params = {k: v for k, v in shared.items() if k in known}
+    params.update(own)
     return params
 
 
@@ -86,7 +98,7 @@ def run(profile: str, force: bool = False, only: list[str] | None = None, result
             continue
         params = check_params(nb, params_path)
         stamp_key = hashlib.sha256(json.dumps(
-            [_hash_files([nb, params_path]), src, upstream, env], sort_keys=True).encode()).hexdigest()
+            [_hash_files([nb, params_path]), params, src, upstream, env], sort_keys=True, default=str).encode()).hexdigest()
         out = results / f"{nb_stem}.ipynb"
         stamp_file = stamps / f"{nb_stem}.json"
         upstream = stamp_key

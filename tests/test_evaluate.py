@@ -90,7 +90,11 @@ def test_model_summary_parity_logic():
     res2 = evaluate.EvalResult(0.5, np.eye(12), np.zeros(3), np.zeros((3, 12)), worse, np.zeros((1, 10)),
                                dict(curve, frr=np.array([0.0, 0.5, 1.0])), {})
     q = model_summary(res2, 10.0, cfg, "stage1", 4, 100, float_entry=f)
-    assert q["frr_at_op"] == pytest.approx(0.5) and not q["parity"]
+    assert q["frr_at_op"] == pytest.approx(0.5) and not q["parity"] and not q["no_worse_than_float"]
+    better = np.r_[np.full(99, 0.9), np.full(1, 0.1)]
+    res3 = evaluate.EvalResult(0.95, np.eye(12), np.zeros(3), np.zeros((3, 12)), better, np.zeros((1, 10)), curve, {})
+    b = model_summary(res3, 10.0, cfg, "stage2", 8, 100, float_entry=f)
+    assert b["frr_at_op"] == pytest.approx(0.01) and not b["parity"] and b["no_worse_than_float"]
     assert q["fdph_at_float_frr"] == 100.0  # FRR <= 0.2 only at threshold 0
 
 

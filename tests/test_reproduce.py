@@ -85,6 +85,17 @@ def test_params_checks(tree):
     assert reproduce.main(["--profile", "nope"]) == 2
 
 
+def test_shared_params_merge_under_the_notebooks_own(tree):
+    (tree / "params" / "demo" / "shared.yaml").write_text("value: 7\nname: shared\nunrelated: 1\n")
+    (tree / "params" / "demo" / "01_a.yaml").write_text("{}\n")
+    params = reproduce.check_params(tree / "notebooks" / "01_a.ipynb", tree / "params" / "demo" / "01_a.yaml")
+    assert params == {"value": 7, "name": "shared"}  # keys the notebook does not take are dropped
+    params = reproduce.check_params(tree / "notebooks" / "02_b.ipynb", tree / "params" / "demo" / "02_b.yaml")
+    assert params == {"value": 2, "name": "shared"}  # the notebook's own file wins
+    assert reproduce.run("demo") == 0
+    assert (tree / "results" / "demo" / "shared.txt").read_text() == "2"  # 02_b ran last with name=shared
+
+
 def test_every_real_notebook_has_params_for_each_profile():
     root = Path(reproduce.__file__).resolve().parent.parent
     for nb_stem, params_stem in reproduce.NOTEBOOKS:

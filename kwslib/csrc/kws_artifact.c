@@ -134,8 +134,8 @@ kws_net *kws_net_from_artifact(const kws_artifact *a, int32_t use_s4, int32_t *e
 }
 
 /* The float network the integer one quantizes (kwslib.engine.float_layers computes the same):
-   f[c] = out_scale * (mult[c] * 2^-(31 + shift[c])) / in_scale,  W = f[c] * w_q,
-   b = f[c] * (bias_q[c] + in_zero_point * sum_i w_q[c][i]), in double, rounded to float. */
+   g[c] = out_scale * (mult[c] * 2^-(31 + shift[c])),  W = (g[c] / in_scale) * w_q,
+   b = g[c] * (bias_q[c] + in_zero_point * sum_i w_q[c][i]), in double, rounded to float. */
 kws_fnet *kws_fnet_from_artifact(const kws_artifact *a, int32_t *err) {
     kws_fnet *net = kws_fnet_new(a->n_layers);
     *err = net ? KWS_OK : KWS_ERR_ARG;
@@ -147,14 +147,15 @@ kws_fnet *kws_fnet_from_artifact(const kws_artifact *a, int32_t *err) {
         float *bf = (float *)malloc(sizeof(float) * L->out_dim);
         *err = wf && bf ? layer_arrays(L, &w, &pr) : KWS_ERR_NOMEM;
         for (int32_t c = 0; *err == KWS_OK && c < L->out_dim; c++) {
-            const double f = L->out_scale * ldexp((double)pr[L->out_dim + c], -(31 + pr[2 * L->out_dim + c])) / L->in_scale;
+            const double g = L->out_scale * ldexp((double)pr[L->out_dim + c], -(31 + pr[2 * L->out_dim + c]));
+            const double f = g / L->in_scale;
             int64_t sw = 0;
             for (int32_t i = 0; i < L->in_dim; i++) {
                 const int8_t v = w[(size_t)c * L->in_dim + i];
                 sw += v;
                 wf[(size_t)c * L->in_dim + i] = (float)(f * (double)v);
             }
-            bf[c] = (float)(f * (double)((int64_t)pr[c] + (int64_t)L->in_zero_point * sw));
+            bf[c] = (float)(g * (double)((int64_t)pr[c] + (int64_t)L->in_zero_point * sw));
         }
         if (*err == KWS_OK) *err = kws_fnet_set_layer(net, k, L->in_dim, L->out_dim, wf, bf, L->relu);
         free(w);
