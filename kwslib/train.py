@@ -7,13 +7,31 @@ its last checkpoint replays the remaining epochs exactly.
 
 Audio is augmented and turned into log-mel features on the fly each epoch
 (batched in torch: ~1 s per epoch for ~3.5k clips on 2 cores).
+
+Determinism: the same config and seed give the same weights, metrics and
+exported artifacts on the same machine. Python, numpy and torch are seeded per
+epoch, the data order and every augmentation draw come from an explicit
+generator, and ``fit`` runs with ``torch.use_deterministic_algorithms(True,
+warn_only=True)`` (restored on return): torch then picks deterministic kernels
+where it has them and warns where an op has none. On CUDA, cuBLAS needs
+``CUBLAS_WORKSPACE_CONFIG=:4096:8`` (kwslib.distributed sets it when it picks a
+GPU) and cuDNN autotuning is switched off. Results are not expected to be
+bit-identical across machines, thread counts or devices.
+
+Several processes: ``torchrun --nproc_per_node=N -m kwslib.train --params
+params/<profile>/01_float.yaml --out DIR`` trains the float model with
+DistributedDataParallel; see :mod:`kwslib.distributed` for how a run on N
+ranks computes what one process computes with the same global batch.
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
 import copy
 import dataclasses
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +43,7 @@ from torch import nn
 
 from .data.augment import AugmentConfig, augment_audio, noise_tensor, spec_augment
 from .data.base import ClipSet
+from .distributed import DistEnv, all_reduce_sum, local_loss_scale, rank_slice, wrap_ddp
 from .features import FeatureConfig, logmel_torch
 from .io import atomic_path, atomic_write_json
 from .model import center_window
@@ -102,6 +121,49 @@ class History:
 def _save_checkpoint(path: Path, state: dict) -> None:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
+
+
+@contextlib.contextmanager
+def deterministic_algorithms():
+    """Deterministic torch kernels (warn where an op has none) for the block; the old setting after."""
+    was, was_warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    was_bench = torch.backends.cudnn.benchmark
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=was_warn)
+        torch.backends.cudnn.benchmark = was_bench
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Batches per epoch; a last batch of a single clip is dropped (batchnorm needs two)."""
+    steps = max(1, math.ceil(n / batch_size))
+    return steps - 1 if steps > 1 and n % batch_size == 1 else steps
+
+
+def _batch_windows(train_audio, idx, rows, noise, feat_cfg: FeatureConfig, cfg: TrainConfig, context: int,
+                   g: torch.Generator, fill: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Augmented training windows of the global batch ``idx``, for its rows ``rows`` only, on ``device``.
+
+    Every random draw is made for the whole global batch from ``g`` (on the
+    CPU, in the same order on every rank), so a rank's rows get exactly the
+    augmentation they get in a single-process run; the log-mel features (the
+    costly part) are computed for ``rows`` only. The SpecAugment masks are
+    drawn as the mask of a batch of ones, then applied to the rows' features.
+    """
+    audio = augment_audio(train_audio[idx], noise, cfg.augment, g)[rows]
+    n_mels = feat_cfg.n_mels
+    if len(rows):
+        feats = logmel_torch(audio.to(device), feat_cfg, compute_dtype=torch.float32)
+    else:
+        feats = torch.zeros((0, context, n_mels), device=device)
+    extra = feats.shape[1] - context if len(rows) else 0
+    offset = int(torch.randint(0, extra + 1, (1,), generator=g)) if extra > 0 else 0
+    keep = spec_augment(torch.ones(len(idx), context, n_mels), cfg.augment, g, fill=0.0)[rows] > 0
+    window = feats[:, offset:offset + context]
+    return torch.where(keep.to(device), window, fill.to(device).expand_as(window))
 
 
 def fit(model: nn.Module, train: ClipSet, val: ClipSet, feat_cfg: FeatureConfig, cfg: TrainConfig,
