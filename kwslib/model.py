@@ -201,27 +201,33 @@ def dataclasses_asdict(obj):
     return dataclasses.asdict(obj)
 
 
-def read_model_file(path) -> dict:
-    """Load and validate a model file's dict; ArtifactError naming the file and problem."""
+def read_model_file(path, fmt: str = MODEL_FORMAT, max_version: int = MODEL_VERSION, what: str = "model",
+                    required=("config", "state_dict", "kind")) -> dict:
+    """Load and validate a torch-pickled model file's dict (float, QAT and stage-2 models share this).
+
+    Raises ArtifactError naming the file and the problem: missing, damaged (not loadable), no
+    ``fmt`` format tag, a version outside 1..``max_version``, or a missing ``required`` key.
+    """
     from pathlib import Path
 
     from .errors import ArtifactError
 
     path = Path(path)
     if not path.exists():
-        raise ArtifactError(f"{path}: model file does not exist")
+        raise ArtifactError(f"{path}: {what} file does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
-        raise ArtifactError(f"{path}: damaged or not a kwslib model file ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
-        raise ArtifactError(f"{path}: not a kwslib model file (no '{MODEL_FORMAT}' format tag)")
+        raise ArtifactError(f"{path}: damaged or not a kwslib {what} file ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(state, dict) or state.get("format") != fmt:
+        raise ArtifactError(f"{path}: not a kwslib {what} file (no '{fmt}' format tag)")
     version = state.get("version")
-    if not isinstance(version, int) or version > MODEL_VERSION:
-        raise ArtifactError(f"{path}: model file version {version!r} is newer than this kwslib supports ({MODEL_VERSION})")
-    for key in ("config", "state_dict", "kind"):
+    if not isinstance(version, int) or not 1 <= version <= max_version:
+        raise ArtifactError(f"{path}: {what} file version {version!r} is not supported "
+                            f"(this kwslib reads 1..{max_version})")
+    for key in required:
         if key not in state:
-            raise ArtifactError(f"{path}: model file lacks '{key}'")
+            raise ArtifactError(f"{path}: {what} file lacks '{key}'")
     return state
 
 

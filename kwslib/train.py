@@ -44,7 +44,7 @@ from torch import nn
 from .data.augment import AugmentConfig, augment_audio, noise_tensor, spec_augment
 from .data.base import ClipSet
 from .distributed import DistEnv, all_reduce_sum, local_loss_scale, rank_slice, wrap_ddp
-from .features import FeatureConfig, logmel_torch
+from .features import FeatureConfig, logmel_torch, num_frames
 from .io import atomic_path, atomic_write_json
 from .model import center_window
 
@@ -155,11 +155,12 @@ def _batch_windows(train_audio, idx, rows, noise, feat_cfg: FeatureConfig, cfg: 
     """
     audio = augment_audio(train_audio[idx], noise, cfg.augment, g)[rows]
     n_mels = feat_cfg.n_mels
+    frames = num_frames(train_audio.shape[1], feat_cfg)  # the same on every rank, even one with no rows
     if len(rows):
         feats = logmel_torch(audio.to(device), feat_cfg, compute_dtype=torch.float32)
     else:
-        feats = torch.zeros((0, context, n_mels), device=device)
-    extra = feats.shape[1] - context if len(rows) else 0
+        feats = torch.zeros((0, frames, n_mels), device=device)
+    extra = frames - context
     offset = int(torch.randint(0, extra + 1, (1,), generator=g)) if extra > 0 else 0
     keep = spec_augment(torch.ones(len(idx), context, n_mels), cfg.augment, g, fill=0.0)[rows] > 0
     window = feats[:, offset:offset + context]
@@ -168,7 +169,8 @@ def _batch_windows(train_audio, idx, rows, noise, feat_cfg: FeatureConfig, cfg: 
 
 def fit(model: nn.Module, train: ClipSet, val: ClipSet, feat_cfg: FeatureConfig, cfg: TrainConfig,
         noise_train: list | None = None, ckpt_dir=None, on_epoch_start: Callable | None = None,
-        log: Callable[[str], None] | None = print, progress: bool = True) -> History:
+        log: Callable[[str], None] | None = print, progress: bool = True, device=None,
+        dist_env: DistEnv | None = None) -> History:
     """Train ``model`` (input: raw log-mel windows) on ``train``; select on ``val``.
 
     ``ckpt_dir``: if given, ``last.pt`` is written atomically after every
@@ -177,26 +179,40 @@ def fit(model: nn.Module, train: ClipSet, val: ClipSet, feat_cfg: FeatureConfig,
     ``select_best`` is false), and ``ckpt_dir/history.json`` the log.
     ``on_epoch_start(epoch, model)`` lets QAT schedules switch quantization
     on or freeze batchnorm at given epochs.
+
+    ``device``: where the model trains (default: the CPU; the model is moved
+    there and stays there). ``dist_env``: this rank of a ``torchrun`` job
+    (:func:`kwslib.distributed.init`; its device wins): the model is wrapped
+    in DistributedDataParallel with global-batch batchnorm, each rank computes
+    its slice of every global batch of ``cfg.batch_size`` clips, and rank 0
+    alone logs and writes checkpoints and history. Every rank reads the
+    checkpoint to resume, and all ranks end with the same weights.
     """
     from tqdm.auto import tqdm
 
+    env = dist_env if dist_env is not None else DistEnv(device=torch.device(device or "cpu"))
+    dev = env.device
+    if not env.is_main:
+        log, progress = None, False
     torch.set_num_threads(cfg.threads)
+    model.to(dev)
     context = model.cfg.context_frames
-    train_audio = torch.from_numpy(np.array(train.audio, np.float32))
+    train_audio = torch.from_numpy(np.ascontiguousarray(train.audio, np.float32))  # no copy: read only
     train_labels = torch.from_numpy(np.array(train.labels, np.int64))
-    val_windows = center_window(clip_features(val.audio, feat_cfg), context)
-    val_labels = torch.from_numpy(np.array(val.labels, np.int64))
+    val_windows = center_window(clip_features(val.audio, feat_cfg), context).to(dev)
+    val_labels = torch.from_numpy(np.array(val.labels, np.int64)).to(dev)
     noise = noise_tensor(noise_train or [])
     fill = model.norm_mean.detach().clone()
 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    sum_loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, reduction="sum")
     history, start_epoch, best_state = History(), 0, None
     cfg_key = json.dumps(dataclasses.asdict(cfg), sort_keys=True)
 
     ckpt = Path(ckpt_dir) / "last.pt" if ckpt_dir else None
     if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        state = torch.load(ckpt, map_location=dev, weights_only=False)
         if state.get("version") == CHECKPOINT_VERSION and state.get("cfg_key") == cfg_key:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["opt"])
@@ -206,55 +222,65 @@ def fit(model: nn.Module, train: ClipSet, val: ClipSet, feat_cfg: FeatureConfig,
             if log:
                 log(f"resumed from {ckpt} after epoch {state['epoch']}")
 
+    net = wrap_ddp(model, env) if env.distributed else model
     n = len(train)
-    steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.time()
-        set_seed(cfg.seed * 100003 + epoch)
-        g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
-        if on_epoch_start is not None:
-            on_epoch_start(epoch, model)
-        model.train()
-        perm = torch.randperm(n, generator=g)
-        tot_loss, tot_correct = 0.0, 0
-        it = range(steps_per_epoch)
-        if progress:
-            it = tqdm(it, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=1.0)
-        for step in it:
-            idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            for group in opt.param_groups:
-                group["lr"] = lr_at(epoch + step / steps_per_epoch, cfg)
-            audio = augment_audio(train_audio[idx], noise, cfg.augment, g)
-            feats = logmel_torch(audio, feat_cfg, compute_dtype=torch.float32)
-            extra = feats.shape[1] - context
-            offset = int(torch.randint(0, extra + 1, (1,), generator=g)) if extra > 0 else 0
-            windows = spec_augment(feats[:, offset:offset + context], cfg.augment, g, fill=fill)
-            logits = model(windows)
-            loss = loss_fn(logits, train_labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            tot_loss += float(loss.detach()) * len(idx)
-            tot_correct += int((logits.argmax(1) == train_labels[idx]).sum())
-        val_logits = evaluate_logits(model, val_windows)
-        val_loss = float(loss_fn(val_logits, val_labels))
-        val_acc = float((val_logits.argmax(1) == val_labels).float().mean())
-        rec = {"epoch": epoch + 1, "train_loss": tot_loss / n, "train_acc": tot_correct / n,
-               "val_loss": val_loss, "val_acc": val_acc, "lr": lr_at(epoch + 1, cfg), "seconds": time.time() - t0}
-        history.epochs.append(rec)
-        if best_state is None or val_acc >= max(e["val_acc"] for e in history.epochs):
-            best_state = copy.deepcopy(model.state_dict())
-        if log:
-            log(f"epoch {epoch + 1:3d}  loss {rec['train_loss']:.3f}  train {rec['train_acc']:.3f}  "
-                f"val {val_acc:.3f}  ({rec['seconds']:.1f}s)")
-        if ckpt is not None:
-            _save_checkpoint(ckpt, {"version": CHECKPOINT_VERSION, "cfg_key": cfg_key, "epoch": epoch,
-                                    "model": model.state_dict(), "opt": opt.state_dict(),
-                                    "history": history.epochs, "best_state": best_state})
+    steps = steps_per_epoch(n, cfg.batch_size)
+    with deterministic_algorithms():
+        for epoch in range(start_epoch, cfg.epochs):
+            t0 = time.time()
+            set_seed(cfg.seed * 100003 + epoch)
+            if env.distributed:  # dropout masks differ between ranks; the generator g below does not
+                torch.manual_seed(cfg.seed * 100003 + epoch + 7919 * env.rank)
+            g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
+            if on_epoch_start is not None:
+                on_epoch_start(epoch, model)
+            net.train()
+            perm = torch.randperm(n, generator=g)
+            tot_loss, tot_correct, seen = 0.0, 0, 0
+            it = range(steps)
+            if progress:
+                it = tqdm(it, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=1.0)
+            for step in it:
+                idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+                rows = rank_slice(torch.arange(len(idx)), env.rank, env.world_size)
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(epoch + step / steps, cfg)
+                windows = _batch_windows(train_audio, idx, rows, noise, feat_cfg, cfg, context, g, fill, dev)
+                labels = train_labels[idx][rows].to(dev)
+                logits = net(windows)
+                if env.distributed:
+                    loss_sum = sum_loss_fn(logits, labels)
+                    loss = loss_sum * local_loss_scale(len(idx), env)
+                    tot_loss += float(loss_sum.detach())
+                else:
+                    loss = loss_fn(logits, labels)
+                    tot_loss += float(loss.detach()) * len(idx)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+                tot_correct += int((logits.argmax(1) == labels).sum())
+                seen += len(idx)
+            tot_loss, tot_correct = all_reduce_sum([tot_loss, float(tot_correct)], env)
+            val_logits = evaluate_logits(model, val_windows)
+            val_loss = float(loss_fn(val_logits, val_labels))
+            val_acc = float((val_logits.argmax(1) == val_labels).float().mean())
+            rec = {"epoch": epoch + 1, "train_loss": tot_loss / seen, "train_acc": tot_correct / seen,
+                   "val_loss": val_loss, "val_acc": val_acc, "lr": lr_at(epoch + 1, cfg),
+                   "seconds": time.time() - t0}
+            history.epochs.append(rec)
+            if best_state is None or val_acc >= max(e["val_acc"] for e in history.epochs):
+                best_state = copy.deepcopy(model.state_dict())
+            if log:
+                log(f"epoch {epoch + 1:3d}  loss {rec['train_loss']:.3f}  train {rec['train_acc']:.3f}  "
+                    f"val {val_acc:.3f}  ({rec['seconds']:.1f}s)")
+            if ckpt is not None and env.is_main:
+                _save_checkpoint(ckpt, {"version": CHECKPOINT_VERSION, "cfg_key": cfg_key, "epoch": epoch,
+                                        "model": model.state_dict(), "opt": opt.state_dict(),
+                                        "history": history.epochs, "best_state": best_state})
     if cfg.select_best and best_state is not None:
         model.load_state_dict(best_state)
-    if ckpt_dir:
+    if ckpt_dir and env.is_main:
         atomic_write_json(Path(ckpt_dir) / "history.json", history.epochs)
     return history

@@ -274,22 +274,10 @@ def load_qat_model(path) -> nn.Module:
     from ..errors import ArtifactError, ConfigError
     from ..model import KWSNet, ModelConfig
 
+    from ..model import read_model_file
+
     path = Path(path)
-    if not path.exists():
-        raise ArtifactError(f"{path}: QAT model file does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise ArtifactError(f"{path}: damaged or not a kwslib QAT model file ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(state, dict) or state.get("format") != QAT_FORMAT:
-        raise ArtifactError(f"{path}: not a kwslib QAT model file (no '{QAT_FORMAT}' format tag)")
-    version = state.get("version")
-    if not isinstance(version, int) or not 1 <= version <= QAT_VERSION:
-        raise ArtifactError(f"{path}: QAT model file version {version!r} is not supported (this kwslib reads "
-                            f"1..{QAT_VERSION})")
-    for key in ("config", "layers", "state_dict"):
-        if key not in state:
-            raise ArtifactError(f"{path}: QAT model file lacks '{key}'")
+    state = read_model_file(path, QAT_FORMAT, QAT_VERSION, "QAT model", ("config", "layers", "state_dict"))
     try:
         cfg = from_dict(ModelConfig, state["config"], where=f"{path}:config")
         cfgs = {n: from_dict(WeightQuantConfig, c, where=f"{path}:layers.{n}") for n, c in state["layers"].items()}

@@ -555,23 +555,11 @@ def load_stage2_model(path) -> Stage2Net:
     from ..errors import ConfigError
     from ..model import ModelConfig
 
+    from ..model import read_model_file
+
     path = Path(path)
-    if not path.exists():
-        raise ArtifactError(f"{path}: stage-2 model file does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise ArtifactError(f"{path}: damaged or not a kwslib stage-2 model file "
-                            f"({type(exc).__name__}: {exc})") from exc
-    if not isinstance(state, dict) or state.get("format") != STAGE2_FORMAT:
-        raise ArtifactError(f"{path}: not a kwslib stage-2 model file (no '{STAGE2_FORMAT}' format tag)")
-    version = state.get("version")
-    if not isinstance(version, int) or not 1 <= version <= STAGE2_VERSION:
-        raise ArtifactError(f"{path}: stage-2 model file version {version!r} is not supported "
-                            f"(this kwslib reads 1..{STAGE2_VERSION})")
-    for key in ("config", "stage2", "layers", "state_dict"):
-        if key not in state:
-            raise ArtifactError(f"{path}: stage-2 model file lacks '{key}'")
+    state = read_model_file(path, STAGE2_FORMAT, STAGE2_VERSION, "stage-2 model",
+                            ("config", "stage2", "layers", "state_dict"))
     try:
         cfg = from_dict(ModelConfig, state["config"], where=f"{path}:config")
         s2 = from_dict(Stage2Config, state["stage2"], where=f"{path}:stage2")
