@@ -48,6 +48,8 @@ def read_wav(path, sample_rate: int = SAMPLE_RATE, allow_any_length: bool = True
     :class:`AudioError` if the file is missing, not a WAV, truncated, empty,
     stereo, not 16-bit PCM (8-bit, 24-bit, float) or not at ``sample_rate``.
     """
+    if not isinstance(path, (str, os.PathLike, bytes, bytearray, io.IOBase)):
+        raise TypeError(f"read_wav: expected a file path or the bytes of a WAV file, got {type(path).__name__}")
     where = _where(path)
     src = io.BytesIO(bytes(path)) if isinstance(path, (bytes, bytearray)) else path
     if not isinstance(src, io.IOBase):
@@ -108,6 +110,8 @@ def check_audio(audio, where: str = "audio", sample_rate: int | None = None) -> 
         raise AudioError(f"{where}: empty audio")
     if not np.issubdtype(a.dtype, np.number):
         raise AudioError(f"{where}: audio dtype {a.dtype} is not numeric")
+    if np.issubdtype(a.dtype, np.complexfloating):
+        raise AudioError(f"{where}: audio dtype {a.dtype} is complex, expected real samples")
     if np.issubdtype(a.dtype, np.integer):
         a = a.astype(np.float32) / 32768.0
     a = a.astype(np.float32, copy=False)

@@ -92,7 +92,7 @@ def from_dict(cls, data, where: str = "config"):
         obj = cls(**kwargs)
     except ConfigError:
         raise
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, ArithmeticError) as exc:  # e.g. a zero divisor in a __post_init__ check
         raise ConfigError(f"{where}: {exc}") from exc
     return obj
 
@@ -107,12 +107,16 @@ def load_yaml(path) -> dict:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: params file does not exist")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a params file")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: malformed YAML: {exc}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not a UTF-8 text file") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the params file ({exc.strerror or exc})") from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -128,8 +132,11 @@ def load_config(cls, path):
 def profile_dir(profile: str, root=None) -> Path:
     """``params/<profile>/``, or ConfigError listing the profiles that exist."""
     root = Path(root) if root is not None else PROFILES_DIR
-    d = root / profile
-    if not isinstance(profile, str) or not profile or "/" in profile or not d.is_dir():
+    valid_name = isinstance(profile, str) and profile and "/" not in profile and "\\" not in profile \
+        and not profile.startswith(".")
+    d = root / profile if valid_name else None
+    if d is None or not d.is_dir():
         known = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-        raise ConfigError(f"unknown profile {profile!r}: no folder {d}; known profiles: {known}")
+        where = f"no folder {d}" if d is not None else "a profile is the name of a folder of params/"
+        raise ConfigError(f"unknown profile {profile!r}: {where}; known profiles: {known}")
     return d

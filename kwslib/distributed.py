@@ -180,9 +180,9 @@ class GlobalBatchNormMixin:
         stats = _differentiable_all_reduce(torch.cat([xd.sum(0), (xd * xd).sum(0), count]))
         c = x.shape[1]
         n = stats[-1]
-        if float(n) < 2:
+        if float(n.detach()) < 2:
             raise ValueError(f"{type(self).__name__}: expected more than 1 value per channel when training, "
-                             f"got a global batch of {int(float(n))}")
+                             f"got a global batch of {int(float(n.detach()))}")
         mean = stats[:c] / n
         var = (stats[c:2 * c] / n - mean * mean).clamp(min=0.0)
         if self.training and self.track_running_stats:
@@ -244,8 +244,8 @@ def wrap_ddp(model: nn.Module, env: DistEnv) -> nn.Module:
 
     use_global_batchnorm(model)
     ids = [env.device.index] if env.device.type == "cuda" else None
-    # buffers (running statistics) are computed from all-reduced statistics: equal on every rank already
-    return DDP(model, device_ids=ids, broadcast_buffers=False)
+    # buffers (running statistics) come from all-reduced statistics, equal on every rank: no per-step broadcast
+    return DDP(model, device_ids=ids, forward_sync_buffers=False)
 
 
 def local_loss_scale(global_batch: int, env: DistEnv) -> float:

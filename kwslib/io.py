@@ -13,9 +13,13 @@ def atomic_path(path, suffix: str = ".tmp"):
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
 
     On an exception the temporary file is removed and ``path`` keeps its old
-    content (or stays absent).
+    content (or stays absent). Missing parent folders are created. A target
+    that is a folder, or a parent path that runs through a file, raises
+    ``IsADirectoryError`` / ``NotADirectoryError`` naming the path before
+    anything is written.
     """
     path = Path(path)
+    check_writable_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
@@ -26,6 +30,20 @@ def atomic_path(path, suffix: str = ".tmp"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def check_writable_path(path) -> None:
+    """Raise a clear OSError if ``path`` cannot be a file: it is a folder, or an ancestor is a file."""
+    path = Path(path)
+    if str(path) in ("", "."):
+        raise IsADirectoryError(f"cannot write {str(path)!r}: not a file name")
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a folder, not a file")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(f"cannot write {path}: {parent} is a file, not a folder")
+            break
 
 
 def atomic_write_bytes(path, data: bytes) -> None:

@@ -22,6 +22,7 @@ import os
 import numpy as np
 
 from .data.base import ClipSet
+from .errors import AudioError
 from .features import FeatureConfig, num_frames
 
 #: Clips per ``map`` batch (each worker computes one batch at a time: ~60 MB of float64 spectra at 1 s clips).
@@ -64,6 +65,10 @@ def compute_features(audio: np.ndarray, feat_cfg: FeatureConfig, num_proc: int |
     if audio.ndim != 2:
         raise ValueError(f"compute_features: expected clips [N, samples], got shape {audio.shape}")
     n, samples = audio.shape
+    for i in range(0, n, 4096):  # name the first bad clip (a worker's error could not say which)
+        bad = np.flatnonzero(~np.isfinite(audio[i:i + 4096]).all(axis=1))
+        if len(bad):
+            raise AudioError(f"compute_features: clip {i + int(bad[0])} contains NaN or infinite samples")
     frames = num_frames(samples, feat_cfg)
     if n == 0 or frames == 0:
         return np.zeros((n, frames, feat_cfg.n_mels), np.float32)

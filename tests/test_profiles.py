@@ -1,0 +1,48 @@
+"""Every profile's params build valid configs; sc-full loads a fabricated tree in the full layout."""
+from pathlib import Path
+
+import pytest
+
+from kwslib import reproduce
+from kwslib.config import load_yaml
+from kwslib.data import load_corpus
+from kwslib.experiment import experiment_config
+
+from test_speech_commands import make_full
+
+ROOT = Path(reproduce.__file__).resolve().parent.parent
+PROFILES = sorted(p.name for p in (ROOT / "params").iterdir() if p.is_dir())
+
+
+def test_the_three_profiles_exist():
+    assert {"quick", "sc12", "sc-full"} <= set(PROFILES)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_shared_params_build_an_experiment_config(profile):
+    shared = load_yaml(ROOT / "params" / profile / "shared.yaml")
+    cfg = experiment_config(**{k: shared.get(k) for k in ("data", "features", "model", "train", "eval")})
+    assert cfg.model.input_dim == 960
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_notebook_accepts_its_params(profile):
+    for nb_stem, params_stem in reproduce.NOTEBOOKS:
+        nb = ROOT / "notebooks" / f"{nb_stem}.ipynb"
+        path = ROOT / "params" / profile / f"{params_stem}.yaml"
+        if nb.exists() and path.exists():
+            reproduce.check_params(nb, path)
+
+
+def test_sc_full_profile_reads_a_fabricated_full_tree(tmp_path, monkeypatch):
+    root = make_full(tmp_path / "speech_commands_v0.02")
+    monkeypatch.setenv("KWS_SC_FULL_ROOT", str(root))
+    shared = load_yaml(ROOT / "params" / "sc-full" / "shared.yaml")
+    cfg = experiment_config(data=shared["data"])
+    corpus = load_corpus(cfg.data)
+    assert corpus.source == "speech_commands_v0.02"
+    assert len(corpus.train) and len(corpus.val) and len(corpus.test)
+    corpus.check_speaker_disjoint()
+    monkeypatch.delenv("KWS_SC_FULL_ROOT")
+    with pytest.raises(FileNotFoundError, match="KWS_SC_FULL_ROOT"):
+        load_corpus(cfg.data)
