@@ -32,6 +32,7 @@ test-all: $(STAMP)
 
 reproduce: $(STAMP)
 	$(PY) -m kwslib.reproduce --profile $(PROFILE)
+	$(PY) -m kwslib.report --readme README.md
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

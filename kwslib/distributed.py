@@ -132,12 +132,24 @@ def barrier(env: DistEnv) -> None:
 
 @contextlib.contextmanager
 def main_first(env: DistEnv):
-    """Rank 0 runs the block first (e.g. builds a cache), the others wait, then run it (and read the cache)."""
-    if not env.is_main:
+    """Run the block (e.g. build or read a cache) in three waves: rank 0; the first rank of every other
+    node; everyone else. On a shared filesystem only rank 0 builds; with node-local disks one rank per
+    node builds, never two ranks into the same folder at once."""
+    wave = 0 if env.is_main else 1 if env.local_rank == 0 else 2
+    for w in range(wave):
         barrier(env)
     yield
-    if env.is_main:
+    for w in range(wave, 2):
         barrier(env)
+
+
+def broadcast_object(obj, env: DistEnv):
+    """Rank 0's ``obj`` on every rank (pickled; e.g. a checkpoint only rank 0 can read)."""
+    if not env.distributed:
+        return obj
+    box = [obj if env.is_main else None]
+    dist.broadcast_object_list(box, src=0, device=env.device if env.device.type == "cuda" else None)
+    return box[0]
 
 
 def rank_slice(global_idx: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
@@ -253,5 +265,5 @@ def local_loss_scale(global_batch: int, env: DistEnv) -> float:
     return env.world_size / max(1, global_batch)
 
 
-__all__ = ["DistEnv", "init", "shutdown", "active", "barrier", "main_first", "rank_slice", "all_reduce_sum",
+__all__ = ["DistEnv", "init", "shutdown", "active", "barrier", "main_first", "broadcast_object", "rank_slice", "all_reduce_sum",
            "resolve_device", "GlobalBatchNormMixin", "use_global_batchnorm", "wrap_ddp", "local_loss_scale"]

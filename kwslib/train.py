@@ -43,7 +43,7 @@ from torch import nn
 
 from .data.augment import AugmentConfig, augment_audio, noise_tensor, spec_augment
 from .data.base import ClipSet
-from .distributed import DistEnv, all_reduce_sum, local_loss_scale, rank_slice, wrap_ddp
+from .distributed import DistEnv, all_reduce_sum, broadcast_object, local_loss_scale, rank_slice, wrap_ddp
 from .features import FeatureConfig, logmel_torch, num_frames
 from .io import atomic_path, atomic_write_json
 from .model import center_window
@@ -201,8 +201,9 @@ def fit(model: nn.Module, train: ClipSet, val: ClipSet, feat_cfg: FeatureConfig,
     (:func:`kwslib.distributed.init`; its device wins): the model is wrapped
     in DistributedDataParallel with global-batch batchnorm, each rank computes
     its slice of every global batch of ``cfg.batch_size`` clips, and rank 0
-    alone logs and writes checkpoints and history. Every rank reads the
-    checkpoint to resume, and all ranks end with the same weights.
+    alone logs and writes checkpoints and history, and reads the checkpoint to
+    resume and sends it to the others (no shared filesystem needed). All
+    ranks end with the same weights.
     """
     from tqdm.auto import tqdm
 
@@ -227,10 +228,14 @@ def fit(model: nn.Module, train: ClipSet, val: ClipSet, feat_cfg: FeatureConfig,
     cfg_key = json.dumps(dataclasses.asdict(cfg), sort_keys=True)
 
     ckpt = Path(ckpt_dir) / "last.pt" if ckpt_dir else None
-    if ckpt is not None and env.is_main:
+    state = None
+    if ckpt is not None and env.is_main:  # rank 0 reads the checkpoint; the others get it from rank 0
         _remove_stale_temp_files(ckpt.parent)
-    if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location=dev, weights_only=False)
+        if ckpt.exists():
+            state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    if ckpt is not None:
+        state = broadcast_object(state, env)
+    if state is not None:
         if state.get("version") == CHECKPOINT_VERSION and state.get("cfg_key") == cfg_key:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["opt"])

@@ -42,18 +42,43 @@ def _state(out: Path) -> dict:
     return torch.load(out / "models" / "float.pt", weights_only=False)
 
 
-def test_torchrun_two_ranks_match_one_process(tmp_path):
-    params = tmp_path / "01_float.yaml"
-    params.write_text(yaml.safe_dump(dict(TINY, cache_dir=str(tmp_path / "cache"))))
+@pytest.fixture(scope="module")
+def single_run(tmp_path_factory):
+    """The tiny float run in one process (in this process); it also builds the cached corpus and features."""
     from kwslib.train import main
 
-    # one process (in this process), which also builds the cached corpus and features the ranks then read
-    assert main(["--params", str(params), "--out", str(tmp_path / "single"), "--device", "cpu"]) == 0
+    d = tmp_path_factory.mktemp("ddp")
+    params = d / "01_float.yaml"
+    params.write_text(yaml.safe_dump(dict(TINY, cache_dir=str(d / "cache"))))
+    assert main(["--params", str(params), "--out", str(d / "single"), "--device", "cpu"]) == 0
+    return d, params
+
+
+def torchrun(params: Path, out: Path, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     res = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "kwslib.train",
-                          "--params", str(params), "--out", str(tmp_path / "ddp"), "--device", "auto"],
-                         capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+                          "--params", str(params), "--out", str(out), "--device", "auto"],
+                         capture_output=True, text=True, env=env, timeout=300, cwd=cwd)
     assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+def test_torchrun_resumes_from_rank_0_checkpoint(single_run):
+    """A finished single-process run's checkpoint, resumed by 2 ranks: rank 0 reads it and sends it to rank 1."""
+    d, params = single_run
+    shutil.copytree(d / "single" / "checkpoints", d / "resumed" / "checkpoints")
+    res = torchrun(params, d / "resumed", d)
+    assert res.stdout.count("resumed from") == 1 and "after epoch 2" in res.stdout
+    assert not any(line.startswith("epoch") for line in res.stdout.splitlines())  # nothing left to train
+    single, resumed = _state(d / "single"), _state(d / "resumed")
+    for k, v in single["state_dict"].items():
+        assert torch.equal(v, resumed["state_dict"][k]), k
+
+
+def test_torchrun_two_ranks_match_one_process(single_run):
+    d, params = single_run
+    tmp_path = d
+    res = torchrun(params, d / "ddp", d)
     # rank 0 alone logs: one header, one line per epoch
     assert res.stdout.count("2 rank(s) on cpu (DistributedDataParallel, gloo)") == 1, res.stdout
     assert sum(line.startswith("epoch") for line in res.stdout.splitlines()) == 3

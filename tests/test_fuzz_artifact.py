@@ -19,9 +19,10 @@ multipliers, accumulators at the int32 limit) is tests/test_ckernels.py.
 """
 import contextlib
 import hashlib
+import os
+import random
 import signal
 import struct
-import time
 import zlib
 from datetime import timedelta
 
@@ -139,10 +140,17 @@ def _inputs(model: IntModel, rng) -> tuple[np.ndarray, np.ndarray]:
     i = model.layers[0].w_q.shape[1]
     codes = np.concatenate([rng.integers(-128, 128, (6, i)), np.full((1, i), 127), np.full((1, i), -128),
                             np.where(np.arange(i) % 2, 127, -128)[None]]).astype(np.int8)
-    s = np.float32(model.input_scale)
-    ties = (np.arange(i) - i // 2 + np.float32(0.5)) * s
-    floats = np.concatenate([rng.normal(0, 3, (4, i)), np.full((1, i), 1e30), ties[None]]).astype(np.float32)
+    with np.errstate(over="ignore"):  # a fuzzed scale can make the tie values overflow to inf: fine
+        ties = (np.arange(i, dtype=np.float32) - i // 2 + np.float32(0.5)) * np.float32(model.input_scale)
+    floats = np.concatenate([rng.normal(0, 3, (4, i)).astype(np.float32), np.full((1, i), 1e30, np.float32),
+                             ties[None]])
     return codes, floats
+
+
+def float32_scale_ok(scale: float) -> bool:
+    with np.errstate(over="ignore"):
+        s = np.float32(scale)
+    return bool(np.isfinite(s) and s >= np.finfo(np.float32).tiny)
 
 
 def check_artifact(data: bytes, lib) -> str:
@@ -155,23 +163,25 @@ def check_artifact(data: bytes, lib) -> str:
             outcome = "rejected"
         else:
             outcome = "accepted"
-        # the C reader parses the same bytes: whatever they hold, it returns or refuses, never crashes
-        try:
+        if outcome == "rejected":
+            # The C reader on bytes the Python loader rejects runs out of process, under AddressSanitizer
+            # (test_c_reader_under_address_sanitizer): today it can read out of bounds (reported).
+            return outcome
+        try:  # the C reader parses the same bytes
             cnet = ckernels.load_artifact_c(data, lib)
         except ckernels.CKernelsUnavailable:
             cnet = None
-        if outcome == "rejected":
-            if cnet is not None:  # looser than the Python loader (it reads no metadata): it must still run
-                cnet(np.zeros((2, cnet.in_dim), np.float32))
-            return outcome
         model = art.model
+        # Two known loader gaps (reported; the xfail tests below expect them closed):
         if any(max_abs_accumulator(layer) > ACC_MAX for layer in model.layers):
-            # Known loader gap (reported): export.from_bytes does not check the accumulator bound, which
-            # test_loader_rejects_an_accumulator_that_can_overflow expects. The C reader and engine refuse it.
+            # export.from_bytes does not check the accumulator bound; the C reader and engine refuse it
             assert cnet is None
             with pytest.raises(ckernels.CKernelsUnavailable, match="int32"):
                 Engine(model, backend="c")
             return "accepted, accumulator beyond int32"
+        if not float32_scale_ok(model.input_scale):
+            # an input scale that float32 (the input quantization's arithmetic) turns into 0, a subnormal or inf
+            return "accepted, input scale outside float32"
         assert cnet is not None, "the C reader refuses an artifact the Python loader accepts"
         rng = np.random.default_rng(len(data))
         codes, floats = _inputs(model, rng)
@@ -186,7 +196,7 @@ def check_artifact(data: bytes, lib) -> str:
         return outcome
 
 
-FUZZ = settings(max_examples=1200, deadline=timedelta(seconds=5), derandomize=True, database=None,
+FUZZ = settings(max_examples=3000, deadline=timedelta(seconds=5), derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -210,12 +220,148 @@ def test_unmutated_bases_load_and_run(clib):
         assert check_artifact(mutate(data, [], reseal=True), clib) == "accepted"
 
 
-def test_fuzz_budget(clib):
-    """The fuzzer's per-case cost: 1200 + 1200 cases must stay well inside the test-time budget."""
-    t0 = time.perf_counter()
-    for k in range(50):
-        check_artifact(mutate(BASE_BYTES[k % len(BASES)], [("params", k, 7)], reseal=True), clib)
-    assert (time.perf_counter() - t0) / 50 < 0.01
+# --- the C artifact reader under AddressSanitizer and UBSan -------------------------------------------
+
+ASAN_DRIVER = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "kws_artifact.h"
+#include "kws_nn.h"
+/* Each file: parse with kws_net_load (s8 and s4 kernels) and kws_fnet_load; run what loads. */
+int main(int argc, char **argv) {
+    int accepted = 0;
+    for (int k = 1; k < argc; k++) {
+        fprintf(stderr, "case %s\n", argv[k]);
+        FILE *f = fopen(argv[k], "rb");
+        if (!f) return 2;
+        fseek(f, 0, SEEK_END);
+        long len = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        uint8_t *b = malloc(len > 0 ? (size_t)len : 1); /* exactly len bytes: a read past them is caught */
+        if (len > 0 && fread(b, 1, (size_t)len, f) != (size_t)len) return 2;
+        fclose(f);
+        for (int s4 = 0; s4 < 3; s4++) {
+            int32_t err = 0, in = 0, out = 0;
+            kws_net *net = s4 < 2 ? kws_net_load(b, len, s4, &err) : NULL;
+            kws_fnet *fnet = s4 == 2 ? kws_fnet_load(b, len, &err) : NULL;
+            if (net) { in = kws_net_io_dim(net, 0); out = kws_net_io_dim(net, 1); }
+            if (!net && !fnet) continue;
+            if (fnet) { in = 1 << 16; out = 1 << 16; } /* dims unknown here: generous buffers */
+            float *x = calloc((size_t)in * 3, sizeof(float));
+            float *y = calloc((size_t)out * 3, sizeof(float));
+            for (int32_t i = 0; net && i < in; i++) { x[i] = 1e30f; x[in + i] = -1e30f; x[2 * in + i] = (float)(i % 7) - 3; }
+            if (net) kws_net_forward_f32in(net, x, 3, (int8_t *)y);
+            if (fnet) kws_fnet_forward(fnet, x, 1, y);
+            accepted += 1;
+            free(x); free(y); kws_net_free(net); kws_fnet_free(fnet);
+        }
+        free(b);
+    }
+    printf("loaded %d\n", accepted);
+    return 0;
+}
+"""
+SANITIZE = ["-O1", "-g", "-std=c11", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
+            "-fno-sanitize-recover=all"]
+
+
+@pytest.fixture(scope="module")
+def asan_drivers(tmp_path_factory):
+    """The C reader and kernels built with AddressSanitizer + UBSan: baseline x86-64 and this CPU's SIMD variant."""
+    import subprocess
+
+    cc = ckernels.find_compiler()
+    if not cc:
+        pytest.skip("no C compiler")
+    d = tmp_path_factory.mktemp("asan")
+    (d / "driver.c").write_text(ASAN_DRIVER)
+    table = ckernels.variants()
+    out = {}
+    for variant in dict.fromkeys(["scalar", ckernels.best_variant()]):
+        exe = d / f"driver_{variant}"
+        res = subprocess.run([cc, *SANITIZE, *table[variant][0], f"-I{ckernels.CSRC}", str(d / "driver.c"),
+                              *[str(ckernels.CSRC / f) for f in ckernels.LIB_SOURCES], "-lm", "-o", str(exe)],
+                             capture_output=True, text=True, timeout=300)
+        if res.returncode != 0:
+            pytest.skip(f"cannot build with sanitizers here: {res.stderr.strip()[-300:]}")
+        out[variant] = exe
+    return out
+
+
+def run_sanitized(drivers, files) -> None:
+    import subprocess
+
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0", UBSAN_OPTIONS="print_stacktrace=1")
+    for variant, exe in drivers.items():
+        res = subprocess.run([str(exe), *map(str, files)], capture_output=True, text=True, env=env, timeout=300)
+        report = [l for l in res.stderr.splitlines() if not l.startswith("case ")]
+        last = [l for l in res.stderr.splitlines() if l.startswith("case ")][-1:]
+        assert res.returncode == 0 and not report, f"{variant}: {last} " + "\n".join(report[:12])
+        assert res.stdout.startswith("loaded ")
+
+
+def random_cases(n: int, seed: int = 0) -> list[bytes]:
+    """Deterministic mutations of the base artifacts (3 in 4 behind a recomputed checksum)."""
+    rnd = random.Random(seed)
+
+    def op():
+        kind = rnd.choice(["flip", "byte", "field", "field", "float", "truncate", "extend", "params", "params"])
+        if kind in ("flip", "byte"):
+            return kind, rnd.randrange(1 << 20), rnd.randrange(1, 256)
+        if kind in ("field", "params"):
+            return kind, rnd.randrange(1000), rnd.choice(EDGE_INTS)
+        if kind == "float":
+            return kind, rnd.randrange(1000), rnd.choice(EDGE_FLOATS)
+        if kind == "truncate":
+            return kind, rnd.randrange(1 << 20), 0
+        return kind, bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 40))), 0
+
+    return [mutate(BASE_BYTES[rnd.randrange(len(BASES))], [op() for _ in range(rnd.randrange(1, 4))],
+                   reseal=k % 4 != 0) for k in range(n)]
+
+
+@pytest.mark.xfail(strict=True, reason="kwslib/csrc/kws_artifact.c (reported): offsets near 2^64 wrap its bounds "
+                                       "check (heap read out of bounds); kws_fnet_from_artifact computes "
+                                       "-(31 + shift) on an unchecked shift (signed overflow)")
+def test_c_reader_under_address_sanitizer(asan_drivers, tmp_path):
+    """1500 fuzzed artifacts through the C reader and kernels built with ASan + UBSan: no invalid access, no UB."""
+    files = []
+    for k, data in enumerate(random_cases(1500)):
+        files.append(tmp_path / f"case{k:04d}.kws")
+        files[-1].write_bytes(data)
+    run_sanitized(asan_drivers, files)
+
+
+def _resealed_with(data: bytes, fmt: str, offset: int, value) -> bytes:
+    body = bytearray(data[:-TRAILER])
+    struct.pack_into(fmt, body, offset, value)
+    body = bytes(body)
+    return body + hashlib.sha256(body).digest() + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
+
+
+def _params_offset(data: bytes, layer: int) -> int:
+    return struct.unpack_from("<IIBBBBiiIddQQQ", data, 64 + 64 * layer)[13]
+
+
+C_READER_CASES = {
+    # a weights offset of 2^64 - 1: w_off + w_len wraps past the check; the weights are read from buf - 1
+    "weights offset wraps (int8 containers)": lambda: _resealed_with(BASE_BYTES[6], "<Q", 64 + 40, (1 << 64) - 1),
+    "weights offset wraps (packed)": lambda: _resealed_with(BASE_BYTES[2], "<Q", 64 + 40, (1 << 64) - 1),
+    "params offset wraps": lambda: _resealed_with(BASE_BYTES[0], "<Q", 64 + 56, (1 << 64) - 4),
+    # a shift of 2^31 - 1: the float network's -(31 + shift) overflows int
+    "shift at INT_MAX": lambda: _resealed_with(BASE_BYTES[0], "<i", _params_offset(BASE_BYTES[0], 0) + 4 * 2 * 9,
+                                              (1 << 31) - 1),
+}
+
+
+@pytest.mark.xfail(strict=True, reason="kwslib/csrc/kws_artifact.c bounds checks (reported)")
+@pytest.mark.parametrize("case", sorted(C_READER_CASES))
+def test_c_reader_rejects_hostile_offsets(asan_drivers, tmp_path, case):
+    data = C_READER_CASES[case]()
+    with pytest.raises(ArtifactError):  # the Python loader rejects all of them
+        export.from_bytes(data)
+    (tmp_path / "case.kws").write_bytes(data)
+    run_sanitized(asan_drivers, [tmp_path / "case.kws"])
 
 
 @pytest.mark.xfail(strict=True, reason="kwslib/export.py from_bytes does not check intspec.max_abs_accumulator "
@@ -223,6 +369,15 @@ def test_fuzz_budget(clib):
 def test_loader_rejects_an_accumulator_that_can_overflow():
     data = mutate(BASE_BYTES[0], [("params", 0, (1 << 31) - 1)], reseal=True)  # layer 0, channel 0 bias = 2^31 - 1
     with pytest.raises(ArtifactError, match="accumulator"):
+        export.from_bytes(data)
+
+
+@pytest.mark.xfail(strict=True, reason="kwslib/export.py from_bytes accepts an input scale float32 cannot hold "
+                                       "(reported); the C reader refuses 1e-300 and computes with inf for 1e300")
+@pytest.mark.parametrize("scale", [1e-300, 1e300])
+def test_loader_rejects_an_input_scale_float32_cannot_hold(scale):
+    data = mutate(BASE_BYTES[0], [("float", 0, scale)], reseal=True)  # header field input_scale
+    with pytest.raises(ArtifactError, match="input"):
         export.from_bytes(data)
 
 

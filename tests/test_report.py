@@ -42,3 +42,22 @@ def test_rows_order_and_ablation_and_markdown(tmp_path):
     assert "| parity at 8-bit weights (stage 2) | parity |" in text and "- an assumption" in text
     assert "![x](figures/x.png)" in text
     assert "stage2_w5" in report.readme_table({"t": s}) and "ptq_w4" not in report.readme_table({"t": s})
+
+
+def test_update_readme_replaces_only_the_block(tmp_path):
+    import json
+
+    import pytest
+
+    from kwslib.errors import ConfigError
+
+    (tmp_path / "results" / "t").mkdir(parents=True)
+    (tmp_path / "results" / "t" / "summary.json").write_text(json.dumps(_summary()))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.START}\nold\n{report.END}\nafter\n")
+    text = report.update_readme(readme, tmp_path / "results")
+    assert text.startswith("intro\n") and text.endswith("after\n") and "old" not in text
+    assert "| parity at 8-bit weights (stage 2) | parity |" in text and "stage2_w8" in text
+    readme.write_text("no markers")
+    with pytest.raises(ConfigError, match="no results block"):
+        report.update_readme(readme, tmp_path / "results")

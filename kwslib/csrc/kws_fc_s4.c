@@ -22,6 +22,7 @@
  *                 int16 lane per chunk (<= 2 * 15 * 128 + 2 * 8 * 128 = 5888), so 5 chunks
  *                 (20 products) accumulate before vpadalq_s16 widens (int8 weights: 2).
  *                 acc = sum - 8 * (sum of x at low-nibble inputs).
+ * Batch: as kws_fc_s8 (KWS_TILE inputs per pass over the weights on VNNI, a loop elsewhere).
  */
 #include <string.h>
 
@@ -95,158 +96,206 @@ int32_t kws_fc_s4_prepare(const kws_dims *d, const int8_t *w, const int32_t *bia
     return KWS_OK;
 }
 
+#if defined(KWS_X86_VNNI)
+/* nt inputs x npr row pairs (32 rows each): 2 * nt * npr accumulators in registers, each 64-byte
+   weight vector loaded and masked once for the nt inputs. */
+static inline __attribute__((always_inline)) void vnni_s4_pairs(const int8_t *in, int32_t IP, const int nt,
+                                                                const int npr, const uint8_t *w0, size_t blk,
+                                                                const int32_t *bias_eff, const int32_t *corr,
+                                                                int32_t *acc, int32_t CP) {
+    const __m512i hi_mask = _mm512_set1_epi8((char)0xF0);
+    __m512i bs[KWS_TILE][2], hs[KWS_TILE][2];
+    for (int t = 0; t < nt; t++)
+        for (int k = 0; k < npr; k++) bs[t][k] = hs[t][k] = _mm512_setzero_si512();
+    for (int32_t g = 0; g < IP / 4; g++) {
+        __m512i xb[KWS_TILE];
+        for (int t = 0; t < nt; t++) {
+            int32_t xv;
+            memcpy(&xv, in + (size_t)t * IP + 4 * g, 4);
+            xb[t] = _mm512_set1_epi32(xv ^ (int32_t)0x80808080u); /* u = x + 128 */
+        }
+        for (int k = 0; k < npr; k++) {
+            const __m512i v = _mm512_loadu_si512(w0 + k * blk + 64 * (size_t)g);
+            const __m512i vh = _mm512_and_si512(v, hi_mask);
+            for (int t = 0; t < nt; t++) {
+                hs[t][k] = _mm512_dpbusd_epi32(hs[t][k], xb[t], vh); /* 16 * sum wB u */
+                bs[t][k] = _mm512_dpbusd_epi32(bs[t][k], xb[t], v); /* sum (wA + 8) u + 16 * sum wB u */
+            }
+        }
+    }
+    for (int t = 0; t < nt; t++) {
+        const __m512i c = _mm512_set1_epi32(corr[t]);
+        for (int k = 0; k < npr; k++) {
+            int32_t *o = acc + (size_t)t * CP + 32 * k;
+            _mm512_storeu_si512(o, _mm512_add_epi32(_mm512_sub_epi32(_mm512_sub_epi32(bs[t][k], hs[t][k]), c),
+                                                    _mm512_loadu_si512(bias_eff + 32 * k)));
+            _mm512_storeu_si512(o + 16, _mm512_add_epi32(_mm512_srai_epi32(hs[t][k], 4),
+                                                         _mm512_loadu_si512(bias_eff + 32 * k + 16)));
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void vnni_s4_tile(const int8_t *in, int32_t IP, int32_t CP,
+                                                               const int nt, const uint8_t *p,
+                                                               const int32_t *bias_eff, const int32_t *corr,
+                                                               int32_t *acc) {
+    const int32_t npair = CP / 32;
+    const size_t blk = (size_t)(IP / 4) * 64;
+    int32_t pr = 0;
+    for (; pr + 2 <= npair; pr += 2)
+        vnni_s4_pairs(in, IP, nt, 2, p + pr * blk, blk, bias_eff + 32 * pr, corr, acc + 32 * pr, CP);
+    for (; pr < npair; pr++)
+        vnni_s4_pairs(in, IP, nt, 1, p + pr * blk, blk, bias_eff + 32 * pr, corr, acc + 32 * pr, CP);
+}
+#endif
+
 void kws_fc_s4(const kws_context *ctx, const kws_act_params *a, const kws_quant_params *q, const kws_dims *d,
-               const int8_t *in, const void *w_prep, const int32_t *bias_eff, int8_t *out) {
+               const int8_t *input, const void *w_prep, const int32_t *bias_eff, int8_t *output) {
     const int32_t IP = d->in_pad, CP = d->out_pad;
     const uint8_t *p = (const uint8_t *)w_prep;
     int32_t *acc = ctx->acc;
 #if defined(KWS_X86_VNNI)
-    const int32_t G = IP / 4, npair = CP / 32;
-    const size_t blk = (size_t)G * 64;
-    const __m512i hi_mask = _mm512_set1_epi8((char)0xF0), flip = _mm512_set1_epi8((char)0x80);
-    __m512i su = _mm512_setzero_si512(); /* sum of u = x + 128 over the padded input */
-    for (int32_t i = 0; i < IP; i += 64)
-        su = _mm512_add_epi64(su, _mm512_sad_epu8(_mm512_xor_si512(_mm512_loadu_si512(in + i), flip),
-                                                  _mm512_setzero_si512()));
-    const __m512i corr = _mm512_set1_epi32((int32_t)(8 * _mm512_reduce_add_epi64(su)));
-    int32_t pr = 0;
-    for (; pr < npair; pr += 2) {
-        const int two = pr + 1 < npair;
-        __m512i b0 = _mm512_setzero_si512(), h0 = b0, b1 = b0, h1 = b0;
-        const uint8_t *w0 = p + (size_t)pr * blk, *w1 = w0 + (two ? blk : 0);
-        for (int32_t g = 0; g < G; g++) {
-            int32_t xv;
-            memcpy(&xv, in + 4 * g, 4);
-            const __m512i xb = _mm512_set1_epi32(xv ^ (int32_t)0x80808080u);
-            const __m512i v0 = _mm512_loadu_si512(w0 + 64 * g), v1 = _mm512_loadu_si512(w1 + 64 * g);
-            h0 = _mm512_dpbusd_epi32(h0, xb, _mm512_and_si512(v0, hi_mask));
-            b0 = _mm512_dpbusd_epi32(b0, xb, v0);
-            h1 = _mm512_dpbusd_epi32(h1, xb, _mm512_and_si512(v1, hi_mask));
-            b1 = _mm512_dpbusd_epi32(b1, xb, v1);
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    for (int32_t s = 0; s < d->n; s += KWS_TILE) {
+        const int32_t nt = d->n - s < KWS_TILE ? d->n - s : KWS_TILE;
+        const int8_t *in = input + (size_t)s * IP;
+        int32_t corr[KWS_TILE]; /* 8 * sum of u = x + 128 over the padded input, per vector */
+        for (int32_t t = 0; t < nt; t++) {
+            __m512i su = _mm512_setzero_si512();
+            for (int32_t i = 0; i < IP; i += 64)
+                su = _mm512_add_epi64(su, _mm512_sad_epu8(_mm512_xor_si512(_mm512_loadu_si512(in + (size_t)t * IP + i),
+                                                                           flip), _mm512_setzero_si512()));
+            corr[t] = (int32_t)(8 * _mm512_reduce_add_epi64(su));
         }
-        for (int32_t t = 0; t < 1 + two; t++) {
-            const __m512i bs = t ? b1 : b0, hs = t ? h1 : h0;
-            const int32_t r0 = 32 * (pr + t);
-            _mm512_storeu_si512(acc + r0, _mm512_add_epi32(_mm512_sub_epi32(_mm512_sub_epi32(bs, hs), corr),
-                                                           _mm512_loadu_si512(bias_eff + r0)));
-            _mm512_storeu_si512(acc + r0 + 16, _mm512_add_epi32(_mm512_srai_epi32(hs, 4),
-                                                                _mm512_loadu_si512(bias_eff + r0 + 16)));
+        switch (nt) {
+        case 4: vnni_s4_tile(in, IP, CP, 4, p, bias_eff, corr, acc); break;
+        case 3: vnni_s4_tile(in, IP, CP, 3, p, bias_eff, corr, acc); break;
+        case 2: vnni_s4_tile(in, IP, CP, 2, p, bias_eff, corr, acc); break;
+        default: vnni_s4_tile(in, IP, CP, 1, p, bias_eff, corr, acc); break;
         }
-    }
-#elif defined(KWS_X86_AVX2)
-    const int32_t nc = IP / 64;
-    const __m256i lo_mask = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-    int32_t sx = 0;
-    {
-        __m256i s = _mm256_setzero_si256();
-        const __m256i flip = _mm256_set1_epi8((char)0x80);
-        for (int32_t i = 0; i < IP; i += 32)
-            s = _mm256_add_epi64(s, _mm256_sad_epu8(_mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(in + i)), flip),
-                                                    _mm256_setzero_si256()));
-        int64_t t[4];
-        _mm256_storeu_si256((__m256i *)t, s);
-        sx = (int32_t)(t[0] + t[1] + t[2] + t[3] - 128 * (int64_t)IP);
-    }
-    for (int32_t r4 = 0; r4 < CP / 4; r4++) {
-        __m256i a[4], s16[4];
-        for (int r = 0; r < 4; r++) a[r] = s16[r] = _mm256_setzero_si256();
-        const uint8_t *wp = p + (size_t)r4 * nc * 128;
-        for (int32_t c = 0; c < nc; c++, wp += 128) {
-            const __m256i x0 = _mm256_loadu_si256((const __m256i *)(in + 64 * c));
-            const __m256i x1 = _mm256_loadu_si256((const __m256i *)(in + 64 * c + 32));
-            for (int r = 0; r < 4; r++) {
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(wp + 32 * r));
-                const __m256i lo = _mm256_and_si256(v, lo_mask), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo_mask);
-                s16[r] = _mm256_add_epi16(s16[r], _mm256_add_epi16(_mm256_maddubs_epi16(lo, x0), _mm256_maddubs_epi16(hi, x1)));
-            }
-            if ((c & 3) == 3 || c == nc - 1) /* int16 lanes hold <= 4 * 7680 */
-                for (int r = 0; r < 4; r++) {
-                    a[r] = _mm256_add_epi32(a[r], _mm256_madd_epi16(s16[r], ones));
-                    s16[r] = _mm256_setzero_si256();
-                }
-        }
-        const __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
-        __m128i s = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
-        s = _mm_sub_epi32(_mm_add_epi32(s, _mm_loadu_si128((const __m128i *)(bias_eff + 4 * r4))), _mm_set1_epi32(8 * sx));
-        _mm_storeu_si128((__m128i *)(acc + 4 * r4), s);
-    }
-#elif defined(KWS_NEON_DOTPROD)
-    const int32_t nc = IP / 16;
-    int32_t sx = 0;
-    for (int32_t i = 0; i < IP; i += 16) sx += vaddlvq_s8(vld1q_s8(in + i));
-    const int8x16_t hi_mask = vdupq_n_s8((int8_t)0xF0);
-    const int32x4_t corr = vdupq_n_s32(8 * sx);
-    for (int32_t r8 = 0; r8 < CP / 8; r8++) {
-        int32x4_t b0 = vdupq_n_s32(0), b1 = b0, b2 = b0, b3 = b0, h0 = b0, h1 = b0, h2 = b0, h3 = b0;
-        const int8_t *wp = (const int8_t *)p + (size_t)r8 * nc * 64;
-        KWS_NEON_UNROLL
-        for (const int8_t *xp = in, *xe = in + IP; xp < xe; xp += 16, wp += 64) {
-            const int8x16_t xv = vld1q_s8(xp);
-            const int8x16x4_t wv = vld1q_s8_x4(wp);
-            const int8x16_t v0 = wv.val[0], v1 = wv.val[1], v2 = wv.val[2], v3 = wv.val[3];
-            b0 = vdotq_s32(b0, v0, xv);
-            h0 = vdotq_s32(h0, vandq_s8(v0, hi_mask), xv);
-            b1 = vdotq_s32(b1, v1, xv);
-            h1 = vdotq_s32(h1, vandq_s8(v1, hi_mask), xv);
-            b2 = vdotq_s32(b2, v2, xv);
-            h2 = vdotq_s32(h2, vandq_s8(v2, hi_mask), xv);
-            b3 = vdotq_s32(b3, v3, xv);
-            h3 = vdotq_s32(h3, vandq_s8(v3, hi_mask), xv);
-        }
-        const int32x4_t bs = vpaddq_s32(vpaddq_s32(b0, b1), vpaddq_s32(b2, b3));
-        const int32x4_t hs = vpaddq_s32(vpaddq_s32(h0, h1), vpaddq_s32(h2, h3));
-        vst1q_s32(acc + 8 * r8, vaddq_s32(vsubq_s32(vsubq_s32(bs, hs), corr), vld1q_s32(bias_eff + 8 * r8)));
-        vst1q_s32(acc + 8 * r8 + 4, vaddq_s32(vshrq_n_s32(hs, 4), vld1q_s32(bias_eff + 8 * r8 + 4)));
-    }
-#elif defined(KWS_NEON)
-    const int32_t nc = IP / 32;
-    int32_t sx_lo = 0;
-    for (int32_t c = 0; c < nc; c++) sx_lo += vaddlvq_s8(vld1q_s8(in + 32 * c));
-    const int8x16_t lo_mask = vdupq_n_s8(0x0F);
-    const int32x4_t corr = vdupq_n_s32(8 * sx_lo);
-    for (int32_t r4 = 0; r4 < CP / 4; r4++) {
-        int32x4_t a0 = vdupq_n_s32(0), a1 = a0, a2 = a0, a3 = a0;
-        const int8_t *wp = (const int8_t *)p + (size_t)r4 * nc * 64;
-        for (int32_t c0 = 0; c0 < nc; c0 += 5) { /* 5 chunks of 32 inputs per int16 run */
-            int16x8_t s0 = vdupq_n_s16(0), s1 = s0, s2 = s0, s3 = s0;
-            const int32_t c1 = c0 + 5 < nc ? c0 + 5 : nc;
-            KWS_NEON_UNROLL
-            for (const int8_t *xp = in + 32 * c0, *xe = in + 32 * c1; xp < xe; xp += 32, wp += 64) {
-                const int8x16_t x0 = vld1q_s8(xp), x1 = vld1q_s8(xp + 16);
-                const int8x8_t x0l = vget_low_s8(x0), x1l = vget_low_s8(x1);
-                const int8x16x4_t wv = vld1q_s8_x4(wp);
-#define KWS_S4_ROW(S, R)                                                               \
-    {                                                                                  \
-        const int8x16_t v = wv.val[R];                                                 \
-        const int8x16_t lo = vandq_s8(v, lo_mask), hi = vshrq_n_s8(v, 4);              \
-        S = vmlal_high_s8(vmlal_s8(S, vget_low_s8(lo), x0l), lo, x0);                   \
-        S = vmlal_high_s8(vmlal_s8(S, vget_low_s8(hi), x1l), hi, x1);                   \
-    }
-                KWS_S4_ROW(s0, 0)
-                KWS_S4_ROW(s1, 1)
-                KWS_S4_ROW(s2, 2)
-                KWS_S4_ROW(s3, 3)
-#undef KWS_S4_ROW
-            }
-            a0 = vpadalq_s16(a0, s0);
-            a1 = vpadalq_s16(a1, s1);
-            a2 = vpadalq_s16(a2, s2);
-            a3 = vpadalq_s16(a3, s3);
-        }
-        const int32x4_t s = vpaddq_s32(vpaddq_s32(a0, a1), vpaddq_s32(a2, a3));
-        vst1q_s32(acc + 4 * r4, vaddq_s32(vsubq_s32(s, corr), vld1q_s32(bias_eff + 4 * r4)));
+        for (int32_t t = 0; t < nt; t++)
+            kws_requantize_block(acc + (size_t)t * CP, d->out_dim, q, a, output + (size_t)(s + t) * d->out_stride);
     }
 #else
-    (void)CP;
-    for (int32_t c = 0; c < d->out_dim; c++) {
-        const uint8_t *wr = p + (size_t)c * (IP / 2);
-        int32_t s = bias_eff[c];
-        for (int32_t k = 0; k < (d->in_dim + 1) / 2; k++) {
-            const int32_t lo = (int8_t)(uint8_t)(wr[k] << 4) >> 4, hi = (int8_t)wr[k] >> 4;
-            s += lo * in[2 * k] + hi * in[2 * k + 1];
+    for (int32_t s = 0; s < d->n; s++) {
+        const int8_t *in = input + (size_t)s * IP;
+        int8_t *out = output + (size_t)s * d->out_stride;
+#if defined(KWS_X86_AVX2)
+        const int32_t nc = IP / 64;
+        const __m256i lo_mask = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+        int32_t sx = 0;
+        {
+            __m256i sv = _mm256_setzero_si256();
+            const __m256i flip = _mm256_set1_epi8((char)0x80);
+            for (int32_t i = 0; i < IP; i += 32)
+                sv = _mm256_add_epi64(sv, _mm256_sad_epu8(_mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(in + i)), flip),
+                                                        _mm256_setzero_si256()));
+            int64_t t[4];
+            _mm256_storeu_si256((__m256i *)t, sv);
+            sx = (int32_t)(t[0] + t[1] + t[2] + t[3] - 128 * (int64_t)IP);
         }
-        acc[c] = s;
+        for (int32_t r4 = 0; r4 < CP / 4; r4++) {
+            __m256i av[4], s16[4];
+            for (int r = 0; r < 4; r++) av[r] = s16[r] = _mm256_setzero_si256();
+            const uint8_t *wp = p + (size_t)r4 * nc * 128;
+            for (int32_t c = 0; c < nc; c++, wp += 128) {
+                const __m256i x0 = _mm256_loadu_si256((const __m256i *)(in + 64 * c));
+                const __m256i x1 = _mm256_loadu_si256((const __m256i *)(in + 64 * c + 32));
+                for (int r = 0; r < 4; r++) {
+                    const __m256i v = _mm256_loadu_si256((const __m256i *)(wp + 32 * r));
+                    const __m256i lo = _mm256_and_si256(v, lo_mask), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo_mask);
+                    s16[r] = _mm256_add_epi16(s16[r], _mm256_add_epi16(_mm256_maddubs_epi16(lo, x0), _mm256_maddubs_epi16(hi, x1)));
+                }
+                if ((c & 3) == 3 || c == nc - 1) /* int16 lanes hold <= 4 * 7680 */
+                    for (int r = 0; r < 4; r++) {
+                        av[r] = _mm256_add_epi32(av[r], _mm256_madd_epi16(s16[r], ones));
+                        s16[r] = _mm256_setzero_si256();
+                    }
+            }
+            const __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(av[0], av[1]), _mm256_hadd_epi32(av[2], av[3]));
+            __m128i sum = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+            sum = _mm_sub_epi32(_mm_add_epi32(sum, _mm_loadu_si128((const __m128i *)(bias_eff + 4 * r4))), _mm_set1_epi32(8 * sx));
+            _mm_storeu_si128((__m128i *)(acc + 4 * r4), sum);
+        }
+#elif defined(KWS_NEON_DOTPROD)
+        const int32_t nc = IP / 16;
+        int32_t sx = 0;
+        for (int32_t i = 0; i < IP; i += 16) sx += vaddlvq_s8(vld1q_s8(in + i));
+        const int8x16_t hi_mask = vdupq_n_s8((int8_t)0xF0);
+        const int32x4_t corr = vdupq_n_s32(8 * sx);
+        for (int32_t r8 = 0; r8 < CP / 8; r8++) {
+            int32x4_t b0 = vdupq_n_s32(0), b1 = b0, b2 = b0, b3 = b0, h0 = b0, h1 = b0, h2 = b0, h3 = b0;
+            const int8_t *wp = (const int8_t *)p + (size_t)r8 * nc * 64;
+            KWS_NEON_UNROLL
+            for (const int8_t *xp = in, *xe = in + IP; xp < xe; xp += 16, wp += 64) {
+                const int8x16_t xv = vld1q_s8(xp);
+                const int8x16x4_t wv = vld1q_s8_x4(wp);
+                const int8x16_t v0 = wv.val[0], v1 = wv.val[1], v2 = wv.val[2], v3 = wv.val[3];
+                b0 = vdotq_s32(b0, v0, xv);
+                h0 = vdotq_s32(h0, vandq_s8(v0, hi_mask), xv);
+                b1 = vdotq_s32(b1, v1, xv);
+                h1 = vdotq_s32(h1, vandq_s8(v1, hi_mask), xv);
+                b2 = vdotq_s32(b2, v2, xv);
+                h2 = vdotq_s32(h2, vandq_s8(v2, hi_mask), xv);
+                b3 = vdotq_s32(b3, v3, xv);
+                h3 = vdotq_s32(h3, vandq_s8(v3, hi_mask), xv);
+            }
+            const int32x4_t bs = vpaddq_s32(vpaddq_s32(b0, b1), vpaddq_s32(b2, b3));
+            const int32x4_t hs = vpaddq_s32(vpaddq_s32(h0, h1), vpaddq_s32(h2, h3));
+            vst1q_s32(acc + 8 * r8, vaddq_s32(vsubq_s32(vsubq_s32(bs, hs), corr), vld1q_s32(bias_eff + 8 * r8)));
+            vst1q_s32(acc + 8 * r8 + 4, vaddq_s32(vshrq_n_s32(hs, 4), vld1q_s32(bias_eff + 8 * r8 + 4)));
+        }
+#elif defined(KWS_NEON)
+        const int32_t nc = IP / 32;
+        int32_t sx_lo = 0;
+        for (int32_t c = 0; c < nc; c++) sx_lo += vaddlvq_s8(vld1q_s8(in + 32 * c));
+        const int8x16_t lo_mask = vdupq_n_s8(0x0F);
+        const int32x4_t corr = vdupq_n_s32(8 * sx_lo);
+        for (int32_t r4 = 0; r4 < CP / 4; r4++) {
+            int32x4_t a0 = vdupq_n_s32(0), a1 = a0, a2 = a0, a3 = a0;
+            const int8_t *wp = (const int8_t *)p + (size_t)r4 * nc * 64;
+            for (int32_t c0 = 0; c0 < nc; c0 += 5) { /* 5 chunks of 32 inputs per int16 run */
+                int16x8_t s0 = vdupq_n_s16(0), s1 = s0, s2 = s0, s3 = s0;
+                const int32_t c1 = c0 + 5 < nc ? c0 + 5 : nc;
+                KWS_NEON_UNROLL
+                for (const int8_t *xp = in + 32 * c0, *xe = in + 32 * c1; xp < xe; xp += 32, wp += 64) {
+                    const int8x16_t x0 = vld1q_s8(xp), x1 = vld1q_s8(xp + 16);
+                    const int8x8_t x0l = vget_low_s8(x0), x1l = vget_low_s8(x1);
+                    const int8x16x4_t wv = vld1q_s8_x4(wp);
+#define KWS_S4_ROW(S, R)                                                               \
+        {                                                                                  \
+            const int8x16_t v = wv.val[R];                                                 \
+            const int8x16_t lo = vandq_s8(v, lo_mask), hi = vshrq_n_s8(v, 4);              \
+            S = vmlal_high_s8(vmlal_s8(S, vget_low_s8(lo), x0l), lo, x0);                   \
+            S = vmlal_high_s8(vmlal_s8(S, vget_low_s8(hi), x1l), hi, x1);                   \
+        }
+                    KWS_S4_ROW(s0, 0)
+                    KWS_S4_ROW(s1, 1)
+                    KWS_S4_ROW(s2, 2)
+                    KWS_S4_ROW(s3, 3)
+#undef KWS_S4_ROW
+                }
+                a0 = vpadalq_s16(a0, s0);
+                a1 = vpadalq_s16(a1, s1);
+                a2 = vpadalq_s16(a2, s2);
+                a3 = vpadalq_s16(a3, s3);
+            }
+            const int32x4_t sum = vpaddq_s32(vpaddq_s32(a0, a1), vpaddq_s32(a2, a3));
+            vst1q_s32(acc + 4 * r4, vaddq_s32(vsubq_s32(sum, corr), vld1q_s32(bias_eff + 4 * r4)));
+        }
+#else
+        (void)CP;
+        for (int32_t c = 0; c < d->out_dim; c++) {
+            const uint8_t *wr = p + (size_t)c * (IP / 2);
+            int32_t sum = bias_eff[c];
+            for (int32_t k = 0; k < (d->in_dim + 1) / 2; k++) {
+                const int32_t lo = (int8_t)(uint8_t)(wr[k] << 4) >> 4, hi = (int8_t)wr[k] >> 4;
+                sum += lo * in[2 * k] + hi * in[2 * k + 1];
+            }
+            acc[c] = sum;
+        }
+#endif
+        kws_requantize_block(acc, d->out_dim, q, a, out);
     }
 #endif
-    kws_requantize_block(acc, d->out_dim, q, a, out);
 }

@@ -130,53 +130,69 @@ int32_t kws_net_finalize(kws_net *net) {
     free(net->buf[1]);
     free(net->ctx.acc);
     free(net->ctx.x16);
-    net->buf[0] = (int8_t *)alloc64((size_t)len);
-    net->buf[1] = (int8_t *)alloc64((size_t)len);
-    net->ctx.acc = (int32_t *)alloc64(sizeof(int32_t) * acc_len);
+    net->buf[0] = (int8_t *)alloc64((size_t)KWS_TILE * len);
+    net->buf[1] = (int8_t *)alloc64((size_t)KWS_TILE * len);
+    net->ctx.acc = (int32_t *)alloc64(sizeof(int32_t) * KWS_TILE * acc_len);
     net->ctx.x16 = (int16_t *)alloc64(sizeof(int16_t) * len);
     if (!net->buf[0] || !net->buf[1] || !net->ctx.acc || !net->ctx.x16) return KWS_ERR_NOMEM;
-    memset(net->buf[0], 0, (size_t)len);
-    memset(net->buf[1], 0, (size_t)len);
+    memset(net->buf[0], 0, (size_t)KWS_TILE * len);
+    memset(net->buf[1], 0, (size_t)KWS_TILE * len);
     net->buf_len = len;
     net->ready = 1;
     return KWS_OK;
 }
 
-/* One input vector already in buf[0][0:in_dim] (padding zero); writes the logits. */
-static void forward_one(kws_net *net, int8_t *out) {
+/* nt <= KWS_TILE input vectors already in buf[0] (in_pad codes apart, padding zero): every layer
+   runs on the whole tile (the batched kernel paths read each weight once per tile); writes nt rows
+   of logits. Hidden outputs are laid out in_pad (of the next layer) codes apart, padding zeroed. */
+static void forward_tile(kws_net *net, int32_t nt, int8_t *out) {
     int32_t cur = 0;
     for (int32_t k = 0; k < net->n_layers; k++) {
         const kws_layer *L = &net->layers[k];
         const kws_quant_params q = {L->mult, L->shift};
-        int8_t *dst = k == net->n_layers - 1 ? out : net->buf[1 - cur];
-        if (k < net->n_layers - 1) /* the next layer reads in_pad codes: keep the padding zero */
-            memset(dst + L->dims.out_dim, 0, (size_t)(L->dims.out_pad - L->dims.out_dim));
+        const int last = k == net->n_layers - 1;
+        kws_dims d = L->dims;
+        d.n = nt;
+        d.out_stride = last ? d.out_dim : net->layers[k + 1].dims.in_pad;
+        int8_t *dst = last ? out : net->buf[1 - cur];
+        if (!last)
+            for (int32_t t = 0; t < nt; t++)
+                memset(dst + (size_t)t * d.out_stride + d.out_dim, 0, (size_t)(d.out_stride - d.out_dim));
         if (L->kernel == KWS_KERNEL_S4)
-            kws_fc_s4(&net->ctx, &L->act, &q, &L->dims, net->buf[cur], L->w_prep, L->bias_eff, dst);
+            kws_fc_s4(&net->ctx, &L->act, &q, &d, net->buf[cur], L->w_prep, L->bias_eff, dst);
         else
-            kws_fc_s8(&net->ctx, &L->act, &q, &L->dims, net->buf[cur], L->w_prep, L->bias_eff, dst);
+            kws_fc_s8(&net->ctx, &L->act, &q, &d, net->buf[cur], L->w_prep, L->bias_eff, dst);
         cur = 1 - cur;
     }
 }
 
 int32_t kws_net_forward_s8(kws_net *net, const int8_t *x, int32_t n, int8_t *out) {
     if (!net || !net->ready || n < 0) return KWS_ERR_ARG;
-    const int32_t I = net->layers[0].dims.in_dim, C = net->layers[net->n_layers - 1].dims.out_dim;
-    for (int32_t s = 0; s < n; s++) {
-        memcpy(net->buf[0], x + (size_t)s * I, (size_t)I);
-        memset(net->buf[0] + I, 0, (size_t)(net->layers[0].dims.in_pad - I));
-        forward_one(net, out + (size_t)s * C);
+    const int32_t I = net->layers[0].dims.in_dim, IP = net->layers[0].dims.in_pad;
+    const int32_t C = net->layers[net->n_layers - 1].dims.out_dim;
+    for (int32_t s = 0; s < n; s += KWS_TILE) {
+        const int32_t nt = n - s < KWS_TILE ? n - s : KWS_TILE;
+        for (int32_t t = 0; t < nt; t++) {
+            memcpy(net->buf[0] + (size_t)t * IP, x + (size_t)(s + t) * I, (size_t)I);
+            memset(net->buf[0] + (size_t)t * IP + I, 0, (size_t)(IP - I));
+        }
+        forward_tile(net, nt, out + (size_t)s * C);
     }
     return KWS_OK;
 }
 
 int32_t kws_net_forward_f32in(kws_net *net, const float *x, int32_t n, int8_t *out) {
     if (!net || !net->ready || n < 0) return KWS_ERR_ARG;
-    const int32_t I = net->layers[0].dims.in_dim, C = net->layers[net->n_layers - 1].dims.out_dim;
-    for (int32_t s = 0; s < n; s++) {
-        kws_quantize_input(x + (size_t)s * I, I, net->input_scale, net->input_zero_point, net->buf[0]);
-        memset(net->buf[0] + I, 0, (size_t)(net->layers[0].dims.in_pad - I));
-        forward_one(net, out + (size_t)s * C);
+    const int32_t I = net->layers[0].dims.in_dim, IP = net->layers[0].dims.in_pad;
+    const int32_t C = net->layers[net->n_layers - 1].dims.out_dim;
+    for (int32_t s = 0; s < n; s += KWS_TILE) {
+        const int32_t nt = n - s < KWS_TILE ? n - s : KWS_TILE;
+        for (int32_t t = 0; t < nt; t++) {
+            kws_quantize_input(x + (size_t)(s + t) * I, I, net->input_scale, net->input_zero_point,
+                               net->buf[0] + (size_t)t * IP);
+            memset(net->buf[0] + (size_t)t * IP + I, 0, (size_t)(IP - I));
+        }
+        forward_tile(net, nt, out + (size_t)s * C);
     }
     return KWS_OK;
 }

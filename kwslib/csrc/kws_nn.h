@@ -64,7 +64,11 @@
 typedef struct {
     int32_t in_dim, out_dim; /* logical */
     int32_t in_pad, out_pad; /* padded (KWS_IN_ALIGN, KWS_OUT_ALIGN) */
+    int32_t n; /* batch: input vectors, each in_pad codes apart */
+    int32_t out_stride; /* codes between consecutive output vectors (>= out_dim) */
 } kws_dims;
+
+#define KWS_TILE 4 /* input vectors per weight pass in the batched paths (context scratch is sized for it) */
 
 typedef struct {
     int32_t out_zero_point; /* z_y */
@@ -77,7 +81,7 @@ typedef struct {
 } kws_quant_params;
 
 typedef struct {
-    int32_t *acc; /* scratch: int32 [out_pad] accumulators */
+    int32_t *acc; /* scratch: int32 [KWS_TILE][out_pad] accumulators */
     int16_t *x16; /* scratch: int16 [in_pad] (AVX2 s8 path) */
 } kws_context;
 
