@@ -455,10 +455,14 @@ def run_harness(artifact_path, x: np.ndarray, mode: str = "auto", variant: str =
 
 
 def _count_lines(log: Path) -> int:
-    n = 0
+    """Occurrences of b"Trace " (one per executed instruction), read in chunks; the last
+    len(token) - 1 bytes of a chunk are carried over so a token split across chunks counts once."""
+    token, n, tail = b"Trace ", 0, b""
     with open(log, "rb") as f:
         while chunk := f.read(1 << 24):
-            n += chunk.count(b"Trace ")
+            buf = tail + chunk
+            n += buf.count(token)
+            tail = buf[-(len(token) - 1):]
     return n
 
 

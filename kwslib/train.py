@@ -196,7 +196,7 @@ def fit(model: nn.Module, train: ClipSet, val: ClipSet, feat_cfg: FeatureConfig,
     ``on_epoch_start(epoch, model)`` lets QAT schedules switch quantization
     on or freeze batchnorm at given epochs.
 
-    ``device``: where the model trains (default: the CPU; the model is moved
+    ``device``: where the model trains (default: where it is; it is moved
     there and stays there). ``dist_env``: this rank of a ``torchrun`` job
     (:func:`kwslib.distributed.init`; its device wins): the model is wrapped
     in DistributedDataParallel with global-batch batchnorm, each rank computes
@@ -207,7 +207,9 @@ def fit(model: nn.Module, train: ClipSet, val: ClipSet, feat_cfg: FeatureConfig,
     """
     from tqdm.auto import tqdm
 
-    env = dist_env if dist_env is not None else DistEnv(device=torch.device(device or "cpu"))
+    if device is None:
+        device = next(model.parameters()).device
+    env = dist_env if dist_env is not None else DistEnv(device=torch.device(device))
     dev = env.device
     if not env.is_main:
         log, progress = None, False

@@ -4,7 +4,6 @@ Also: the pieces that make it so (each rank's slice of a global batch gets the
 augmentation it gets in one process, global-batch batchnorm), the device and
 environment handling, and the parallel cached feature preparation.
 """
-import json
 import os
 import shutil
 import subprocess
@@ -77,16 +76,15 @@ def test_torchrun_resumes_from_rank_0_checkpoint(single_run):
 
 def test_torchrun_two_ranks_match_one_process(single_run):
     d, params = single_run
-    tmp_path = d
     res = torchrun(params, d / "ddp", d)
     # rank 0 alone logs: one header, one line per epoch
     assert res.stdout.count("2 rank(s) on cpu (DistributedDataParallel, gloo)") == 1, res.stdout
     assert sum(line.startswith("epoch") for line in res.stdout.splitlines()) == 3
-    ddp_dir = tmp_path / "ddp"
+    ddp_dir = d / "ddp"
     assert sorted(p.name for p in (ddp_dir / "checkpoints" / "float").iterdir()) == ["history.json", "last.pt"]
     assert not [p for p in ddp_dir.rglob(".*") if p.name.endswith(".tmp")]
 
-    single, ddp = _state(tmp_path / "single"), _state(ddp_dir)
+    single, ddp = _state(d / "single"), _state(ddp_dir)
     assert ddp["extra"]["world_size"] == 2
     h1, h2 = single["extra"]["history"], ddp["extra"]["history"]
     assert len(h2) == 3 and h2[-1]["train_loss"] < h2[0]["train_loss"]  # it trains

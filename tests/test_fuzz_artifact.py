@@ -8,7 +8,9 @@ field checks behind it are reached). The loader must load a valid model or
 raise ArtifactError: never another exception, a hang, or an out-of-bounds
 read. Every artifact it accepts runs on the C kernels (the engine built from
 the model, and the C artifact reader parsing the same bytes) and must give the
-numpy engine's integers. Deterministic (derandomize) and bounded (~15 s).
+numpy engine's integers. Deterministic (derandomize) and bounded: 2 x 2000 cases,
+~10 s alone. The C reader also runs on 1500 fuzzed artifacts under AddressSanitizer
+and UBSan, out of process.
 
 Integer safety: for every weight width, the worst-case accumulator of the
 paper-sized model (960-186-186-186-12, biases at the limit stage 2 clamps them
@@ -196,7 +198,7 @@ def check_artifact(data: bytes, lib) -> str:
         return outcome
 
 
-FUZZ = settings(max_examples=3000, deadline=timedelta(seconds=5), derandomize=True, database=None,
+FUZZ = settings(max_examples=2000, deadline=timedelta(seconds=5), derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
 

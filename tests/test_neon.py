@@ -104,3 +104,27 @@ def test_qemu_net(rng, harnesses):
         assert np.array_equal(q.forward_f32(x), m.forward_int(quantize_input(x, m.input_scale, m.input_zero_point)))
     finally:
         q.close()
+
+
+def test_log_counter_handles_chunk_boundaries(tmp_path, monkeypatch):
+    log = tmp_path / "log"
+    log.write_bytes(b"Trace 0: a\n" * 1000)
+    import builtins
+
+    real_open = builtins.open
+
+    class Small:  # read in 7-byte chunks: most tokens straddle a boundary
+        def __init__(self, *a, **k):
+            self.f = real_open(*a, **k)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            self.f.close()
+
+        def read(self, n):
+            return self.f.read(7)
+
+    monkeypatch.setattr(builtins, "open", Small)
+    assert ckernels._count_lines(log) == 1000
