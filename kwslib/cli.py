@@ -19,6 +19,7 @@ one line naming the file and the problem and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -141,9 +142,16 @@ def detect(model_path, wav_path, threshold: float | None = None, backend: str = 
 
 
 def export_cmd(src, dst, header=None, prefix="kws_model", containers=False, threshold=None, info=print):
-    from . import export
-    from .errors import ArtifactError
+    """Export; nothing is written unless every output can be made (the header first, the artifact last)."""
+    import math
 
+    from . import export
+    from .errors import ArtifactError, ConfigError
+
+    if threshold is not None and not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
+        raise ConfigError(f"--threshold must be in [0, 1], got {threshold}")
+    if header and not prefix.isidentifier():
+        raise ConfigError(f"--prefix {prefix!r} is not a C identifier")
     src = Path(src)
     if src.suffix == ".kws":
         model = export.load_model(src)
@@ -154,11 +162,17 @@ def export_cmd(src, dst, header=None, prefix="kws_model", containers=False, thre
     extra = {"source": src.name}
     if threshold is not None:
         extra["threshold"] = float(threshold)
-    try:
-        export.save_artifact(dst, model, packed=not containers, extra=extra)
-        if header:
+    blob = export.to_bytes(model, packed=not containers, extra=extra)  # fails before anything is written
+    if header:
+        try:
             export.save_c_header(header, model, prefix=prefix, packed=not containers)
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(f"{header}: cannot write the C header ({exc})") from exc
+    try:
+        export.save_bytes(dst, blob)
     except (OSError, ValueError) as exc:
+        if header:
+            Path(header).unlink(missing_ok=True)
         raise ArtifactError(f"{dst}: cannot write ({exc})") from exc
     size = Path(dst).stat().st_size
     info(f"wrote {dst}: {size:,} bytes, {len(model.layers)} layers, weights "
@@ -202,6 +216,12 @@ def main(argv=None) -> int:
         if args.cmd == "detect":
             if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
                 return _fail(f"--threshold must be in [0, 1], got {args.threshold}")
+            if not (math.isfinite(args.chunk_ms) and 0 < args.chunk_ms <= 3_600_000):
+                return _fail(f"--chunk-ms must be a positive number of milliseconds, got {args.chunk_ms}")
+            if args.smooth is not None and args.smooth < 1:
+                return _fail(f"--smooth must be at least 1 step, got {args.smooth}")
+            if args.refractory is not None and not (math.isfinite(args.refractory) and args.refractory >= 0):
+                return _fail(f"--refractory must be a non-negative number of seconds, got {args.refractory}")
             info = None if args.quiet else (lambda m: print(m, file=sys.stderr))
             found = detect(args.model, args.audio, args.threshold, args.backend, args.chunk_ms, args.smooth,
                            args.refractory, out=lambda line: print(line, flush=True), info=info)

@@ -62,12 +62,20 @@ class Paths:
 
 
 def paths(results_dir, cache_dir=None) -> Paths:
+    """The run's folders (created); ConfigError naming the folder when it cannot be made."""
+    from .errors import ConfigError
+
     results = Path(results_dir)
-    results.mkdir(parents=True, exist_ok=True)
     cache = Path(cache_dir) if cache_dir else results / "cache"
     p = Paths(results, cache)
-    for d in (p.figures, p.models, p.cache):
-        d.mkdir(parents=True, exist_ok=True)
+    for d in (p.results, p.figures, p.models, p.cache):
+        for parent in [d, *d.parents]:
+            if parent.exists() and not parent.is_dir():
+                raise ConfigError(f"cannot use {d} as a results folder: {parent} is a file")
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create results folder {d}: {exc.strerror}") from exc
     return p
 
 
@@ -78,7 +86,7 @@ def prepare(cfg: ExperimentConfig, p: Paths) -> tuple[Corpus, EvalData]:
     return corpus, data
 
 
-def train_float(cfg: ExperimentConfig, corpus: Corpus, p: Paths, log=print, resume: bool = True):
+def train_float(cfg: ExperimentConfig, corpus: Corpus, p: Paths, log=print, resume: bool = True, device="auto"):
     """Train the float baseline; returns (model, history list, seconds). Saved as models/float.pt."""
     set_seed(cfg.train.seed)
     model = build_model(cfg.model)
@@ -86,8 +94,10 @@ def train_float(cfg: ExperimentConfig, corpus: Corpus, p: Paths, log=print, resu
     model.set_normalization(mean, std)
     t0 = time.time()
     ckpt_dir = p.checkpoints / "float" if resume else None
+    from .distributed import resolve_device
+
     hist = fit(model, corpus.train, corpus.val, cfg.features, cfg.train, noise_train=corpus.noise_train,
-               ckpt_dir=ckpt_dir, log=log, progress=False)
+               ckpt_dir=ckpt_dir, log=log, progress=False, device=resolve_device(device))
     seconds = time.time() - t0
     save_model(p.models / "float.pt", model, kind="float", extra={"history": hist.epochs})
     return model, hist.epochs, seconds

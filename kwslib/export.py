@@ -170,12 +170,17 @@ def _readable(path: Path) -> None:
     os.chmod(path, 0o666 & ~mask)
 
 
-def save_artifact(path, model: IntModel, packed: bool = True, extra: dict | None = None) -> Path:
-    """Write ``model`` to ``path`` atomically (temp file + rename); returns the path."""
+def save_bytes(path, blob: bytes) -> Path:
+    """Write artifact bytes (from :func:`to_bytes`) atomically; returns the path."""
     path = Path(path)
-    atomic_write_bytes(path, to_bytes(model, packed=packed, extra=extra))
+    atomic_write_bytes(path, blob)
     _readable(path)
     return path
+
+
+def save_artifact(path, model: IntModel, packed: bool = True, extra: dict | None = None) -> Path:
+    """Write ``model`` to ``path`` atomically (temp file + rename); returns the path."""
+    return save_bytes(path, to_bytes(model, packed=packed, extra=extra))
 
 
 # --- reading -------------------------------------------------------------------------------------

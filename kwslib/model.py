@@ -32,6 +32,9 @@ class ModelConfig:
     step_frames: int = 4  # streaming hop between inferences (40 ms)
 
     def __post_init__(self):
+        for name in ("n_mels", "context_frames", "decimate", "n_classes", "step_frames"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.context_frames % self.decimate:
             raise ValueError(f"context_frames ({self.context_frames}) must be a multiple of decimate ({self.decimate})")
         if not self.hidden or min(self.hidden) < 1:

@@ -71,7 +71,7 @@ def build_corpus(cfg: DataConfig) -> Corpus:
     else:
         from . import speech_commands as sc
 
-        root = sc.resolve_root(cfg.root, cfg.root_env, "Speech Commands folder")
+        root = sc.resolve_root(cfg.root, cfg.root_env, "Speech Commands")
         if cfg.source == "speech_commands_test_set":
             corpus = sc.load_test_set(root, noise_root=_noise_root(cfg), split_seed=cfg.split_seed,
                                       fractions=tuple(cfg.split_fractions), noise_test_fraction=cfg.noise_test_fraction)

@@ -24,7 +24,7 @@ from pathlib import PurePosixPath
 import numpy as np
 
 from ..audio import check_audio, fit_to_clip, read_wav
-from ..errors import AudioError, OfflineError
+from ..errors import DatasetError, AudioError, OfflineError
 from .base import (
     ALL_WORDS_V1, ALL_WORDS_V2, CLASS_INDEX, CLIP_SAMPLES, SAMPLE_RATE, SILENCE, UNKNOWN,
     ClipSet, Corpus, split_noise_by_time, word_to_class,
@@ -74,6 +74,8 @@ def _convert(ds, label_names=None):
             total += 1
             file = batch["file"][i] if "file" in batch else f"record {total - 1}"
             label = batch["label"][i]
+            if isinstance(label, (int, np.integer)) and not 0 <= label < len(names):
+                raise DatasetError(f"{file}: label index {label} outside the dataset's {len(names)} label names")
             word = names[label] if isinstance(label, (int, np.integer)) else str(label)
             try:
                 samples = _decode(batch["audio"][i], file)
