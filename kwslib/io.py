@@ -25,6 +25,10 @@ def atomic_path(path, suffix: str = ".tmp"):
     os.close(fd)
     try:
         yield tmp
+        # mkstemp creates 0600 files; give the result the usual permissions (umask applied)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

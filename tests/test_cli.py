@@ -138,3 +138,24 @@ def test_console_script_and_bench(tmp_path):
     assert data["model_source"].startswith("random")
     res = subprocess.run([sys.executable, "-m", "kwslib.cli", "detect"], capture_output=True, text=True)
     assert res.returncode == 2 and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("argv", [["--chunk-ms", "inf"], ["--chunk-ms", "nan"], ["--chunk-ms", "-5"],
+                                  ["--smooth", "0"], ["--refractory", "nan"], ["--refractory", "-1"]])
+def test_detect_rejects_bad_numeric_options(files, capsys, argv):
+    d, art, _ = files
+    rc, out, err = run(["detect", str(art), str(d / "a.wav"), "--quiet", *argv], capsys)
+    assert rc == 2 and out == "" and argv[0] in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv", [["--threshold", "nan"], ["--threshold", "7"], ["--header", "{tmp}/h.h", "--prefix", "1x"],
+                                  ["--header", "{tmp}/a-file/h.h"]])
+def test_export_writes_nothing_on_bad_options(tmp_path, capsys, argv):
+    from kwslib.quant.stage2 import save_int_model
+
+    src = tmp_path / "m.int.npz"
+    save_int_model(src, random_int_model(4, seed=2))
+    (tmp_path / "a-file").write_text("x")
+    rc, out, err = run(["export", str(src), str(tmp_path / "o.kws"), *[a.format(tmp=tmp_path) for a in argv]], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.kws").exists() and not (tmp_path / "h.h").exists()

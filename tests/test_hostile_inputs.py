@@ -478,9 +478,6 @@ def test_detect_hostile_options(files, capsys):
         assert rc == 2 and out == "" and "usage:" in err and "Traceback" not in err
 
 
-@pytest.mark.xfail(strict=True, reason="kwslib/cli.py detect does not validate --chunk-ms/--smooth/--refractory "
-                                       "(inf raises OverflowError; nan says 'cannot convert float NaN to integer'; "
-                                       "negative values run; reported)")
 @pytest.mark.parametrize("argv", [["--chunk-ms", "inf"], ["--chunk-ms", "nan"], ["--chunk-ms", "-5"],
                                   ["--smooth", "0"], ["--smooth", "-3"], ["--refractory", "nan"],
                                   ["--refractory", "-1"]])
@@ -509,9 +506,6 @@ def test_export_hostile_sources_and_destinations(files, tmp_path, capsys):
     assert snapshot(tmp_path) == before and not list(Path.cwd().glob(".*.tmp"))
 
 
-@pytest.mark.xfail(strict=True, reason="kwslib/cli.py export writes the artifact before the C header: a header "
-                                       "that cannot be written (bad --prefix, unwritable path) leaves the artifact "
-                                       "(reported)")
 @pytest.mark.parametrize("header_args", [["--header", "{d}/a-file/h.h"], ["--header", "{tmp}/h.h", "--prefix", "1x"]])
 def test_export_failing_header_leaves_no_artifact(files, tmp_path, capsys, header_args):
     d, art = files
@@ -520,7 +514,6 @@ def test_export_failing_header_leaves_no_artifact(files, tmp_path, capsys, heade
     assert rc == 2 and not (tmp_path / "o.kws").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="kwslib/cli.py export stores any --threshold, NaN included (reported)")
 @pytest.mark.parametrize("value", ["nan", "7", "-1"])
 def test_export_rejects_a_threshold_outside_0_1(files, tmp_path, capsys, value):
     d, art = files
