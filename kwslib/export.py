@@ -247,7 +247,9 @@ def from_bytes(data: bytes, where: str = "<artifact bytes>") -> Artifact:
                 "norm_mean", "norm_std"):
         if key not in meta:
             _fail(where, f"metadata lacks '{key}'")
-    if not (math.isfinite(input_scale) and input_scale > 0) or not -128 <= input_zp <= 127:
+    s32 = float(np.float32(input_scale)) if math.isfinite(input_scale) and abs(input_scale) < 3e38 else math.inf
+    # the engines divide by the scale in float32: it must stay a finite, normal, positive float32
+    if not (math.isfinite(s32) and s32 >= float(np.finfo(np.float32).tiny)) or not -128 <= input_zp <= 127:
         _fail(where, f"bad input quantization: scale {input_scale}, zero point {input_zp}")
 
     layers, storage = [], []
@@ -294,6 +296,10 @@ def from_bytes(data: bytes, where: str = "<artifact bytes>") -> Artifact:
                                    out_zero_point=out_zp, relu=bool(relu)))
         except ValueError as exc:
             _fail(where, f"{what}: {exc}")
+        from .quant.intspec import ACC_MAX, max_abs_accumulator
+
+        if max_abs_accumulator(layers[-1]) > ACC_MAX:
+            _fail(where, f"{what}: worst-case accumulator exceeds int32 (weights and bias too large)")
         storage.append(st)
     names = meta["class_names"]
     if not isinstance(names, list) or len(names) != prev_out:

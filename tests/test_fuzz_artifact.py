@@ -167,14 +167,14 @@ def check_artifact(data: bytes, lib) -> str:
             outcome = "accepted"
         if outcome == "rejected":
             # The C reader on bytes the Python loader rejects runs out of process, under AddressSanitizer
-            # (test_c_reader_under_address_sanitizer): today it can read out of bounds (reported).
+            # (test_c_reader_under_address_sanitizer), which found an out-of-bounds read, since fixed.
             return outcome
         try:  # the C reader parses the same bytes
             cnet = ckernels.load_artifact_c(data, lib)
         except ckernels.CKernelsUnavailable:
             cnet = None
         model = art.model
-        # Two known loader gaps (reported; the xfail tests below expect them closed):
+        # Two former loader gaps, now closed (tests below); kept as guards against a regression:
         if any(max_abs_accumulator(layer) > ACC_MAX for layer in model.layers):
             # export.from_bytes does not check the accumulator bound; the C reader and engine refuse it
             assert cnet is None
@@ -322,9 +322,6 @@ def random_cases(n: int, seed: int = 0) -> list[bytes]:
                    reseal=k % 4 != 0) for k in range(n)]
 
 
-@pytest.mark.xfail(strict=True, reason="kwslib/csrc/kws_artifact.c (reported): offsets near 2^64 wrap its bounds "
-                                       "check (heap read out of bounds); kws_fnet_from_artifact computes "
-                                       "-(31 + shift) on an unchecked shift (signed overflow)")
 def test_c_reader_under_address_sanitizer(asan_drivers, tmp_path):
     """1500 fuzzed artifacts through the C reader and kernels built with ASan + UBSan: no invalid access, no UB."""
     files = []
@@ -356,7 +353,6 @@ C_READER_CASES = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="kwslib/csrc/kws_artifact.c bounds checks (reported)")
 @pytest.mark.parametrize("case", sorted(C_READER_CASES))
 def test_c_reader_rejects_hostile_offsets(asan_drivers, tmp_path, case):
     data = C_READER_CASES[case]()
@@ -366,16 +362,12 @@ def test_c_reader_rejects_hostile_offsets(asan_drivers, tmp_path, case):
     run_sanitized(asan_drivers, [tmp_path / "case.kws"])
 
 
-@pytest.mark.xfail(strict=True, reason="kwslib/export.py from_bytes does not check intspec.max_abs_accumulator "
-                                       "(reported); the C reader does")
 def test_loader_rejects_an_accumulator_that_can_overflow():
     data = mutate(BASE_BYTES[0], [("params", 0, (1 << 31) - 1)], reseal=True)  # layer 0, channel 0 bias = 2^31 - 1
     with pytest.raises(ArtifactError, match="accumulator"):
         export.from_bytes(data)
 
 
-@pytest.mark.xfail(strict=True, reason="kwslib/export.py from_bytes accepts an input scale float32 cannot hold "
-                                       "(reported); the C reader refuses 1e-300 and computes with inf for 1e300")
 @pytest.mark.parametrize("scale", [1e-300, 1e300])
 def test_loader_rejects_an_input_scale_float32_cannot_hold(scale):
     data = mutate(BASE_BYTES[0], [("float", 0, scale)], reseal=True)  # header field input_scale

@@ -87,10 +87,16 @@ int32_t kws_artifact_parse(const uint8_t *buf, int64_t len, kws_artifact *a) {
         prev = L->out_dim;
         const uint64_t need = (uint64_t)L->out_dim *
                               (L->storage ? ((uint64_t)L->in_dim * L->bits + 7) / 8 : (uint64_t)L->in_dim);
-        if (w_len != need || w_off < 64 || w_off + w_len > body || p_off < 64 || p_off + 12 * (uint64_t)L->out_dim > body)
+        /* written as subtractions so that offsets near 2^64 cannot wrap around the bound */
+        if (w_len != need || w_off < 64 || w_off > body || w_len > body - w_off || p_off < 64 || p_off > body ||
+            12 * (uint64_t)L->out_dim > body - p_off)
             return KWS_ART_BAD_FIELD;
         L->weights = buf + w_off;
         L->params = buf + p_off;
+        for (int32_t c = 0; c < L->out_dim; c++) {  /* shifts must lie in the spec's range [-30, 32] */
+            const int32_t shift = rd_i32(L->params + 4 * (2 * (size_t)L->out_dim + (size_t)c));
+            if (shift < -30 || shift > 32) return KWS_ART_BAD_FIELD;
+        }
     }
     a->n_classes = prev;
     return KWS_OK;
