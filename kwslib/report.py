@@ -19,10 +19,14 @@ PAPER = {
 
 
 def _get(d, *keys):
+    """Nested lookup through dicts (by key) and lists (by index); None when anything is missing."""
     for k in keys:
-        if not isinstance(d, dict) or k not in d or d[k] is None:
+        if isinstance(d, dict) and k in d and d[k] is not None:
+            d = d[k]
+        elif isinstance(d, list) and isinstance(k, int) and -len(d) <= k < len(d):
+            d = d[k]
+        else:
             return None
-        d = d[k]
     return d
 
 

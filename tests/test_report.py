@@ -19,6 +19,7 @@ def _summary():
 def test_claims_verdicts_follow_the_numbers():
     c = {r["claim"]: r for r in report.claims(_summary())}
     assert c["parity at 8-bit weights (stage 2)"]["verdict"] == "supported"
+    assert "float 95% CI 7.0%-13.0%" in c["parity at 8-bit weights (stage 2)"]["ours"]
     assert c["parity at 4-bit weights (stage 2)"]["verdict"] == "not supported"
     assert c["1-bit weights (stage 2)"]["verdict"] == "not measured"
     assert c["CPU"]["verdict"] == "supported" and "3.00x" in c["CPU"]["ours"] and "10.0x" in c["CPU"]["ours"]
