@@ -40,13 +40,12 @@ def _declared_data_bytes(raw: bytes, total: int) -> tuple[int, int] | None:
     return None
 
 
-def read_wav(path, sample_rate: int = SAMPLE_RATE, allow_any_length: bool = True,
-             max_seconds: float = MAX_SECONDS) -> np.ndarray:
-    """Read a mono 16-bit PCM WAV file into float32 samples in [-1, 1).
+def check_wav_header(path, sample_rate: int = SAMPLE_RATE, max_seconds: float | None = MAX_SECONDS):
+    """Validate a WAV file's header without reading its samples: returns ``(src, info, where)``.
 
-    ``path`` may be a filesystem path or the bytes of a WAV file. Raises
-    :class:`AudioError` if the file is missing, not a WAV, truncated, empty,
-    stereo, not 16-bit PCM (8-bit, 24-bit, float) or not at ``sample_rate``.
+    ``src`` is what soundfile should read (a path or a rewound BytesIO), ``info`` soundfile's
+    header info, ``where`` the name used in errors. Raises :class:`AudioError` as :func:`read_wav`
+    does; ``max_seconds=None`` accepts any length (streaming a long recording).
     """
     if not isinstance(path, (str, os.PathLike, bytes, bytearray, io.IOBase)):
         raise TypeError(f"read_wav: expected a file path or the bytes of a WAV file, got {type(path).__name__}")
@@ -87,8 +86,22 @@ def read_wav(path, sample_rate: int = SAMPLE_RATE, allow_any_length: bool = True
         raise AudioError(f"{where}: sample format {info.subtype}, expected 16-bit PCM (PCM_16)")
     if info.samplerate != sample_rate:
         raise AudioError(f"{where}: sample rate {info.samplerate} Hz, expected {sample_rate} Hz")
-    if info.frames > max_seconds * sample_rate:
+    if max_seconds is not None and info.frames > max_seconds * sample_rate:
         raise AudioError(f"{where}: {info.frames / sample_rate:.0f} s long, more than the {max_seconds:.0f} s limit")
+    if info.frames == 0:
+        raise AudioError(f"{where}: WAV holds no samples (empty audio)")
+    return src, info, where
+
+
+def read_wav(path, sample_rate: int = SAMPLE_RATE,
+             max_seconds: float = MAX_SECONDS) -> np.ndarray:
+    """Read a mono 16-bit PCM WAV file into float32 samples in [-1, 1).
+
+    ``path`` may be a filesystem path or the bytes of a WAV file. Raises
+    :class:`AudioError` if the file is missing, not a WAV, truncated, empty,
+    stereo, not 16-bit PCM (8-bit, 24-bit, float) or not at ``sample_rate``.
+    """
+    src, info, where = check_wav_header(path, sample_rate, max_seconds)
     try:
         data, _ = sf.read(src, dtype="int16", always_2d=False)
     except Exception as exc:

@@ -34,39 +34,10 @@ def _fail(msg: str) -> int:
 # --- WAV streaming ---------------------------------------------------------------------------------
 
 def check_wav(path, sample_rate: int):
-    """Validate a WAV header like audio.read_wav (without reading the samples); returns soundfile's info."""
-    import soundfile as sf
+    """Validate a WAV header like audio.read_wav, any length, without reading the samples; returns soundfile's info."""
+    from .audio import check_wav_header
 
-    from .audio import _declared_data_bytes
-    from .errors import AudioError
-
-    p = Path(path)
-    if not p.exists():
-        raise AudioError(f"{p}: file does not exist")
-    if p.is_dir():
-        raise AudioError(f"{p}: is a directory, not a WAV file")
-    if p.stat().st_size == 0:
-        raise AudioError(f"{p}: file is empty (0 bytes)")
-    try:
-        info = sf.info(str(p))
-    except Exception as exc:
-        raise AudioError(f"{p}: not a readable WAV file ({exc})") from exc
-    with open(p, "rb") as f:
-        head = f.read(1 << 16)
-    declared = _declared_data_bytes(head, p.stat().st_size)
-    if declared and 0 < declared[0] < 0xFFFFFFFF and declared[1] < declared[0]:
-        raise AudioError(f"{p}: truncated: header declares {declared[0]} data bytes, file holds {declared[1]}")
-    if info.format not in ("WAV", "WAVEX"):
-        raise AudioError(f"{p}: format {info.format}, expected WAV")
-    if info.channels != 1:
-        raise AudioError(f"{p}: {info.channels} channels, expected mono")
-    if info.subtype != "PCM_16":
-        raise AudioError(f"{p}: sample format {info.subtype}, expected 16-bit PCM (PCM_16)")
-    if info.samplerate != sample_rate:
-        raise AudioError(f"{p}: sample rate {info.samplerate} Hz, the model expects {sample_rate} Hz")
-    if info.frames == 0:
-        raise AudioError(f"{p}: WAV holds no samples (empty audio)")
-    return info
+    return check_wav_header(path, sample_rate, max_seconds=None)[1]
 
 
 def wav_chunks(path, sample_rate: int, chunk_samples: int):

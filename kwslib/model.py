@@ -14,7 +14,7 @@ overfits.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -193,15 +193,9 @@ def save_model(path, model: KWSNet, kind: str = "float", extra: dict | None = No
     from .io import atomic_path
 
     state = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "kind": kind,
-             "config": dataclasses_asdict(model.cfg), "state_dict": model.state_dict(), "extra": extra or {}}
+             "config": asdict(model.cfg), "state_dict": model.state_dict(), "extra": extra or {}}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
-
-
-def dataclasses_asdict(obj):
-    import dataclasses
-
-    return dataclasses.asdict(obj)
 
 
 def read_model_file(path, fmt: str = MODEL_FORMAT, max_version: int = MODEL_VERSION, what: str = "model",

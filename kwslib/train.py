@@ -81,6 +81,23 @@ class TrainConfig:
                              f"{self.label_smoothing}, {self.weight_decay}, {self.grad_clip}")
 
 
+def run_key(model: nn.Module, *configs) -> str:
+    """Identify a fine-tuning run by its start weights and its config dataclasses.
+
+    Stage 1 and stage 2 store it with their checkpoints so that a checkpoint
+    left by a different run (other start weights, schedule or quantizer) is
+    discarded instead of resumed.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    h.update(json.dumps([dataclasses.asdict(c) for c in configs], sort_keys=True).encode())
+    return h.hexdigest()
+
+
 def set_seed(seed: int) -> None:
     import random
 

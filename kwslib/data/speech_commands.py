@@ -88,6 +88,17 @@ def resolve_root(path: str | os.PathLike | None, env_var: str, what: str) -> Pat
     return root
 
 
+def _folder_wavs(root: Path, folders) -> list[str]:
+    """``folder/name.wav`` of every WAV in each folder (sorted); DatasetError for a folder with none."""
+    rels = []
+    for folder in folders:
+        names = _wav_names(root / folder)
+        if not names:
+            raise DatasetError(f"{root / folder} has no .wav files")
+        rels += [f"{folder}/{n}" for n in names]
+    return rels
+
+
 def _wav_names(folder: Path) -> list[str]:
     """Sorted ``*.wav`` file names of a folder (sorted: independent of listing order)."""
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(".wav") and not p.name.startswith("."))
@@ -236,13 +247,7 @@ def check_test_set_layout(root) -> list[str]:
     if not root.is_dir():
         raise DatasetError(f"Speech Commands test-set folder {root} does not exist")
     _require_folders(root, TEST_SET_FOLDERS, "Speech Commands 12-class test-set")
-    rels = []
-    for folder in TEST_SET_FOLDERS:
-        names = _wav_names(root / folder)
-        if not names:
-            raise DatasetError(f"{root / folder} has no .wav files")
-        rels += [f"{folder}/{n}" for n in names]
-    return rels
+    return _folder_wavs(root, TEST_SET_FOLDERS)
 
 
 def load_test_set(root=None, noise_root=None, split_seed: int = 0, fractions=(0.7, 0.1, 0.2),
@@ -319,13 +324,7 @@ def check_full_layout(root, version: str = "v0.02") -> tuple[list[str], set[str]
                            f"{version} archive (no testing_list.txt, has _unknown_/_silence_): use load_test_set")
     _require_folders(root, words + [BACKGROUND], f"full Speech Commands {version}")
     val, test = _read_list(root / "validation_list.txt"), _read_list(root / "testing_list.txt")
-    rels = []
-    for word in words:
-        names = _wav_names(root / word)
-        if not names:
-            raise DatasetError(f"{root / word} has no .wav files")
-        rels += [f"{word}/{n}" for n in names]
-    return rels, val, test
+    return _folder_wavs(root, words), val, test
 
 
 def load_full(root=None, version: str = "v0.02", silence_fraction: float = 0.1,

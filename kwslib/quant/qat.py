@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,16 +204,6 @@ class Stage1Config:
         return dataclasses.replace(base, **over)
 
 
-def _run_key(model, stage_cfg, wcfg) -> str:
-    """Identifies a stage-1 run (start weights, schedule, quantizer): a checkpoint of another run is not resumed."""
-    h = hashlib.sha256()
-    for k, v in model.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    h.update(json.dumps([dataclasses.asdict(stage_cfg), dataclasses.asdict(wcfg)], sort_keys=True).encode())
-    return h.hexdigest()
-
-
 def train_stage1(float_model, corpus, feat_cfg, train_cfg, stage_cfg: Stage1Config, wcfg: WeightQuantConfig,
                  ckpt_dir=None, log=print, progress: bool = False):
     """Stage-1 QAT from ``float_model`` (not modified). Returns (model in eval mode, history list).
@@ -224,13 +213,13 @@ def train_stage1(float_model, corpus, feat_cfg, train_cfg, stage_cfg: Stage1Conf
     quantizer) is discarded, not resumed.
     """
     from ..io import atomic_write_text
-    from ..train import fit, set_seed
+    from ..train import fit, run_key, set_seed
 
     model = quantize_model(float_model, wcfg)
     cfg = stage_cfg.train_config(train_cfg)
     if ckpt_dir is not None:
         ckpt_dir = Path(ckpt_dir)
-        key, key_file = _run_key(model, stage_cfg, wcfg), ckpt_dir / "run_key.txt"
+        key, key_file = run_key(model, stage_cfg, wcfg), ckpt_dir / "run_key.txt"
         if not key_file.exists() or key_file.read_text() != key:
             (ckpt_dir / "last.pt").unlink(missing_ok=True)
             atomic_write_text(key_file, key)

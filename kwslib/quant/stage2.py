@@ -50,7 +50,6 @@ Choices (documented in notebook 3 too):
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -354,15 +353,6 @@ def calibrate(net: Stage2Net, windows: torch.Tensor, batch_size: int = 128, batc
     net.eval()
 
 
-def _run_key(stage1_model, train_cfg, s2: Stage2Config) -> str:
-    h = hashlib.sha256()
-    for k, v in stage1_model.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    h.update(json.dumps([dataclasses.asdict(train_cfg), dataclasses.asdict(s2)], sort_keys=True).encode())
-    return h.hexdigest()
-
-
 def train_stage2(stage1_model, corpus, feat_cfg, train_cfg, stage2_cfg: Stage2Config, ckpt_dir=None, log=print,
                  progress: bool = False):
     """Fold ``stage1_model`` (not modified), calibrate, fine-tune with fake quantization.
@@ -374,7 +364,7 @@ def train_stage2(stage1_model, corpus, feat_cfg, train_cfg, stage2_cfg: Stage2Co
     """
     from ..io import atomic_write_text
     from ..model import center_window
-    from ..train import clip_features, fit, set_seed
+    from ..train import clip_features, fit, run_key, set_seed
 
     s2 = stage2_cfg
     cfg = s2.train_config(train_cfg)
@@ -389,7 +379,7 @@ def train_stage2(stage1_model, corpus, feat_cfg, train_cfg, stage2_cfg: Stage2Co
     if s2.epochs > 0:
         if ckpt_dir is not None:
             ckpt_dir = Path(ckpt_dir)
-            key, key_file = _run_key(stage1_model, cfg, s2), ckpt_dir / "run_key.txt"
+            key, key_file = run_key(stage1_model, cfg, s2), ckpt_dir / "run_key.txt"
             if not key_file.exists() or key_file.read_text() != key:
                 (ckpt_dir / "last.pt").unlink(missing_ok=True)
                 atomic_write_text(key_file, key)
