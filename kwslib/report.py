@@ -41,7 +41,7 @@ def _ratio(a, b):
 def model_rows(summary: dict) -> list[dict]:
     """One row per model in summary['models'], float first, then stage 2, stage 1 and baselines."""
     models = summary.get("models", {})
-    order = {"float": 0, "stage2": 1, "stage1": 2, "linear_qat": 3, "dorefa": 4, "ptq": 5}
+    order = {"float": 0, "stage2": 1, "stage1": 2, "linear_qat": 3, "dorefa_qat": 4, "ptq": 5}
     rows = []
     for name, m in models.items():
         if not isinstance(m, dict) or "accuracy" not in m:
@@ -49,7 +49,7 @@ def model_rows(summary: dict) -> list[dict]:
         rows.append({"model": name, "stage": m.get("stage"), "bits": m.get("weight_bits"),
                      "accuracy": m.get("accuracy"), "frr_at_op": m.get("frr_at_op"),
                      "frr_at_op_ci": m.get("frr_at_op_ci"), "fdph_at_float_frr": m.get("fdph_at_float_frr"),
-                     "parity": m.get("parity")})
+                     "parity": m.get("parity"), "no_worse": m.get("no_worse_than_float")})
     rows.sort(key=lambda r: (order.get(r["stage"], 9), -(r["bits"] or 0), r["model"]))
     return rows
 
@@ -76,7 +76,8 @@ def claims(summary: dict) -> list[dict]:
     out.append({"claim": "1-bit weights (stage 2)", "paper": "accuracy reported (accelerators)",
                 "ours": "not measured" if m is None else
                 f"FRR {_pct(m.get('frr_at_op'))}, accuracy {_pct(m.get('accuracy'))}",
-                "verdict": "not measured" if m is None else ("parity" if m.get("parity") else "no parity")})
+                "verdict": "not measured" if m is None else ("parity" if m.get("parity") else (
+                    "better than float" if m.get("no_worse_than_float") else "no parity"))})
     ins = _get(summary, "cpu", "aarch64_instructions_per_inference") or {}
     us = _get(summary, "cpu", "x86_us_per_inference") or {}
     r4 = _ratio(ins.get("float32_neon"), ins.get("w4_neon"))
@@ -115,6 +116,46 @@ def _md_table(rows: list[dict], cols: list[str]) -> str:
     return "\n".join(lines)
 
 
+METHOD_LABELS = {"stage1": "tanh QAT (stage 1), per channel", "stage1_pt": "tanh QAT (stage 1), per tensor",
+                 "linear": "linear QAT, per channel", "linear_pt": "linear QAT, per tensor",
+                 "dorefa": "DoReFa QAT, per channel", "dorefa_pt": "DoReFa QAT, per tensor",
+                 "ptq": "PTQ (linear), per channel", "ptq_pt": "PTQ (linear), per tensor"}
+
+
+def ablation_rows(summary: dict, metric: str = "accuracy") -> list[dict]:
+    """The ablation as rows (one per method and granularity, one column per weight width, widest first)."""
+    table = ablation_table(summary, metric)
+    bits = sorted({b for by in table.values() for b in by if b is not None}, reverse=True)
+    order = list(METHOD_LABELS)
+    rows = []
+    for method in sorted(table, key=lambda k: (order.index(k) if k in order else len(order), k)):
+        rows.append({"method": METHOD_LABELS.get(method, method), **{f"{b} bits": table[method].get(b) for b in bits}})
+    return rows
+
+
+def cpu_rows(summary: dict) -> list[dict]:
+    """Every CPU measurement of summary['cpu'] with its ratio to the float32 reference of the same kind."""
+    rows = []
+    us = _get(summary, "cpu", "x86_us_per_inference") or {}
+    for k, v in us.items():
+        if isinstance(v, (int, float)):
+            r = _ratio(us.get("float32_numpy"), v)
+            rows.append({"measure": "x86 microseconds per inference", "engine": k, "value": float(v),
+                         "float32 / this": r})
+    ins = _get(summary, "cpu", "aarch64_instructions_per_inference") or {}
+    for k, v in ins.items():
+        if isinstance(v, (int, float)):
+            r = _ratio(ins.get("float32_neon"), v)
+            rows.append({"measure": "aarch64 instructions per inference", "engine": k, "value": int(v),
+                         "float32 / this": r})
+    return rows
+
+
+def memory_rows(summary: dict) -> list[dict]:
+    """The memory projection of this model (summary['memory_projection']['table']), one row per layout."""
+    return [dict(r) for r in (_get(summary, "memory_projection", "table") or []) if isinstance(r, dict)]
+
+
 def report_markdown(summary: dict, assumptions: list[str] | None = None, figures: list[str] | None = None) -> str:
     prof = summary.get("profile", "?")
     data = summary.get("data", {})
@@ -126,8 +167,34 @@ def report_markdown(summary: dict, assumptions: list[str] | None = None, figures
              f"{_get(summary, 'operating_point', 'false_detections_per_hour')} false detections per hour.", "",
              "## The paper's claims and this run", "", _md_table(claims(summary), ["claim", "paper", "ours", "verdict"]),
              "", "## Every model", "",
+             "`parity`: FRR at the operating point inside the float model's 95% interval; `no_worse`: at most its "
+             "upper end (a model better than float has `parity` False and `no_worse` True).", "",
              _md_table(model_rows(summary), ["model", "stage", "bits", "accuracy", "frr_at_op", "frr_at_op_ci",
-                                             "fdph_at_float_frr", "parity"])]
+                                             "fdph_at_float_frr", "parity", "no_worse"])]
+    for metric, title in (("accuracy", "12-class accuracy"), ("frr_at_op", "FRR at the operating point")):
+        rows = ablation_rows(summary, metric)
+        if rows:
+            if metric == "accuracy":
+                parts += ["", "## Ablation: tanh (stage 1) vs DoReFa vs linear QAT vs post-training quantization", ""]
+            parts += [f"{title} by weight width:", "", _md_table(rows, list(rows[0])), ""]
+    mem = memory_rows(summary)
+    if mem:
+        parts += ["", "## Memory (bytes) by layout", "",
+                  "Weights, per-channel parameters and peak activation buffers; `int8` is the 8-bit-container "
+                  "(NEON) layout, a number is packed weights of that width (see notebook 5).", "",
+                  _md_table(mem, ["layout", "weights", "params", "activations", "total", "reduction_vs_float32",
+                                  "weight_reduction_vs_float32"])]
+    cpu = cpu_rows(summary)
+    if cpu:
+        parts += ["", "## CPU", "", _md_table(cpu, ["measure", "engine", "value", "float32 / this"])]
+        note = _get(summary, "cpu", "aarch64_instructions_per_inference", "note")
+        if note:
+            parts += ["", note]
+    eng = summary.get("engine") or {}
+    if eng:
+        parts += ["", "Integer engines bit-exact against the stage-2 models' simulated integer outputs on the whole "
+                  "test set: " + ", ".join(f"{k.replace('bit_exact_', '')} {v if v is not None else 'not run'}"
+                                           for k, v in eng.items()) + "."]
     if assumptions:
         parts += ["", "## Assumptions where the paper is silent", ""] + [f"- {a}" for a in assumptions]
     if figures:
@@ -148,7 +215,7 @@ def readme_table(summaries: dict) -> str:
         for r in model_rows(s):
             if r["stage"] in ("float", "stage1", "stage2"):
                 rows.append(dict(r, profile=prof))
-    return _md_table(rows, ["profile", "model", "bits", "accuracy", "frr_at_op", "frr_at_op_ci", "parity"])
+    return _md_table(rows, ["profile", "model", "bits", "accuracy", "frr_at_op", "frr_at_op_ci", "parity", "no_worse"])
 
 
 ASSUMPTIONS = [
@@ -177,7 +244,7 @@ def ablation_table(summary: dict, metric: str = "accuracy") -> dict:
     """method -> {bits: metric} for stage 1 (tanh) and the baselines (PTQ, linear QAT, DoReFa)."""
     out: dict = {}
     for name, m in summary.get("models", {}).items():
-        if not isinstance(m, dict) or m.get("stage") not in ("stage1", "ptq", "linear_qat", "dorefa"):
+        if not isinstance(m, dict) or m.get("stage") not in ("stage1", "ptq", "linear_qat", "dorefa_qat"):
             continue
         method = name.rsplit("_w", 1)[0]
         out.setdefault(method, {})[m.get("weight_bits")] = m.get(metric)

@@ -10,7 +10,8 @@ def _summary():
             "operating_point": {"false_detections_per_hour": 20.0},
             "models": {"float": fl, "stage2_w8": m("stage2", 8, 0.10, True), "stage2_w5": m("stage2", 5, 0.11, True),
                        "stage2_w4": m("stage2", 4, 0.2, False), "ptq_w4": m("ptq", 4, 0.3, False),
-                       "stage1_w4": m("stage1", 4, 0.12, True), "linear_w4": m("linear_qat", 4, 0.14, False)},
+                       "stage1_w4": m("stage1", 4, 0.12, True), "linear_w4": m("linear_qat", 4, 0.14, False),
+                       "dorefa_w4": m("dorefa_qat", 4, 0.13, True), "stage1_pt_w2": m("stage1", 2, 0.5, False)},
             "cpu": {"aarch64_instructions_per_inference": {"float32_neon": 900, "int8_neon": 450, "w4_neon": 300},
                     "x86_us_per_inference": {"float32_numpy": 100.0, "kwslib_int8_c": 10.0}},
             "memory_bytes": {"float32": 1000, "int8_containers": 260, "packed": {"4": 130}}}
@@ -37,7 +38,14 @@ def test_rows_order_and_ablation_and_markdown(tmp_path):
     rows = report.model_rows(s)
     assert [r["model"] for r in rows][:4] == ["float", "stage2_w8", "stage2_w5", "stage2_w4"]
     abl = report.ablation_table(s)
-    assert abl == {"ptq": {4: 0.79}, "stage1": {4: 0.79}, "linear": {4: 0.79}}
+    assert abl == {"ptq": {4: 0.79}, "stage1": {4: 0.79}, "linear": {4: 0.79}, "dorefa": {4: 0.79},
+                   "stage1_pt": {2: 0.79}}
+    frr = report.ablation_rows(s, "frr_at_op")
+    assert [r["method"] for r in frr] == ["tanh QAT (stage 1), per channel", "tanh QAT (stage 1), per tensor",
+                                          "linear QAT, per channel", "DoReFa QAT, per channel",
+                                          "PTQ (linear), per channel"]
+    assert list(frr[0]) == ["method", "4 bits", "2 bits"]
+    assert frr[0]["4 bits"] == 0.12 and frr[0]["2 bits"] is None and frr[1]["2 bits"] == 0.5
     text = report.write_report(tmp_path / "R.md", s, ["an assumption"], ["figures/x.png"])
     assert (tmp_path / "R.md").read_text() == text
     assert "| parity at 8-bit weights (stage 2) | parity |" in text and "- an assumption" in text
@@ -62,3 +70,39 @@ def test_update_readme_replaces_only_the_block(tmp_path):
     readme.write_text("no markers")
     with pytest.raises(ConfigError, match="no results block"):
         report.update_readme(readme, tmp_path / "results")
+
+
+def test_ablation_covers_every_stage_the_qat_notebook_writes():
+    # the stage names come from kwslib.quant.qat; a method the report does not know would silently vanish
+    from kwslib.quant.qat import SUMMARY_STAGE
+
+    s = {"models": {f"{st}_w4": {"stage": st, "weight_bits": 4, "accuracy": 0.5}
+                    for st in SUMMARY_STAGE.values()}}
+    assert len(report.ablation_table(s)) == len(set(SUMMARY_STAGE.values()))
+
+
+def test_one_bit_better_than_float_is_not_called_no_parity():
+    s = _summary()
+    s["models"]["stage2_w1"] = dict(s["models"]["stage2_w8"], weight_bits=1, frr_at_op=0.05, parity=False,
+                                    no_worse_than_float=True)
+    assert {r["claim"]: r for r in report.claims(s)}["1-bit weights (stage 2)"]["verdict"] == "better than float"
+    s["models"]["stage2_w1"].update(frr_at_op=0.2, no_worse_than_float=False)
+    assert {r["claim"]: r for r in report.claims(s)}["1-bit weights (stage 2)"]["verdict"] == "no parity"
+
+
+def test_cpu_and_memory_rows_and_their_sections():
+    s = _summary()
+    cpu = {(r["measure"].split()[0], r["engine"]): r for r in report.cpu_rows(s)}
+    assert cpu[("aarch64", "w4_neon")]["value"] == 300 and cpu[("aarch64", "w4_neon")]["float32 / this"] == 3.0
+    assert cpu[("x86", "kwslib_int8_c")]["float32 / this"] == 10.0
+    assert report.memory_rows(s) == []  # no projection table in the summary: no rows, no section
+    assert "## Memory" not in report.report_markdown(s)
+    s["memory_projection"] = {"table": [{"layout": "float32", "weights": 800, "params": 100, "activations": 100,
+                                         "total": 1000, "reduction_vs_float32": 1.0,
+                                         "weight_reduction_vs_float32": 1.0}]}
+    s["engine"] = {"bit_exact_numpy": True, "bit_exact_neon": None}
+    text = report.report_markdown(s)
+    assert "| float32 | 800 | 100 | 100 | 1000 | 1.0000 | 1.0000 |" in text
+    assert "| aarch64 instructions per inference | w4_neon | 300 | 3.0000 |" in text
+    assert "numpy True, neon not run" in text
+    assert "## Ablation" in text and "| DoReFa QAT, per channel |" in text
