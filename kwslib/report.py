@@ -136,18 +136,12 @@ def ablation_rows(summary: dict, metric: str = "accuracy") -> list[dict]:
 def cpu_rows(summary: dict) -> list[dict]:
     """Every CPU measurement of summary['cpu'] with its ratio to the float32 reference of the same kind."""
     rows = []
-    us = _get(summary, "cpu", "x86_us_per_inference") or {}
-    for k, v in us.items():
-        if isinstance(v, (int, float)):
-            r = _ratio(us.get("float32_numpy"), v)
-            rows.append({"measure": "x86 microseconds per inference", "engine": k, "value": float(v),
-                         "float32 / this": r})
-    ins = _get(summary, "cpu", "aarch64_instructions_per_inference") or {}
-    for k, v in ins.items():
-        if isinstance(v, (int, float)):
-            r = _ratio(ins.get("float32_neon"), v)
-            rows.append({"measure": "aarch64 instructions per inference", "engine": k, "value": int(v),
-                         "float32 / this": r})
+    for key, ref, measure, cast in (("x86_us_per_inference", "float32_numpy", "x86 microseconds per inference", float),
+                                    ("aarch64_instructions_per_inference", "float32_neon",
+                                     "aarch64 instructions per inference", int)):
+        values = _get(summary, "cpu", key) or {}
+        rows += [{"measure": measure, "engine": k, "value": cast(v), "float32 / this": _ratio(values.get(ref), v)}
+                 for k, v in values.items() if isinstance(v, (int, float))]
     return rows
 
 
@@ -171,11 +165,11 @@ def report_markdown(summary: dict, assumptions: list[str] | None = None, figures
              "upper end (a model better than float has `parity` False and `no_worse` True).", "",
              _md_table(model_rows(summary), ["model", "stage", "bits", "accuracy", "frr_at_op", "frr_at_op_ci",
                                              "fdph_at_float_frr", "parity", "no_worse"])]
-    for metric, title in (("accuracy", "12-class accuracy"), ("frr_at_op", "FRR at the operating point")):
-        rows = ablation_rows(summary, metric)
-        if rows:
-            if metric == "accuracy":
-                parts += ["", "## Ablation: tanh (stage 1) vs DoReFa vs linear QAT vs post-training quantization", ""]
+    abl = [(title, ablation_rows(summary, metric))
+           for metric, title in (("accuracy", "12-class accuracy"), ("frr_at_op", "FRR at the operating point"))]
+    if abl[0][1]:
+        parts += ["", "## Ablation: tanh (stage 1) vs DoReFa vs linear QAT vs post-training quantization", ""]
+        for title, rows in abl:
             parts += [f"{title} by weight width:", "", _md_table(rows, list(rows[0])), ""]
     mem = memory_rows(summary)
     if mem:
