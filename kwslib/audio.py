@@ -1,4 +1,5 @@
-"""Reading and checking audio: 16 kHz mono 16-bit PCM WAV, as Speech Commands ships it.
+"""Reading and checking audio: 16 kHz mono 16-bit PCM WAV clips, as Speech Commands ships them, and
+recordings of any common format for the streaming command line (:func:`recording_chunks`).
 
 We decode WAV ourselves with soundfile (libsndfile), never through
 ``datasets``' ffmpeg-based decoder. Every failure raises :class:`AudioError`
@@ -152,3 +153,99 @@ def write_wav(path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     audio = np.clip(np.asarray(audio, np.float32), -1.0, 32767 / 32768)
     with atomic_path(path) as tmp:
         sf.write(tmp, (audio * 32768.0).round().astype(np.int16), sample_rate, subtype="PCM_16", format="WAV")
+
+
+# --- recordings of any format, for the streaming command line -------------------------------------
+
+def describe_recording(info, sample_rate: int) -> str:
+    """One phrase for the header line: what the file is and what reading it converts.
+
+    ``info`` is soundfile's info of the file. Example: ``"44100 Hz stereo WAV FLOAT, downmixed to mono,
+    resampled to 16000 Hz"``; a file that needs nothing says ``"16000 Hz mono WAV PCM_16, no conversion"``.
+    """
+    channels = {1: "mono", 2: "stereo"}.get(info.channels, f"{info.channels}-channel")
+    steps = []
+    if info.channels > 1:
+        steps.append("downmixed to mono (mean of the channels)")
+    if info.samplerate != sample_rate:
+        steps.append(f"resampled to {sample_rate} Hz (soxr, HQ)")
+    if info.subtype != "PCM_16":
+        steps.append("samples scaled to [-1, 1)")
+    return f"{info.samplerate} Hz {channels} {info.format} {info.subtype}, " + (", ".join(steps) or "no conversion")
+
+
+def check_recording(path):
+    """Validate a recording for streaming: returns ``(str path, soundfile info)``.
+
+    Accepts whatever libsndfile reads: WAV (8/16/24/32-bit PCM, float), FLAC, OGG/Vorbis, AIFF, ...
+    at any sample rate and any number of channels, any length. Raises :class:`AudioError` naming the
+    file: missing, a directory, empty, unreadable, no samples, a truncated WAV data chunk.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"check_recording: expected a file path, got {type(path).__name__}")
+    p = Path(path)
+    if not p.exists():
+        raise AudioError(f"{p}: file does not exist")
+    if p.is_dir():
+        raise AudioError(f"{p}: is a directory, not an audio file")
+    if p.stat().st_size == 0:
+        raise AudioError(f"{p}: file is empty (0 bytes)")
+    try:
+        info = sf.info(str(p))
+    except Exception as exc:
+        raise AudioError(f"{p}: not a readable audio file (WAV, FLAC, OGG, ...): {exc}") from exc
+    if info.format in ("WAV", "WAVEX"):
+        with open(p, "rb") as f:
+            head = f.read(1 << 16)
+        declared = _declared_data_bytes(head, p.stat().st_size)
+        if declared and 0 < declared[0] < 0xFFFFFFFF and declared[1] < declared[0]:
+            raise AudioError(f"{p}: truncated: header declares {declared[0]} data bytes, file holds {declared[1]}")
+    if info.frames == 0 or info.channels < 1 or info.samplerate <= 0:
+        raise AudioError(f"{p}: holds no samples (empty audio)")
+    return str(p), info
+
+
+def recording_chunks(path, sample_rate: int = SAMPLE_RATE, chunk_seconds: float = 0.1):
+    """Yield float32 mono chunks of a recording, converted to ``sample_rate`` as they stream.
+
+    The conversions (see :func:`describe_recording`): channels are averaged to mono; a sample rate
+    other than ``sample_rate`` is converted with soxr's streaming resampler (quality HQ), which gives
+    the same samples whatever the chunk size; 16-bit PCM is read as ``int16 / 32768`` exactly as
+    :func:`read_wav` reads training clips; other sample formats come as float in [-1, 1] from
+    libsndfile. A NaN or infinite sample (possible in float WAV) raises :class:`AudioError` with its
+    time, as does a file that holds fewer samples than its header says.
+    """
+    where, info = check_recording(path)
+    block = max(1, int(round(info.samplerate * chunk_seconds)))
+    resampler = None
+    if info.samplerate != sample_rate:
+        import soxr  # only when the file needs it
+
+        resampler = soxr.ResampleStream(info.samplerate, sample_rate, 1, dtype="float32", quality="HQ")
+    n = 0
+    try:
+        with sf.SoundFile(where) as f:
+            while True:
+                if info.subtype == "PCM_16":
+                    x = f.read(block, dtype="int16", always_2d=True).astype(np.float32) / 32768.0
+                else:
+                    x = f.read(block, dtype="float32", always_2d=True)
+                last = len(x) < block
+                if len(x):
+                    if not np.all(np.isfinite(x)):
+                        bad = n + int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
+                        raise AudioError(f"{where}: non-finite sample (NaN or inf) at {bad / info.samplerate:.3f} s")
+                    n += len(x)
+                    x = x[:, 0] if info.channels == 1 else x.mean(axis=1, dtype=np.float32)
+                if resampler is not None:
+                    x = resampler.resample_chunk(x if len(x) else np.zeros(0, np.float32), last=last)
+                if len(x):
+                    yield np.ascontiguousarray(x, dtype=np.float32)
+                if last:
+                    break
+    except AudioError:
+        raise
+    except Exception as exc:
+        raise AudioError(f"{where}: truncated or corrupt audio data ({exc})") from exc
+    if info.format in ("WAV", "WAVEX") and n < info.frames:
+        raise AudioError(f"{where}: truncated: header says {info.frames} samples, file holds {n}")

@@ -91,7 +91,7 @@ def load_models(results_dir) -> tuple[IntModel, IntModel, str]:
     models = Path(results_dir) / "models"
     p8, p4 = models / "stage2_w8.int.npz", models / "stage2_w4.int.npz"
     if p8.exists() and p4.exists():
-        from .quant.stage2 import load_int_model
+        from .quant.intfile import load_int_model
 
         return load_int_model(p8), load_int_model(p4), f"stage2 ({p8.name}, {p4.name})"
     return random_int_model(8, seed=0), random_int_model(4, seed=0), "random codes, default model shape"

@@ -31,49 +31,20 @@ def _fail(msg: str) -> int:
     return EXIT_BAD_INPUT
 
 
-# --- WAV streaming ---------------------------------------------------------------------------------
-
-def check_wav(path, sample_rate: int):
-    """Validate a WAV header like audio.read_wav, any length, without reading the samples; returns soundfile's info."""
-    from .audio import check_wav_header
-
-    return check_wav_header(path, sample_rate, max_seconds=None)[1]
-
-
-def wav_chunks(path, sample_rate: int, chunk_samples: int):
-    """Yield float32 chunks of a mono 16-bit PCM WAV at ``sample_rate`` (validated by :func:`check_wav` first)."""
-    import numpy as np
-    import soundfile as sf
-
-    from .errors import AudioError
-
-    p = Path(path)
-    info = check_wav(p, sample_rate)
-    n = 0
-    try:
-        with sf.SoundFile(str(p)) as f:
-            while True:
-                block = f.read(chunk_samples, dtype="int16", always_2d=False)
-                if len(block) == 0:
-                    break
-                n += len(block)
-                yield block.astype(np.float32) / 32768.0
-    except AudioError:
-        raise
-    except Exception as exc:
-        raise AudioError(f"{p}: truncated or corrupt WAV data ({exc})") from exc
-    if n < info.frames:
-        raise AudioError(f"{p}: truncated: header says {info.frames} samples, file holds {n}")
-
-
-def detect(model_path, wav_path, threshold: float | None = None, backend: str = "auto", chunk_ms: float = 100.0,
+def detect(model_path, audio_path, threshold: float | None = None, backend: str = "auto", chunk_ms: float = 100.0,
            smooth_windows: int | None = None, refractory_s: float | None = None, out=print, info=None):
-    """Stream ``wav_path`` through the artifact ``model_path``; calls ``out`` per detection, returns them."""
+    """Stream ``audio_path`` through the artifact ``model_path``; calls ``out`` per detection, returns them.
+
+    The recording may be WAV (8/16/24/32-bit PCM or float), FLAC or OGG at any sample rate, mono or
+    multi-channel: :func:`kwslib.audio.recording_chunks` converts it while streaming, and the header
+    line (``info``) says what it converted.
+    """
     import warnings
 
+    from .audio import check_recording, describe_recording, recording_chunks
     from .engine import Detector, Engine
-    from .evaluate import EvalConfig
-    from .features import FeatureConfig
+    from .features import FeatureConfig, StreamingFrontend
+    from .metrics import EvalConfig
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the fallback is reported through `info`
@@ -81,23 +52,27 @@ def detect(model_path, wav_path, threshold: float | None = None, backend: str = 
     model, extra = engine.model, engine.artifact.extra
     feat = FeatureConfig(**model.feature_config) if model.feature_config else FeatureConfig()
     ev = EvalConfig()
-    threshold = float(extra.get("threshold", 0.5)) if threshold is None else float(threshold)
+    if threshold is None:
+        threshold = float(extra.get("threshold", 0.5))
+        origin = extra.get("threshold_source", "stored in the artifact") if "threshold" in extra \
+            else "default 0.5: none stored in the artifact"
+    else:
+        threshold, origin = float(threshold), "--threshold"
     smooth = ev.smooth_windows if smooth_windows is None else int(smooth_windows)
     step_s = model.step_frames * feat.hop_length / feat.sample_rate
     refractory = max(1, int(round((ev.refractory_s if refractory_s is None else refractory_s) / step_s)))
-    check_wav(wav_path, feat.sample_rate)  # fail before printing anything
+    _, rec = check_recording(audio_path)  # fail before printing anything
     if info:
         info(f"kwslib detect: model {model_path} ({len(model.layers)} layers, "
              f"{'/'.join(str(l.bits) for l in model.layers)}-bit weights), backend {engine.describe()}, "
-             f"threshold {threshold:g}, smoothing {smooth} steps, lockout {refractory} steps")
-    from .features import StreamingFrontend
-
+             f"threshold {threshold:g} ({origin}), smoothing {smooth * step_s:g} s ({smooth} windows), "
+             f"lockout {refractory * step_s:g} s; audio {audio_path}: {rec.frames / rec.samplerate:.2f} s, "
+             f"{describe_recording(rec, feat.sample_rate)}")
     frontend = StreamingFrontend(feat)
     runner = engine.runner()
     detector = Detector(model.class_names, threshold, smooth, refractory)
     found = []
-    chunk = max(1, int(feat.sample_rate * chunk_ms / 1000.0))
-    for block in wav_chunks(wav_path, feat.sample_rate, chunk):
+    for block in recording_chunks(audio_path, feat.sample_rate, chunk_ms / 1000.0):
         frames = frontend.push(block)
         if len(frames) == 0:
             continue
@@ -127,12 +102,16 @@ def export_cmd(src, dst, header=None, prefix="kws_model", containers=False, thre
     if src.suffix == ".kws":
         model = export.load_model(src)
     else:
-        from .quant.stage2 import load_int_model
+        from .quant.intfile import load_int_model
 
         model = load_int_model(src)
     extra = {"source": src.name}
+    if src.suffix == ".kws":
+        extra.update({k: v for k, v in export.load_artifact(src).extra.items() if k != "source"})
     if threshold is not None:
-        extra["threshold"] = float(threshold)
+        extra.update(threshold=float(threshold), threshold_source="--threshold at export")
+    elif "threshold" not in extra:
+        extra.update(export.results_extra(src))  # the report's operating point, when src is in a results folder
     blob = export.to_bytes(model, packed=not containers, extra=extra)  # fails before anything is written
     if header:
         try:
@@ -150,6 +129,10 @@ def export_cmd(src, dst, header=None, prefix="kws_model", containers=False, thre
          f"{'/'.join(str(l.bits) for l in model.layers)} bits "
          f"({'int8 containers' if containers else 'sub-8-bit layers bit-packed'})"
          + (f"; C header {header}" if header else ""))
+    info(f"stored detection threshold: {extra['threshold']:g} ({extra.get('threshold_source', 'stored')})"
+         if "threshold" in extra else
+         "stored detection threshold: none (not in a results folder with a summary.json, no --threshold): "
+         "kwslib detect will use 0.5")
     return size
 
 
@@ -161,9 +144,9 @@ def main(argv=None) -> int:
         return bench.main(argv[1:])
     ap = argparse.ArgumentParser(prog="kwslib", description="kwslib: integer keyword spotting (detect, export, bench)")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser("detect", help="print keyword detections in a WAV file")
+    d = sub.add_parser("detect", help="print keyword detections in a recording")
     d.add_argument("model", help="exported artifact (.kws)")
-    d.add_argument("audio", help="16 kHz mono 16-bit PCM WAV, any length")
+    d.add_argument("audio", help="WAV (8/16/24/32-bit, float), FLAC or OGG; any rate, any channels, any length")
     d.add_argument("--threshold", type=float, default=None,
                    help="score threshold in [0, 1] (default: stored in the artifact, else 0.5)")
     d.add_argument("--backend", choices=["auto", "numpy", "c"], default="auto")
@@ -177,7 +160,7 @@ def main(argv=None) -> int:
     e.add_argument("--header", default=None, help="also write a C header of const arrays")
     e.add_argument("--prefix", default="kws_model", help="C identifier prefix in the header")
     e.add_argument("--containers", action="store_true", help="int8 containers instead of bit-packed weights")
-    e.add_argument("--threshold", type=float, default=None, help="default detection threshold to store")
+    e.add_argument("--threshold", type=float, default=None, help="detection threshold to store (default: the operating point of the results folder the model is in)")
     sub.add_parser("bench", help="CPU/memory benchmark; options: kwslib bench --help (= python -m kwslib.bench)")
     args = ap.parse_args(argv)
 

@@ -20,7 +20,7 @@ import warnings
 
 import numpy as np
 
-from .model import StreamingRunner
+from .streaming import StreamingRunner
 from .quant.intspec import IntModel
 
 BACKENDS = ("numpy", "c", "auto")
@@ -232,7 +232,7 @@ def eval_windows(data, batch: int = 8192):
     (the centred window of each test clip), ``padded`` (the sliding windows of
     each noise-padded clip) and ``stream`` (the negative stream's windows).
     """
-    from .model import sliding_windows
+    from .streaming import sliding_windows
 
     for i in range(0, len(data.clip_windows), batch):
         yield "clips", np.asarray(data.clip_windows[i:i + batch], np.float32)

@@ -32,26 +32,13 @@ import numpy as np
 import torch
 
 from . import metrics
+from .metrics import EvalConfig  # noqa: F401 (defined with the detection rule it configures)
 from .data.base import CLASSES, KEYWORDS, CLASS_INDEX, ClipSet, Corpus
 from .features import FeatureConfig, logmel_torch
-from .model import center_window, sliding_windows
+from .streaming import center_window, sliding_windows
 from .streams import Stream, build_stream, keyword_masks, pad_clip
 
 KEYWORD_IDX = [CLASS_INDEX[k] for k in KEYWORDS]
-
-
-@dataclass
-class EvalConfig:
-    smooth_windows: int = 3  # causal moving average of posteriors (steps)
-    refractory_s: float = 1.0  # min time between two detection events of one keyword
-    pad_s: float = 0.5  # test-noise padding around each clip for streamed clip scores
-    tolerance_s: float = 0.5  # a detection this close to a clip of its keyword is not false
-    stream_seed: int = 0
-    stream_noise_share: float = 0.2  # share of pure-noise stretches in the negative stream
-    min_events: int = 20  # the operating point must rest on >= this many events of negative audio
-    operating_point_fdph: float | None = None  # None: smallest supported rate (metrics.choose_operating_point)
-    n_boot: int = 1000
-    boot_seed: int = 0
 
 
 @dataclass

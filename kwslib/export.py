@@ -341,6 +341,52 @@ def load_model(path) -> IntModel:
     return load_artifact(path).model
 
 
+def operating_point_extra(summary: dict, model_name: str) -> dict:
+    """The artifact ``extra`` fields that make ``kwslib detect`` behave like the report, for one model.
+
+    ``summary`` is a results folder's ``summary.json`` (as a dict), ``model_name`` a key of its
+    ``models`` (``stage2_w4``). Returns ``threshold`` (the model's own threshold at the run's
+    operating point, ``models.<name>.threshold_at_op``), ``threshold_source`` (one phrase saying
+    which operating point), ``operating_point_fdph`` and ``profile``; an empty dict when the summary
+    has no measured threshold for that model (then nothing is stored and detect says so).
+    """
+    entry = (summary.get("models") or {}).get(model_name) or {}
+    thr = entry.get("threshold_at_op")
+    if thr is None or not (isinstance(thr, (int, float)) and math.isfinite(thr) and 0.0 <= thr <= 1.0):
+        return {}
+    op = (summary.get("operating_point") or {}).get("false_detections_per_hour")
+    profile = summary.get("profile")
+    rate = f"{op:g} false detections/h" if isinstance(op, (int, float)) else "its operating point"
+    return {"threshold": float(thr), "operating_point_fdph": op, "profile": profile,
+            "threshold_source": f"operating point of results/{profile}: {rate}, model {model_name}"}
+
+
+def results_extra(src) -> dict:
+    """:func:`operating_point_extra` for a model file inside a results folder, else ``{}``.
+
+    ``src`` is ``results/<profile>/models/<name>.int.npz`` (or ``.kws``); the summary is
+    ``results/<profile>/summary.json``; the model is the entry whose ``int_model_file`` names
+    ``src`` (or, failing that, the entry called ``<name>``).
+    """
+    from .errors import ConfigError
+    from .summary import load_summary
+
+    src = Path(src)
+    folder = src.parent.parent if src.parent.name == "models" else src.parent
+    if not (folder / "summary.json").exists():
+        return {}
+    try:
+        summary = load_summary(folder)
+    except ConfigError:
+        return {}
+    name = src.name.split(".")[0]
+    for key, entry in (summary.get("models") or {}).items():
+        if isinstance(entry, dict) and Path(str(entry.get("int_model_file", ""))).name == src.name:
+            name = key
+            break
+    return operating_point_extra(summary, name)
+
+
 # --- memory accounting ---------------------------------------------------------------------------
 
 def weight_bytes(model: IntModel, layout: str) -> int:

@@ -25,7 +25,6 @@ import functools
 from dataclasses import astuple, dataclass
 
 import numpy as np
-import torch
 
 from .audio import check_audio
 from .errors import AudioError, ConfigError
@@ -139,8 +138,8 @@ def logmel_numpy(audio: np.ndarray, cfg: FeatureConfig | None = None) -> np.ndar
     return _numpy_logmel_unchecked(check_audio(audio, "logmel_numpy input"), cfg)
 
 
-def logmel_torch(audio: torch.Tensor, cfg: FeatureConfig | None = None,
-                 compute_dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def logmel_torch(audio: "torch.Tensor", cfg: FeatureConfig | None = None,
+                 compute_dtype: "torch.dtype | None" = None) -> "torch.Tensor":
     """Batched log-mel features: ``[B, T]`` -> ``[B, F, n_mels]`` (or ``[T]`` -> ``[F, n_mels]``), float32.
 
     Same numbers as :func:`logmel_numpy` (computed in float64 on the input's
@@ -150,8 +149,15 @@ def logmel_torch(audio: torch.Tensor, cfg: FeatureConfig | None = None,
     ``compute_dtype=torch.float32`` is ~3x faster and agrees to ~1e-4 in the
     log domain; training uses it (augmented audio changes every epoch anyway),
     evaluation and streaming use float64 so that every path gives the same numbers.
+    ``compute_dtype=None`` means float64.
+
+    torch is imported here, not at module level: the streaming path (numpy front end,
+    integer engine, ``kwslib detect``) must not load the training framework.
     """
+    import torch
+
     cfg = cfg or FeatureConfig()
+    compute_dtype = torch.float64 if compute_dtype is None else compute_dtype
     if not isinstance(audio, torch.Tensor) or not audio.is_floating_point():
         raise AudioError(f"logmel_torch: expected a float tensor, got {type(audio).__name__} "
                          f"{getattr(audio, 'dtype', '')}")

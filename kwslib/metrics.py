@@ -16,9 +16,27 @@ point per model, not per keyword).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .errors import ConfigError
+
+
+# The evaluation protocol's settings. They live here, beside the detection rule they configure
+# (count_detections), so that the torch-free inference path (kwslib detect) reads the same defaults.
+@dataclass
+class EvalConfig:
+    smooth_windows: int = 3  # causal moving average of posteriors (steps)
+    refractory_s: float = 1.0  # min time between two detection events of one keyword
+    pad_s: float = 0.5  # test-noise padding around each clip for streamed clip scores
+    tolerance_s: float = 0.5  # a detection this close to a clip of its keyword is not false
+    stream_seed: int = 0
+    stream_noise_share: float = 0.2  # share of pure-noise stretches in the negative stream
+    min_events: int = 20  # the operating point must rest on >= this many events of negative audio
+    operating_point_fdph: float | None = None  # None: smallest supported rate (metrics.choose_operating_point)
+    n_boot: int = 1000
+    boot_seed: int = 0
 
 
 # --- classification ---------------------------------------------------------------------------

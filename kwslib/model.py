@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .streaming import StreamingRunner, center_window, sliding_windows  # noqa: F401 (re-exported)
+
 
 @dataclass
 class ModelConfig:
@@ -103,67 +105,6 @@ def build_model(cfg: ModelConfig) -> KWSNet:
 def count_params(model: nn.Module) -> int:
     """Trainable parameters (weights, biases, batchnorm gain/shift); buffers not counted."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def center_window(features: torch.Tensor, context_frames: int) -> torch.Tensor:
-    """The centred ``context_frames`` of a batch of clip features [B, F, M] (F >= context)."""
-    extra = features.shape[-2] - context_frames
-    if extra < 0:
-        raise ValueError(f"clip has {features.shape[-2]} frames, the model needs {context_frames}")
-    start = extra // 2
-    return features[..., start:start + context_frames, :]
-
-
-def sliding_windows(features, context_frames: int, step_frames: int):
-    """All windows of a feature stream [F, M] every ``step_frames``: [N, context, M].
-
-    Window t covers frames [t*step, t*step + context). Works on numpy arrays
-    and torch tensors (a view, no copy, for torch).
-    """
-    if isinstance(features, np.ndarray):
-        n = 0 if len(features) < context_frames else 1 + (len(features) - context_frames) // step_frames
-        idx = np.arange(n)[:, None] * step_frames + np.arange(context_frames)[None, :]
-        return features[idx] if n else np.zeros((0, context_frames, features.shape[1]), features.dtype)
-    if features.shape[0] < context_frames:
-        return features.new_zeros((0, context_frames, features.shape[1]))
-    return features.unfold(0, context_frames, step_frames).transpose(1, 2)
-
-
-class StreamingRunner:
-    """Streaming inference: push feature frames, get posteriors every ``step_frames``.
-
-    State-free model: the runner only keeps the last ``context_frames`` frames.
-    ``posterior_fn`` maps windows [N, context, M] (numpy float32) to
-    posteriors [N, C]; it can be a torch model (see :func:`torch_posterior_fn`)
-    or an integer engine. Output step t corresponds to the window of frames
-    [t*step, t*step + context), exactly as :func:`sliding_windows`.
-    """
-
-    def __init__(self, posterior_fn, context_frames: int, step_frames: int, n_mels: int):
-        self.fn = posterior_fn
-        self.context, self.step, self.n_mels = context_frames, step_frames, n_mels
-        self.reset()
-
-    def reset(self):
-        self.buf = np.zeros((0, self.n_mels), np.float32)
-        self.frames_seen = 0  # frames pushed so far
-        self.next_end = self.context  # frame count at which the next window is complete
-
-    def push(self, frames: np.ndarray) -> np.ndarray:
-        frames = np.asarray(frames, np.float32).reshape(-1, self.n_mels)
-        self.buf = np.concatenate([self.buf, frames])
-        self.frames_seen += len(frames)
-        buf_start = self.frames_seen - len(self.buf)  # absolute index of buf[0]
-        windows = []
-        while self.next_end <= self.frames_seen:
-            s = self.next_end - self.context - buf_start
-            windows.append(self.buf[s:s + self.context])
-            self.next_end += self.step
-        keep_from = max(0, self.next_end - self.context - buf_start)
-        self.buf = self.buf[keep_from:]
-        if not windows:
-            return np.zeros((0, 0), np.float32)
-        return np.asarray(self.fn(np.stack(windows)))
 
 
 def torch_posterior_fn(model: nn.Module, batch_size: int = 4096):

@@ -46,7 +46,7 @@ from .data.base import ClipSet
 from .distributed import DistEnv, all_reduce_sum, broadcast_object, local_loss_scale, rank_slice, wrap_ddp
 from .features import FeatureConfig, logmel_torch, num_frames
 from .io import atomic_path, atomic_write_json
-from .model import center_window
+from .streaming import center_window
 
 CHECKPOINT_VERSION = 1
 

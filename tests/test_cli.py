@@ -66,10 +66,67 @@ def test_detect_matches_offline_scores(files, capsys):
 def test_detect_uses_the_stored_threshold(files, capsys):
     d, art, _ = files
     rc, out, err = run(["detect", str(art), str(d / "a.wav")], capsys)
-    assert rc == 0 and "threshold 0.3" in err
+    assert rc == 0 and "threshold 0.3 (stored in the artifact)" in err
+    # the header speaks in seconds: 3 windows of 40 ms, 25 windows of lockout
+    assert "smoothing 0.12 s (3 windows)" in err and "lockout 1 s" in err and "steps" not in err
+    assert "16000 Hz mono WAV PCM_16, no conversion" in err
 
 
-@pytest.mark.parametrize("case", ["missing", "corrupt", "truncated", "rate", "stereo", "empty", "dir"])
+def test_detect_converts_other_recordings(files, tmp_path, capsys):
+    """44.1 kHz stereo 24-bit and 16 kHz FLAC: converted, said so, and detecting what the 16 kHz WAV holds."""
+    d, art, _ = files
+    x = sf.read(d / "a.wav", dtype="float32")[0]
+    sf.write(tmp_path / "a.flac", x, 16000, subtype="PCM_16")
+    rc, out_flac, err = run(["detect", str(art), str(tmp_path / "a.flac"), "--threshold", "0.05"], capsys)
+    _, out_wav, _ = run(["detect", str(art), str(d / "a.wav"), "--threshold", "0.05", "--quiet"], capsys)
+    assert rc == 0 and out_flac == out_wav and "FLAC PCM_16, no conversion" in err
+    from scipy.signal import resample_poly
+
+    hi = resample_poly(x.astype(np.float64), 441, 160).astype(np.float32)
+    sf.write(tmp_path / "st.wav", np.stack([hi, hi], axis=1), 44100, subtype="PCM_24")
+    rc, out_st, err = run(["detect", str(art), str(tmp_path / "st.wav"), "--threshold", "0.05"], capsys)
+    assert rc == 0 and "44100 Hz stereo WAV PCM_24" in err and "resampled to 16000 Hz" in err
+    a, b = [l.split() for l in out_wav.splitlines()], [l.split() for l in out_st.splitlines()]
+    assert [k for _, k, _ in a] == [k for _, k, _ in b]  # same keywords, in order
+    assert all(abs(float(ta[:-1]) - float(tb[:-1])) <= 0.08 for (ta, _, _), (tb, _, _) in zip(a, b))
+
+
+def test_export_stores_the_operating_point_of_its_results_folder(tmp_path, capsys):
+    """Exported from results/<profile>/models/, the artifact carries that model's threshold_at_op."""
+    from kwslib.quant.intfile import save_int_model
+
+    res = tmp_path / "results" / "demo"
+    (res / "models").mkdir(parents=True)
+    save_int_model(res / "models" / "stage2_w4.int.npz", random_int_model(4, seed=3))
+    (res / "summary.json").write_text(json.dumps({
+        "profile": "demo", "operating_point": {"false_detections_per_hour": 10.0},
+        "models": {"float": {"threshold_at_op": 0.5},
+                   "stage2_w4": {"threshold_at_op": 0.8125, "int_model_file": "models/stage2_w4.int.npz"}}}))
+    rc, out, err = run(["export", str(res / "models" / "stage2_w4.int.npz"), str(tmp_path / "m.kws")], capsys)
+    assert rc == 0, err
+    extra = export.load_artifact(tmp_path / "m.kws").extra
+    assert extra["threshold"] == 0.8125 and extra["operating_point_fdph"] == 10.0
+    assert "10 false detections/h" in extra["threshold_source"] and "stage2_w4" in extra["threshold_source"]
+    assert "stored detection threshold: 0.8125" in out
+    rc, _, err = run(["detect", str(tmp_path / "m.kws"), str(tmp_path / "none.wav")], capsys)
+    assert rc == 2
+    # an explicit --threshold wins; outside a results folder nothing is stored, and it says so
+    rc, out, _ = run(["export", str(res / "models" / "stage2_w4.int.npz"), str(tmp_path / "t.kws"),
+                      "--threshold", "0.25"], capsys)
+    assert export.load_artifact(tmp_path / "t.kws").extra["threshold"] == 0.25
+    save_int_model(tmp_path / "loose.int.npz", random_int_model(4, seed=3))
+    rc, out, _ = run(["export", str(tmp_path / "loose.int.npz"), str(tmp_path / "l.kws")], capsys)
+    assert rc == 0 and "threshold" not in export.load_artifact(tmp_path / "l.kws").extra
+    assert "none" in out and "0.5" in out
+
+
+def test_operating_point_extra_rejects_unmeasured_thresholds():
+    assert export.operating_point_extra({"models": {"m": {"threshold_at_op": None}}}, "m") == {}
+    assert export.operating_point_extra({"models": {}}, "m") == {}
+    assert export.operating_point_extra({"models": {"m": {"threshold_at_op": 1.5}}}, "m") == {}
+
+
+@pytest.mark.parametrize("case", ["missing", "corrupt", "truncated", "nonfinite", "empty", "dir"])
 def test_detect_bad_wav(files, tmp_path, capsys, case):
     d, art, _ = files
     wav = tmp_path / "x.wav"
@@ -77,17 +134,19 @@ def test_detect_bad_wav(files, tmp_path, capsys, case):
         wav.write_bytes(b"RIFF0000WAVEjunkjunkjunk" * 10)
     elif case == "truncated":
         wav.write_bytes((d / "a.wav").read_bytes()[:3000])
-    elif case == "rate":
-        sf.write(wav, np.zeros(8000), 8000, subtype="PCM_16")
-    elif case == "stereo":
-        sf.write(wav, np.zeros((16000, 2)), 16000, subtype="PCM_16")
+    elif case == "nonfinite":
+        sf.write(wav, np.full(16000, np.nan, np.float32), 16000, subtype="FLOAT")
     elif case == "empty":
         wav.write_bytes(b"")
     elif case == "dir":
         wav = tmp_path
     rc, out, err = run(["detect", str(art), str(wav)], capsys)
-    assert rc == 2 and out == ""
-    assert len(err.strip().splitlines()) == 1 and str(wav) in err and "Traceback" not in err
+    assert rc == 2 and out == "" and "Traceback" not in err
+    lines = err.strip().splitlines()
+    if case == "nonfinite":  # found while streaming, after the header line: the error is the last line
+        assert len(lines) == 2 and str(wav) in lines[-1] and "non-finite sample" in lines[-1]
+    else:
+        assert len(lines) == 1 and str(wav) in err
 
 
 def test_detect_bad_artifact(files, tmp_path, capsys):
@@ -108,7 +167,7 @@ def test_detect_bad_threshold(files, capsys):
 
 
 def test_export_from_stage2_npz(tmp_path, capsys):
-    from kwslib.quant.stage2 import save_int_model
+    from kwslib.quant.intfile import save_int_model
 
     m = random_int_model(5, seed=1)
     src = tmp_path / "stage2_w5.int.npz"
@@ -151,7 +210,7 @@ def test_detect_rejects_bad_numeric_options(files, capsys, argv):
 @pytest.mark.parametrize("argv", [["--threshold", "nan"], ["--threshold", "7"], ["--header", "{tmp}/h.h", "--prefix", "1x"],
                                   ["--header", "{tmp}/a-file/h.h"]])
 def test_export_writes_nothing_on_bad_options(tmp_path, capsys, argv):
-    from kwslib.quant.stage2 import save_int_model
+    from kwslib.quant.intfile import save_int_model
 
     src = tmp_path / "m.int.npz"
     save_int_model(src, random_int_model(4, seed=2))

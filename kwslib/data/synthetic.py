@@ -43,7 +43,6 @@ import threading
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
-from scipy.signal import firwin, resample_poly
 
 from ..errors import ConfigError, KwsError
 from .base import (CLASS_INDEX, CLIP_SAMPLES, KEYWORDS, SAMPLE_RATE, SILENCE, UNKNOWN, ClipSet, Corpus,
@@ -257,6 +256,8 @@ class _Engine:
 def _resample_filter(up: int, down: int) -> np.ndarray:
     """resample_poly's own default low-pass, designed once instead of at every call."""
     max_rate = max(up, down)
+    from scipy.signal import firwin  # lazily: importing kwslib.data must not load scipy (inference path)
+
     return firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0))
 
 
@@ -266,6 +267,8 @@ def _to_16k(x: np.ndarray, rate: int) -> np.ndarray:
         return x
     g = np.gcd(SAMPLE_RATE, rate)
     up, down = SAMPLE_RATE // g, rate // g
+    from scipy.signal import resample_poly
+
     y = resample_poly(x, up, down, window=_resample_filter(up, down))
     return np.clip(y, -1.0, 1.0).astype(np.float32)  # the low-pass can overshoot full scale slightly
 
