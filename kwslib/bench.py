@@ -309,7 +309,7 @@ def run_bench(profile: str = "quick", results_dir=None, rounds: int = 25, block_
             res["floor"] = machine_floor(wb, macs)
         except Exception as exc:
             res["floor"] = {"error": str(exc)}
-        res["aarch64"] = neon_counts(m8, m4, d) if neon else {"available": False, "reason": "not requested"}
+        res["aarch64"] = neon_counts(m8, m4, d) if neon else {"available": False, "reason": "not requested (neon=False, --no-neon)"}
     res["memory_bytes"] = memory_table(m8)
     res["summary"] = summarize(res)
     return res
@@ -341,9 +341,12 @@ def summarize(res: dict) -> dict:
         cpu["aarch64_instructions_per_inference"] = {
             "float32_neon": v80["float32"], "int8_neon": dp["int8"], "w4_neon": dp["w4"],
             "int8_neon_v80": v80["int8"], "w4_neon_v80": v80["w4"],
-            "note": "int8_neon / w4_neon: ARMv8.2-A dot-product build; *_v80: ARMv8.0-A (vmull/vpadal)"}
-    else:
-        cpu["aarch64_instructions_per_inference"] = {"float32_neon": None, "int8_neon": None, "w4_neon": None}
+            "note": "int8_neon / w4_neon: ARMv8.2-A dot-product build; *_v80: ARMv8.0-A (vmull/vpadal)",
+            "reason": None}
+    else:  # every key present and null: nothing of an earlier run may survive a merge into summary.json
+        cpu["aarch64_instructions_per_inference"] = {
+            "float32_neon": None, "int8_neon": None, "w4_neon": None, "int8_neon_v80": None, "w4_neon_v80": None,
+            "reason": f"not measured in this run: {arm.get('reason', 'unknown')}"}
     mem = res["memory_bytes"]
     memory_bytes = {"float32": mem["float32"]["total"], "int8_containers": mem["int8_containers"]["total"],
                     "packed": {str(b): mem[f"packed_{b}"]["total"] for b in (8, 5, 4, 1)}}
@@ -449,7 +452,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m kwslib.bench", description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--results-dir", default=None, help="default results/<profile>")
-    ap.add_argument("--out", default=None, help="default <results-dir>/bench.json")
+    ap.add_argument("--out", default=None,
+                    help="where to write the JSON (default results/scratch/bench-<profile>.json, ignored by git: "
+                         "the tracked results/<profile>/bench.json is written by `make reproduce`)")
     ap.add_argument("--rounds", type=int, default=25)
     ap.add_argument("--block-ms", type=float, default=20.0, help="timed calls per method per round, in ms")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 256])
@@ -458,7 +463,7 @@ def main(argv=None) -> int:
     results_dir = Path(args.results_dir) if args.results_dir else ROOT / "results" / args.profile
     res = run_bench(args.profile, results_dir, rounds=args.rounds, block_s=args.block_ms / 1000.0,
                     batches=tuple(args.batches), neon=not args.no_neon, log=lambda m: print(m, file=sys.stderr))
-    out = Path(args.out) if args.out else results_dir / "bench.json"
+    out = Path(args.out) if args.out else ROOT / "results" / "scratch" / f"bench-{args.profile}.json"
     from .summary import _plain
 
     atomic_write_json(out, _plain(res))

@@ -61,11 +61,20 @@ class Paths:
         return self.results / "checkpoints"
 
 
-def paths(results_dir, cache_dir=None) -> Paths:
-    """The run's folders (created); ConfigError naming the folder when it cannot be made."""
+#: Where a notebook run with its default parameters writes (in Lab, say): ignored by git.
+SCRATCH = Path(__file__).resolve().parent.parent / "results" / "scratch"
+
+
+def paths(results_dir=None, cache_dir=None) -> Paths:
+    """The run's folders (created); ConfigError naming the folder when it cannot be made.
+
+    ``results_dir=None`` is :data:`SCRATCH` (``results/scratch/`` of the repository, whatever the
+    working directory: Lab runs a notebook in ``notebooks/``); a relative path is taken from the
+    working directory (``make reproduce`` runs the notebooks in the repository root).
+    """
     from .errors import ConfigError
 
-    results = Path(results_dir)
+    results = Path(results_dir) if results_dir is not None else SCRATCH
     cache = Path(cache_dir) if cache_dir else results / "cache"
     p = Paths(results, cache)
     for d in (p.results, p.figures, p.models, p.cache):

@@ -88,7 +88,8 @@ def claims(summary: dict) -> list[dict]:
         None if r4 is None else f"float32/4-bit {r4:.2f}x",
         None if rx is None else f"x86 time float32 numpy / int8 C {rx:.1f}x"] if s) or "not measured"
     out.append({"claim": "CPU", "paper": "up to 3x less", "ours": ours,
-                "verdict": "not measured" if r4 is None else ("supported" if r4 >= 3 else
+                "verdict": (f"not measured ({ins['reason']})" if ins.get("reason") else "not measured")
+                if r4 is None else ("supported" if r4 >= 3 else
                                                                ("partly supported" if r4 >= 2 else "not supported"))})
     mem = summary.get("memory_bytes") or {}
     rm = _ratio(mem.get("float32"), mem.get("int8_containers"))

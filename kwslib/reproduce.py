@@ -9,6 +9,12 @@ upstream notebook's stamp) did not change since its last successful run on this 
 A failing notebook stops the run, shows the cell and error, and is kept as
 ``results/<profile>/failed/NN_name.ipynb``; earlier results stay untouched
 (each executed notebook is written to a temp file and renamed on success).
+
+What the terminal shows: every line a running notebook prints (per-epoch training lines, one
+line per quantized model, ...), prefixed with the notebook's name, as it is printed.
+Executed notebooks hold repository-relative paths (``results/quick``), not this machine's.
+A run that starts from the first notebook starts a new ``summary.json``: every value in it is
+then measured by this run (a value a run did not measure is absent or null, never left over).
 """
 from __future__ import annotations
 
@@ -109,6 +115,9 @@ def run(profile: str, force: bool = False, only: list[str] | None = None, result
                     continue
             except json.JSONDecodeError:
                 pass
+        if nb_stem == NOTEBOOKS[0][0]:
+            # A run from the first notebook re-measures everything: no key of an earlier run survives.
+            (results / "summary.json").unlink(missing_ok=True)
         print(f"[reproduce] {profile}/{nb_stem}: running ...", flush=True)
         t0 = time.time()
         ok = _execute(nb, out, results, profile, params)
@@ -119,31 +128,108 @@ def run(profile: str, force: bool = False, only: list[str] | None = None, result
                                        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         print(f"[reproduce] {profile}/{nb_stem}: done in {seconds:.0f} s", flush=True)
         ran += 1
-    print(f"[reproduce] {profile}: {ran} notebook(s) run, results in {results}")
+    print(f"[reproduce] {profile}: {ran} notebook(s) run, results in {relative_to_root(results)}"
+          + ("; `make readme` rebuilds the README results block from them" if ran else ""))
     return 0
+
+
+class _Prefixed:
+    """A text stream that writes each line of a notebook's output to ``out`` with a prefix, as it comes."""
+
+    def __init__(self, out, prefix: str):
+        self.out, self.prefix, self._partial = out, prefix, ""
+
+    def write(self, text: str) -> int:
+        text = self._partial + text.replace("\r", "\n")
+        *lines, self._partial = text.split("\n")
+        for line in lines:
+            if line.strip():
+                self.out.write(f"{self.prefix}{line}\n")
+        self.out.flush()
+        return len(text)
+
+    def flush(self):
+        if self._partial.strip():
+            self.out.write(f"{self.prefix}{self._partial}\n")
+        self._partial = ""
+        self.out.flush()
+
+
+def relative_to_root(path) -> str:
+    """``path`` relative to the repository when it lies inside it (what executed notebooks record)."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def scrub_paths(nb_file: Path, input_rel: str, output_rel: str) -> None:
+    """Rewrite an executed notebook so that it records no absolute path of this machine.
+
+    papermill's metadata (input/output path) becomes repository-relative, and the repository's
+    absolute prefix is removed from every text output (printed paths, warnings).
+    """
+    import nbformat
+
+    nb = nbformat.read(str(nb_file), as_version=4)
+    prefix = str(ROOT) + os.sep
+    pm = nb.metadata.get("papermill", {})
+    pm["input_path"], pm["output_path"] = input_rel, output_rel
+
+    def clean(v):
+        if isinstance(v, str):
+            return v.replace(prefix, "").replace(str(ROOT), ".")
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        return v
+
+    if isinstance(pm.get("parameters"), dict):
+        pm["parameters"] = {k: clean(v) for k, v in pm["parameters"].items()}
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if "text" in out:
+                out["text"] = clean(out["text"])
+            for mime, val in out.get("data", {}).items():
+                if mime.startswith("text/"):
+                    out["data"][mime] = clean(val)
+            if "traceback" in out:
+                out["traceback"] = clean(out["traceback"])
+    nbformat.write(nb, str(nb_file))
+
+
+# The kernel warns at every start that it talks over TCP without encryption (papermill's local kernel);
+# its log level ERROR keeps that out of the terminal and still shows kernel errors.
+KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
 
 
 def _execute(nb: Path, out: Path, results: Path, profile: str, params: dict) -> bool:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    parameters = dict(params, profile=profile, results_dir=str(results))
+    parameters = dict(params, profile=profile, results_dir=relative_to_root(results))
     failed = results / "failed" / nb.name
+    stream = _Prefixed(sys.stdout, f"  [{nb.stem}] ")
     try:
         with atomic_path(out, suffix=".tmp.ipynb") as tmp:
             try:
                 papermill.execute_notebook(str(nb), tmp, parameters=parameters, cwd=str(ROOT),
                                            kernel_name="python3", progress_bar=False, log_output=False,
+                                           stdout_file=stream, stderr_file=stream, extra_arguments=KERNEL_ARGS,
                                            request_save_on_cell_execute=False)
             except BaseException:
                 failed.parent.mkdir(parents=True, exist_ok=True)
                 if Path(tmp).exists() and Path(tmp).stat().st_size:
+                    scrub_paths(Path(tmp), relative_to_root(nb), relative_to_root(failed))
                     os.replace(tmp, failed)
                 raise
+            finally:
+                stream.flush()
+            scrub_paths(Path(tmp), relative_to_root(nb), relative_to_root(out))
     except PapermillExecutionError as exc:
         print(f"[reproduce] FAILED {nb.name}: cell {exc.exec_count}: {exc.ename}: {exc.evalue}", file=sys.stderr)
         print("".join(exc.traceback[-3:]) if exc.traceback else "", file=sys.stderr)
-        print(f"[reproduce] the failed notebook is kept at {failed}", file=sys.stderr)
+        print(f"[reproduce] the failed notebook is kept at {relative_to_root(failed)}", file=sys.stderr)
         return False
     if failed.exists():
         failed.unlink()

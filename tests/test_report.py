@@ -106,3 +106,30 @@ def test_cpu_and_memory_rows_and_their_sections():
     assert "| aarch64 instructions per inference | w4_neon | 300 | 3.0000 |" in text
     assert "numpy True, neon not run" in text
     assert "## Ablation" in text and "| DoReFa QAT, per channel |" in text
+
+
+def test_cpu_claim_says_why_it_was_not_measured():
+    s = _summary()
+    s["cpu"]["aarch64_instructions_per_inference"] = {"float32_neon": None, "int8_neon": None, "w4_neon": None,
+                                                      "reason": "not measured in this run: no qemu-aarch64"}
+    c = {r["claim"]: r for r in report.claims(s)}
+    assert c["CPU"]["verdict"] == "not measured (not measured in this run: no qemu-aarch64)"
+
+
+def test_bench_summary_nulls_every_arm_key_when_not_measured(tmp_path):
+    """A run without the aarch64 tools overwrites every earlier ARM count with null (merged into summary.json)."""
+    from kwslib import bench
+    from kwslib.summary import update_summary
+
+    update_summary(tmp_path, "t", {"cpu": {"aarch64_instructions_per_inference": {
+        "float32_neon": 137909, "int8_neon": 42158, "w4_neon": 42358, "int8_neon_v80": 83438, "w4_neon_v80": 82758}}})
+    res = {"batches": {"1": {"us_per_inference": {"float32_numpy": 20.0, "kwslib_int8_c": 3.0},
+                             "onnxruntime_int8_best": 10.0}},
+           "aarch64": {"available": False, "reason": "qemu-aarch64 not found"},
+           "memory_bytes": {"float32": {"total": 1000}, "int8_containers": {"total": 260},
+                            **{f"packed_{b}": {"total": 130} for b in (8, 5, 4, 1)}}}
+    part = bench.summarize(res)
+    merged = update_summary(tmp_path, "t", {"cpu": part["cpu"]})["cpu"]["aarch64_instructions_per_inference"]
+    assert all(merged[k] is None for k in ("float32_neon", "int8_neon", "w4_neon", "int8_neon_v80", "w4_neon_v80"))
+    assert "qemu-aarch64 not found" in merged["reason"]
+    assert part["ratios"]["arm_float32_vs_w4"] is None and part["targets"]["arm_float32_vs_w4"]["met"] is None

@@ -104,3 +104,35 @@ def test_every_real_notebook_has_params_for_each_profile():
             continue
         for profile in ("quick", "sc12"):
             reproduce.check_params(nb, root / "params" / profile / f"{params_stem}.yaml")
+
+
+def test_output_is_streamed_with_the_notebook_name_and_paths_are_relative(tree, capsys):
+    body = ("from pathlib import Path\nimport sys\nPath(results_dir).mkdir(parents=True, exist_ok=True)\n"
+            "print('epoch 1/2 loss 0.5'); print('epoch 2/2 loss 0.4')\n"
+            "print('wrote', Path(results_dir).resolve() / 'x.txt')\n"
+            "print('a warning', file=sys.stderr)\n")
+    _nb(tree / "notebooks" / "01_a.ipynb", "profile = 'x'\nresults_dir = 'r'\nname = 'a'\nvalue = 0", body)
+    assert reproduce.run("demo") == 0
+    out = capsys.readouterr().out
+    assert "  [01_a] epoch 1/2 loss 0.5\n  [01_a] epoch 2/2 loss 0.4\n" in out
+    assert "  [01_a] a warning" in out
+    assert "without encryption" not in out
+    executed = (tree / "results" / "demo" / "01_a.ipynb").read_text()
+    assert str(tree) not in executed  # no absolute path of this machine anywhere in the executed notebook
+    nb = nbformat.read(tree / "results" / "demo" / "01_a.ipynb", as_version=4)
+    assert nb.metadata.papermill.input_path == "notebooks/01_a.ipynb"
+    assert nb.metadata.papermill.output_path == "results/demo/01_a.ipynb"
+    assert nb.metadata.papermill.parameters["results_dir"] == "results/demo"
+    assert "wrote results/demo/x.txt" in executed
+
+
+def test_a_run_from_the_first_notebook_starts_a_new_summary(tree):
+    res = tree / "results" / "demo"
+    res.mkdir(parents=True)
+    (res / "summary.json").write_text(json.dumps({"cpu": {"int8_neon_v80": 83438}}))
+    assert reproduce.run("demo") == 0
+    assert not (res / "summary.json").exists()  # the stale key did not survive (these notebooks write none)
+    (res / "summary.json").write_text(json.dumps({"kept": 1}))
+    (tree / "params" / "demo" / "02_b.yaml").write_text("value: 3\n")
+    assert reproduce.run("demo") == 0  # only 02_b re-runs: notebook 1's part of the summary stays
+    assert json.loads((res / "summary.json").read_text()) == {"kept": 1}
