@@ -1,19 +1,21 @@
-"""The ``kwslib`` console command: detect, export, bench.
+"""The ``kwslib`` console command: detect, export, say, bench.
 
-    kwslib detect MODEL.kws AUDIO.wav [--threshold 0.8] [--backend auto|numpy|c]
     kwslib export results/quick/models/stage2_w4.int.npz model_w4.kws [--header model_w4.h]
-    kwslib bench --profile quick
+    kwslib say "yes. stop. go left" demo.wav
+    kwslib detect MODEL.kws AUDIO.wav [--threshold 0.8] [--backend auto|numpy|c]
+    kwslib bench --profile quick [--out bench.json]
 
-``detect`` streams a WAV file of any length in chunks through the log-mel
+``detect`` streams a recording of any length (WAV, FLAC, OGG; any sample rate and channel count,
+converted on the fly) in chunks through the log-mel
 front end (kwslib.features.StreamingFrontend), the sliding window
-(kwslib.model.StreamingRunner) and the integer engine, and prints one line
+(kwslib.streaming.StreamingRunner) and the integer engine, and prints one line
 per detection: time (end of the detecting window, seconds), keyword, score.
 Scores are keyword posteriors smoothed by a causal moving average; a keyword
 fires when its score reaches the threshold, then stays locked out for the
 refractory period (the rule of kwslib.metrics.count_detections, with the
-defaults of kwslib.evaluate.EvalConfig).
+defaults of kwslib.metrics.EvalConfig).
 
-Bad input (a missing, corrupt or wrong-rate WAV, a damaged artifact) prints
+Bad input (a missing, corrupt or truncated recording, a damaged artifact) prints
 one line naming the file and the problem and exits with status 2.
 """
 from __future__ import annotations
@@ -136,13 +138,39 @@ def export_cmd(src, dst, header=None, prefix="kws_model", containers=False, thre
     return size
 
 
+def say_cmd(text: str, dst, voice: str = "en-us", rate: int = 150, pause_s: float = 0.6, info=print) -> float:
+    """Speak ``text`` with espeak-ng into a 16 kHz mono 16-bit WAV (a test recording for ``detect``).
+
+    Sentences (split at ``.``) are spoken one by one with ``pause_s`` of silence between them, so
+    that each keyword stands alone as a detector hears it. Returns the length in seconds.
+    """
+    import numpy as np
+
+    from .audio import write_wav
+    from .data.synthetic import SAMPLE_RATE, synthesize
+    from .errors import ConfigError
+
+    parts = [t.strip() for t in text.split(".") if t.strip()]
+    if not parts:
+        raise ConfigError("say: nothing to speak (empty text)")
+    if not (math.isfinite(pause_s) and 0 <= pause_s <= 60):
+        raise ConfigError(f"--pause must be between 0 and 60 seconds, got {pause_s}")
+    gap = np.zeros(int(pause_s * SAMPLE_RATE), np.float32)
+    audio = np.concatenate([gap] + [x for t in parts for x in (synthesize(t, voice, rate, 50), gap)])
+    audio *= 0.5 / max(1e-6, float(np.max(np.abs(audio))))
+    write_wav(dst, audio)
+    seconds = len(audio) / SAMPLE_RATE
+    info(f"wrote {dst}: {seconds:.1f} s, {len(parts)} phrase(s) spoken by espeak-ng voice {voice} at {rate} words/min")
+    return seconds
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "bench":  # everything after `bench` is kwslib.bench's own command line
         from . import bench
 
         return bench.main(argv[1:])
-    ap = argparse.ArgumentParser(prog="kwslib", description="kwslib: integer keyword spotting (detect, export, bench)")
+    ap = argparse.ArgumentParser(prog="kwslib", description="kwslib: integer keyword spotting (detect, export, say, bench)")
     sub = ap.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("detect", help="print keyword detections in a recording")
     d.add_argument("model", help="exported artifact (.kws)")
@@ -161,6 +189,12 @@ def main(argv=None) -> int:
     e.add_argument("--prefix", default="kws_model", help="C identifier prefix in the header")
     e.add_argument("--containers", action="store_true", help="int8 containers instead of bit-packed weights")
     e.add_argument("--threshold", type=float, default=None, help="detection threshold to store (default: the operating point of the results folder the model is in)")
+    y = sub.add_parser("say", help="speak text with espeak-ng into a WAV file (a recording to try detect on)")
+    y.add_argument("text", help='what to say; sentences split at "." get a pause between them')
+    y.add_argument("out", help="output WAV (16 kHz mono 16-bit)")
+    y.add_argument("--voice", default="en-us", help="espeak-ng voice, e.g. en-us, en-gb-x-rp, en-us+f2")
+    y.add_argument("--rate", type=int, default=150, help="words per minute (80-450)")
+    y.add_argument("--pause", type=float, default=0.6, help="seconds of silence between sentences")
     sub.add_parser("bench", help="CPU/memory benchmark; options: kwslib bench --help (= python -m kwslib.bench)")
     args = ap.parse_args(argv)
 
@@ -181,6 +215,9 @@ def main(argv=None) -> int:
                            args.refractory, out=lambda line: print(line, flush=True), info=info)
             if info:
                 info(f"kwslib detect: {len(found)} detection(s)")
+            return 0
+        if args.cmd == "say":
+            say_cmd(args.text, args.out, args.voice, args.rate, args.pause)
             return 0
         if args.cmd == "export":
             export_cmd(args.src, args.dst, args.header, args.prefix, args.containers, args.threshold)

@@ -38,6 +38,20 @@ def _ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b
 
 
+def parity_word(entry: dict) -> str:
+    """How a quantized model stands against float at the operating point, in words.
+
+    ``parity`` (FRR inside the float model's 95% interval), ``better than float`` (below it: the
+    two-sided parity test fails, but the model is no worse), ``worse than float`` (above it), or
+    ``not measured``.
+    """
+    if not entry or entry.get("parity") is None:
+        return "not measured"
+    if entry.get("parity"):
+        return "parity"
+    return "better than float" if entry.get("no_worse_than_float") else "worse than float"
+
+
 def model_rows(summary: dict) -> list[dict]:
     """One row per model in summary['models'], float first, then stage 2, stage 1 and baselines."""
     models = summary.get("models", {})
@@ -68,16 +82,16 @@ def claims(summary: dict) -> list[dict]:
         ours = (f"FRR {_pct(m.get('frr_at_op'))} vs float {_pct(fl.get('frr_at_op'))} "
                 f"(float 95% CI {_pct(_get(fl, 'frr_at_op_ci', 0))}-{_pct(_get(fl, 'frr_at_op_ci', 1))}); "
                 f"accuracy {_pct(m.get('accuracy'))} vs {_pct(fl.get('accuracy'))}")
-        verdict = "supported" if m.get("parity") else (
-            "supported (better than float)" if m.get("no_worse_than_float") else "not supported")
+        verdict = {"parity": "supported", "better than float": "supported (better than float)"}.get(
+            parity_word(m), "not supported")
         out.append({"claim": f"parity at {b}-bit weights (stage 2)", "paper": "parity", "ours": ours,
                     "verdict": verdict})
     m = models.get("stage2_w1")
     out.append({"claim": "1-bit weights (stage 2)", "paper": "accuracy reported (accelerators)",
                 "ours": "not measured" if m is None else
                 f"FRR {_pct(m.get('frr_at_op'))}, accuracy {_pct(m.get('accuracy'))}",
-                "verdict": "not measured" if m is None else ("parity" if m.get("parity") else (
-                    "better than float" if m.get("no_worse_than_float") else "no parity"))})
+                "verdict": "not measured" if m is None else {"worse than float": "no parity"}.get(
+                    parity_word(m), parity_word(m))})
     ins = _get(summary, "cpu", "aarch64_instructions_per_inference") or {}
     us = _get(summary, "cpu", "x86_us_per_inference") or {}
     r4 = _ratio(ins.get("float32_neon"), ins.get("w4_neon"))

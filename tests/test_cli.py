@@ -218,3 +218,17 @@ def test_export_writes_nothing_on_bad_options(tmp_path, capsys, argv):
     rc, out, err = run(["export", str(src), str(tmp_path / "o.kws"), *[a.format(tmp=tmp_path) for a in argv]], capsys)
     assert rc == 2 and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o.kws").exists() and not (tmp_path / "h.h").exists()
+
+
+def test_say_writes_a_recording_that_detect_reads(tmp_path, files, capsys):
+    d, art, _ = files
+    rc, out, err = run(["say", "yes. stop", str(tmp_path / "s.wav"), "--pause", "0.5"], capsys)
+    assert rc == 0, err
+    x, rate = sf.read(tmp_path / "s.wav", dtype="int16")
+    assert rate == 16000 and x.ndim == 1 and np.abs(x).max() > 8000  # normalised to half scale
+    assert np.all(x[:7000] == 0) and np.all(x[-7000:] == 0)  # the pauses are silence
+    assert "2 phrase(s)" in out
+    rc, out, err = run(["detect", str(art), str(tmp_path / "s.wav")], capsys)
+    assert rc == 0 and "no conversion" in err
+    rc, _, err = run(["say", " . ", str(tmp_path / "e.wav")], capsys)
+    assert rc == 2 and "empty text" in err and not (tmp_path / "e.wav").exists()

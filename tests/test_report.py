@@ -133,3 +133,17 @@ def test_bench_summary_nulls_every_arm_key_when_not_measured(tmp_path):
     assert all(merged[k] is None for k in ("float32_neon", "int8_neon", "w4_neon", "int8_neon_v80", "w4_neon_v80"))
     assert "qemu-aarch64 not found" in merged["reason"]
     assert part["ratios"]["arm_float32_vs_w4"] is None and part["targets"]["arm_float32_vs_w4"]["met"] is None
+
+
+def test_parity_word_says_better_than_float():
+    assert report.parity_word({"parity": True, "no_worse_than_float": True}) == "parity"
+    assert report.parity_word({"parity": False, "no_worse_than_float": True}) == "better than float"
+    assert report.parity_word({"parity": False, "no_worse_than_float": False}) == "worse than float"
+    assert report.parity_word({}) == "not measured"
+    s = _summary()
+    s["models"]["stage2_w1"] = {"stage": "stage2", "weight_bits": 1, "parity": False, "no_worse_than_float": True,
+                                "frr_at_op": 0.05, "accuracy": 0.8}
+    c = {r["claim"]: r for r in report.claims(s)}
+    assert c["1-bit weights (stage 2)"]["verdict"] == "better than float"
+    s["models"]["stage2_w1"]["no_worse_than_float"] = False
+    assert {r["claim"]: r for r in report.claims(s)}["1-bit weights (stage 2)"]["verdict"] == "no parity"
