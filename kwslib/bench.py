@@ -284,7 +284,7 @@ def run_bench(profile: str = "quick", results_dir=None, rounds: int = 25, block_
     rng = np.random.default_rng(0)
     calib = rng.normal(0, 1, (256, in_dim)).astype(np.float32)
     res = {"profile": profile, "model_source": source, "threads": threads,
-           "machine": {"cpu": _cpu_name(), "machine": platform.machine(), "python": platform.python_version()},
+           "machine": machine_info(),
            "macs_per_inference": macs, "batches": {}}
     with tempfile.TemporaryDirectory(prefix="kwsbench") as d:
         d = Path(d)
@@ -313,6 +313,16 @@ def run_bench(profile: str = "quick", results_dir=None, rounds: int = 25, block_
     res["memory_bytes"] = memory_table(m8)
     res["summary"] = summarize(res)
     return res
+
+
+def machine_info() -> dict:
+    """The CPU a measurement ran on: model name, SIMD level (the widest kwslib C build it runs), cores."""
+    from . import ckernels
+
+    flags = ckernels.cpu_flags()
+    simd = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "asimd", "asimddp") if f in flags]
+    return {"cpu": _cpu_name(), "machine": platform.machine(), "simd": simd, "kwslib_c_variant": ckernels.best_variant(),
+            "cores": os.cpu_count(), "python": platform.python_version()}
 
 
 def _cpu_name() -> str:

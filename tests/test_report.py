@@ -61,12 +61,16 @@ def test_update_readme_replaces_only_the_block(tmp_path):
     from kwslib.errors import ConfigError
 
     (tmp_path / "results" / "t").mkdir(parents=True)
-    (tmp_path / "results" / "t" / "summary.json").write_text(json.dumps(_summary()))
+    (tmp_path / "results" / "t" / "summary.json").write_text(json.dumps(dict(_summary(), timings={"01_float_seconds": 12.0})))
+    (tmp_path / "results" / "t" / "bench.json").write_text(json.dumps(
+        {"machine": {"cpu": "Some CPU 9000", "simd": ["avx2", "avx512f"], "cores": 2}}))
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{report.START}\nold\n{report.END}\nafter\n")
     text = report.update_readme(readme, tmp_path / "results")
     assert text.startswith("intro\n") and text.endswith("after\n") and "old" not in text
     assert "| parity at 8-bit weights (stage 2) | parity |" in text and "stage2_w8" in text
+    assert "Notebook wall times on Some CPU 9000 (avx2/avx512f, 2 cores): 01_float 12 s." in text
+    assert report.machine_phrase(tmp_path / "none.json") == "an unrecorded CPU"
     readme.write_text("no markers")
     with pytest.raises(ConfigError, match="no results block"):
         report.update_readme(readme, tmp_path / "results")
