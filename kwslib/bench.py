@@ -1,4 +1,4 @@
-"""CPU and memory benchmark of the integer engine against float32 baselines (DESIGN.md section 7).
+"""CPU and memory benchmark of the integer engine against float32 baselines (docs/DESIGN.md section 7).
 
     python -m kwslib.bench --profile quick        # writes results/quick/bench.json (atomically)
 
@@ -336,7 +336,7 @@ def _cpu_name() -> str:
 
 
 def summarize(res: dict) -> dict:
-    """The summary.json parts (RESULTS.md: cpu, memory_bytes) and the targets of issue 5."""
+    """The summary.json parts (cpu, memory_bytes; docs/DESIGN.md section 8) and the speed/memory targets."""
     b1 = res["batches"].get("1", {}).get("us_per_inference", {})
     g = b1.get
     ort8 = res["batches"].get("1", {}).get("onnxruntime_int8_best")

@@ -4,7 +4,7 @@ One shared library is built per SIMD variant (the sources pick their path
 from the target macros, see ``csrc/kws_nn.h``):
 
     x86-64   scalar (baseline x86-64), avx2 (-mavx2), avx512vnni (-mavx512vnni ...)
-    aarch64  neon (ARMv8.0-A), neon-dotprod (ARMv8.2-A + dot product)
+    aarch64  scalar, neon (ARMv8.0-A), neon-dotprod (ARMv8.2-A + dot product)
 
 :func:`best_variant` picks the widest one this CPU supports (from
 ``/proc/cpuinfo``). Builds are cached under ``$KWSLIB_CACHE`` (default

@@ -5,7 +5,7 @@ float32) to class posteriors [N, 12]. Everything here is built on that, so
 the float model, each quantized model and the integer engines are read on
 identical audio, features, windows and thresholds.
 
-Detection protocol (DESIGN.md section 6; our assumptions where it is silent):
+Detection protocol (docs/DESIGN.md section 6; our assumptions where it is silent):
 
 - Streaming: a window every ``step_frames`` (40 ms); the keyword score is the
   posterior of that keyword smoothed by a causal moving average over
@@ -16,8 +16,9 @@ Detection protocol (DESIGN.md section 6; our assumptions where it is silent):
 - Negatives (per hour): one long stream of every test clip (keywords too, at
   known times) separated by test-noise gaps plus stretches of pure noise.
   A detection of keyword k counts as false unless it falls within a clip of k
-  (tolerance ``tolerance_s``). Events need a rising threshold crossing and
-  ``refractory_s`` since the last event. False detections are summed over
+  (tolerance ``tolerance_s``). An event is a score at or above the threshold
+  at least ``refractory_s`` after the keyword's last event (a score that stays
+  above the threshold fires again after each lockout; metrics.count_detections). False detections are summed over
   the 10 keywords, with one threshold shared by all keywords.
 - Negatives (per clip): for keyword k every test clip of another class is a
   negative trial; false detection rate = trials scoring >= threshold.
@@ -144,7 +145,7 @@ def operating_point(data: EvalData, cfg: EvalConfig) -> float:
 
 def model_summary(res: EvalResult, op_fdph: float, cfg: EvalConfig, stage: str, weight_bits: int, params: int,
                   float_entry: dict | None = None) -> dict:
-    """The summary.json entry of one model (RESULTS.md contract).
+    """The summary.json entry of one model (the results contract, docs/DESIGN.md section 8).
 
     ``float_entry``: the float model's entry (None when this *is* the float model).
     """

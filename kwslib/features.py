@@ -12,8 +12,9 @@ padding, a trailing partial frame is dropped. Each frame is multiplied by a
 periodic Hann window, zero-padded to ``n_fft``, its power spectrum
 ``|rfft|^2`` is projected onto a triangular HTK-mel filterbank and the result
 is ``log(max(energy, log_floor))`` (natural log). There is no pre-emphasis,
-no dither and no mean/variance normalisation; any normalisation belongs to
-the model (its first batchnorm), not to the front end.
+no dither and no mean/variance normalisation; normalisation belongs to the
+model (fixed per-bin training-set mean/std, ``KWSNet``'s buffers, which fold
+into the input quantizer), not to the front end.
 
 Both paths compute in float64 and return float32, so they agree to float32
 rounding even for badly conditioned frames (a loud tone next to near-silent

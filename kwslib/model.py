@@ -1,4 +1,4 @@
-"""The streaming, state-free feedforward KWS model (DESIGN.md section 4).
+"""The streaming, state-free feedforward KWS model (docs/DESIGN.md section 4).
 
 Every inference sees a fixed window of ``context_frames`` log-mel frames,
 averaged in groups of ``decimate`` frames and flattened (the default 96 frames

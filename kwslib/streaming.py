@@ -40,7 +40,7 @@ class StreamingRunner:
 
     State-free model: the runner only keeps the last ``context_frames`` frames.
     ``posterior_fn`` maps windows [N, context, M] (numpy float32) to
-    posteriors [N, C]; it can be a torch model (see :func:`torch_posterior_fn`)
+    posteriors [N, C]; it can be a torch model (see :func:`kwslib.model.torch_posterior_fn`)
     or an integer engine. Output step t corresponds to the window of frames
     [t*step, t*step + context), exactly as :func:`sliding_windows`.
     """

@@ -1,6 +1,6 @@
 """``results/<profile>/summary.json``: the machine-readable record of a run.
 
-Each notebook merges its part into the summary (see shared RESULTS.md for
+Each notebook merges its part into the summary (see docs/DESIGN.md section 8 for
 the contract). Writes are atomic; a value not measured in a run is ``null``.
 """
 from __future__ import annotations

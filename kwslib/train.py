@@ -29,6 +29,7 @@ import argparse
 import contextlib
 import copy
 import dataclasses
+import hashlib
 import json
 import math
 import sys
@@ -207,7 +208,8 @@ def fit(model: nn.Module, train: ClipSet, val: ClipSet, feat_cfg: FeatureConfig,
     """Train ``model`` (input: raw log-mel windows) on ``train``; select on ``val``.
 
     ``ckpt_dir``: if given, ``last.pt`` is written atomically after every
-    epoch and training resumes from it when it exists (same config). On
+    epoch and training resumes from it when it exists and was written by the same run
+    (same start weights, TrainConfig, features and training data; otherwise it starts over). On
     return the model holds the best-validation weights (or the last ones when
     ``select_best`` is false), and ``ckpt_dir/history.json`` the log.
     ``on_epoch_start(epoch, model)`` lets QAT schedules switch quantization
@@ -244,7 +246,12 @@ def fit(model: nn.Module, train: ClipSet, val: ClipSet, feat_cfg: FeatureConfig,
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     sum_loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, reduction="sum")
     history, start_epoch, best_state = History(), 0, None
-    cfg_key = json.dumps(dataclasses.asdict(cfg), sort_keys=True)
+    # A checkpoint is resumed only by the same run: same start weights (seed, architecture, input
+    # normalisation), schedule, features and training data (labels and a strided sample of the audio).
+    data_fp = hashlib.sha256(np.asarray(train.labels, np.int64).tobytes()
+                             + np.ascontiguousarray(np.asarray(train.audio)[:, ::61]).tobytes()
+                             + repr(np.asarray(train.audio).shape).encode()).hexdigest()
+    cfg_key = run_key(model, cfg, feat_cfg) + data_fp
 
     ckpt = Path(ckpt_dir) / "last.pt" if ckpt_dir else None
     state = None
@@ -263,6 +270,8 @@ def fit(model: nn.Module, train: ClipSet, val: ClipSet, feat_cfg: FeatureConfig,
             start_epoch = state["epoch"] + 1
             if log:
                 log(f"resumed from {ckpt} after epoch {state['epoch']}")
+        elif log:
+            log(f"{ckpt} was written by another run (other start weights, config, features or data): starting over")
 
     net = wrap_ddp(model, env) if env.distributed else model
     n = len(train)

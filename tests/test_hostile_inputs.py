@@ -417,7 +417,7 @@ def test_train_command_hostile_options(tmp_path, capsys):
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("hostile_cli")
     m = random_int_model(4, dims=(240, 16, 12), context_frames=24, decimate=4, seed=0)
-    from kwslib.quant.stage2 import save_int_model
+    from kwslib.quant.intfile import save_int_model
 
     save_int_model(d / "m.int.npz", m)
     art = export.save_artifact(d / "m.kws", m)
@@ -442,12 +442,26 @@ def assert_bad_input(rc, out, err, message):
 
 @pytest.mark.parametrize("case", sorted(BAD_WAVS))
 def test_detect_hostile_wavs(files, tmp_path, capsys, case):
+    """Bad for a training clip; `kwslib detect` converts the readable ones and refuses the rest, naming the file."""
     d, art = files
     data, message = BAD_WAVS[case]
     wav = tmp_path / "x.wav"
     wav.write_bytes(data)
+    if case in DETECT_CONVERTS:
+        rc, out, err = run_cli(["detect", art, wav], capsys)
+        assert rc == 0 and "Traceback" not in err and DETECT_CONVERTS[case] in err, err
+        return
     rc, out, err = run_cli(["detect", art, wav, "--quiet"], capsys)
     assert_bad_input(rc, out, err, str(wav))
+
+
+# What `kwslib detect` reads anyway (a recording, not a training clip), and what its header line says of it.
+DETECT_CONVERTS = {"8 kHz": "8000 Hz mono WAV PCM_16, resampled to 16000 Hz",
+                   "44.1 kHz": "44100 Hz mono WAV PCM_16, resampled to 16000 Hz",
+                   "stereo": "16000 Hz stereo WAV PCM_16, downmixed to mono",
+                   "24-bit": "16000 Hz mono WAV PCM_24, samples scaled",
+                   "unsigned 8-bit": "16000 Hz mono WAV PCM_U8, samples scaled",
+                   "FLAC named .wav": "16000 Hz mono FLAC PCM_16, no conversion"}
 
 
 def test_detect_hostile_paths_and_artifacts(files, tmp_path, capsys):

@@ -9,7 +9,7 @@ WIDTHS = [8, 5, 4, 3, 2, 1]
 
 
 def np_codes(w, bits, method, per_channel):
-    """Reference codes in float64 numpy, written from the formulas (DESIGN.md section 5)."""
+    """Reference codes in float64 numpy, written from the formulas (docs/DESIGN.md section 5)."""
     w = np.asarray(w, np.float64)
     t = w if method == "linear" else np.tanh(w)
     m = np.abs(t).max(axis=1, keepdims=True) if per_channel else np.abs(t).max()

@@ -2,9 +2,9 @@
 
 Audio domain: random gain, speed perturbation (resampling by linear
 interpolation, which shifts pitch and tempo together), time shift, and
-background noise mixed at a random SNR (from the training part of the noise
-recordings: the six Speech Commands recordings when available, generated noise
-otherwise). Feature domain: SpecAugment-style time and frequency masks.
+background noise mixed at a random SNR (from the corpus's ``noise_train``: the
+training part of the six Speech Commands recordings, or the synthetic corpus's
+generated noise; a corpus without noise recordings gets no noise mixed in). Feature domain: SpecAugment-style time and frequency masks.
 All randomness comes from an explicit ``torch.Generator`` so that a run is
 reproducible and a resumed run replays the same augmentations.
 """

@@ -96,6 +96,11 @@ class SyntheticConfig:
     test_fraction: float = 0.2
     snr_db_min: float = 5.0
     snr_db_max: float = 30.0
+    # Voice variants (names from VARIANTS) the voices are drawn from; None: all of VARIANTS.
+    variants: list[str] | None = None
+    # Where a word sits in its 1 s clip: uniformly within the central `offset_spread` share of the
+    # free room (1.0: anywhere in the clip; 0.0: always centred).
+    offset_spread: float = 1.0
     noise_seconds: float = 120.0  # total length of the background-noise "recordings"
     noise_test_fraction: float = 0.2
 
@@ -139,6 +144,17 @@ class SyntheticConfig:
             bad("n_voices", f"too few voices for a split by voice (train/val/test sizes {self.split_sizes()})")
         if self.snr_db_min > self.snr_db_max:
             bad("snr_db_min", f"must be <= snr_db_max ({self.snr_db_max})")
+        if not 0.0 <= self.offset_spread <= 1.0:
+            bad("offset_spread", "must be in [0, 1]")
+        if self.variants is not None:
+            v = self.variants
+            if (not isinstance(v, (list, tuple)) or not v or not all(isinstance(x, str) for x in v)):
+                bad("variants", "must be None (all) or a non-empty list of variant names")
+            unknown_v = sorted(set(v) - set(VARIANTS))
+            if unknown_v:
+                bad("variants", f"unknown variant(s) {unknown_v}; known: {VARIANTS}")
+            if len(set(v)) != len(v):
+                bad("variants", "lists a variant twice")
         words = self.unknown_words
         if (not isinstance(words, (list, tuple)) or not words
                 or not all(isinstance(w, str) and w.strip() for w in words)):
@@ -422,11 +438,12 @@ class _Voice:
     pitch_range: int
 
 
-def _design_voices(n: int, rng: np.random.Generator) -> list[_Voice]:
+def _design_voices(n: int, rng: np.random.Generator, pool: list[str] | None = None) -> list[_Voice]:
     # Every variant is used before any repeats, so small corpora still differ in timbre.
+    pool = list(VARIANTS) if pool is None else list(pool)
     variants = []
     while len(variants) < n:
-        variants += list(rng.permutation(VARIANTS))
+        variants += list(rng.permutation(pool))
     width = max(2, len(str(n - 1)))
     return [_Voice(f"synth_v{i:0{width}d}", f"{rng.choice(BASE_VOICES)}+{variants[i]}",
                    int(rng.integers(120, 221)), int(rng.integers(25, 76)), int(rng.integers(20, 81)))
@@ -456,7 +473,9 @@ def _voice_clips(engine: _Engine, v: _Voice, cfg: SyntheticConfig, rng: np.rando
             x = _fit_word(_speak(engine, text, v.voice, rate, pitch, prange))
             if len(x) == 0:
                 raise EspeakError(f"espeak-ng produced no audio for {text!r} with voice {v.voice!r}")
-            offset = int(rng.integers(0, CLIP_SAMPLES - len(x) + 1))
+            room = CLIP_SAMPLES - len(x)
+            lo = int(round(room * (1.0 - cfg.offset_spread) / 2))  # 0 at offset_spread 1: today's draw
+            offset = int(rng.integers(lo, room - lo + 1))
             peak = 10 ** (rng.uniform(-26.0, -1.0) / 20)
             snr = rng.uniform(cfg.snr_db_min, cfg.snr_db_max)
             audio.append(_mix(x, noise, offset, peak, snr)[0])
@@ -471,7 +490,7 @@ def generate_corpus(cfg: SyntheticConfig | None = None, seed: int = 0) -> Corpus
     cfg = cfg if cfg is not None else SyntheticConfig()
     cfg.validate()
     # Independent named streams, so e.g. a change in noise length does not reshuffle the voices.
-    voices = _design_voices(cfg.n_voices, np.random.default_rng([seed, 0]))
+    voices = _design_voices(cfg.n_voices, np.random.default_rng([seed, 0]), cfg.variants)
     order = np.random.default_rng([seed, 1]).permutation(cfg.n_voices)
     n_train, n_val, _ = cfg.split_sizes()
     split_of = {}

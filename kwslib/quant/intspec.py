@@ -1,4 +1,4 @@
-"""The integer arithmetic, specified once (DESIGN.md sections 5 and 7).
+"""The integer arithmetic, specified once (docs/DESIGN.md sections 5 and 7).
 
 Every engine (the stage-2 model's integer mode, the numpy engine, the C,
 x86-SIMD and NEON kernels) computes exactly these integers.

@@ -313,7 +313,7 @@ def stale_keys(models: dict, produced) -> list:
     """Keys of stage-1/baseline entries in summary ``models`` that this run did not produce.
 
     A rerun with a smaller grid must not leave an earlier run's numbers behind: the
-    notebook writes them as null (RESULTS.md: a value not measured in this run is null).
+    notebook writes them as null (docs/DESIGN.md section 8: a value not measured in this run is null).
     """
     import re
 

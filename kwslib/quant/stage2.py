@@ -1,4 +1,5 @@
-"""Stage 2: linear 8-bit quantization of everything but the weights, simulated exactly.
+"""Stage 2: linear quantization of everything but the weights (8-bit inputs and activations, the
+gain as a Q31 fixed-point multiplier, int32 bias), simulated exactly.
 
 Starting from a stage-1 model (dense weights as b-bit integer codes times a
 per-channel float gain alpha, float bias and batchnorm), each dense layer +
