@@ -35,10 +35,17 @@ from .errors import KwsError
 from .quant.intspec import IntModel, max_abs_accumulator
 
 CSRC = Path(__file__).resolve().parent / "csrc"
-LIB_SOURCES = ["kws_fc_s8.c", "kws_fc_s4.c", "kws_fc_f32.c", "kws_requantize.c", "kws_net.c", "kws_artifact.c",
-               "kws_floor.c"]
-HARNESS_SOURCES = LIB_SOURCES + ["kws_harness.c"]
-HEADERS = ["kws_nn.h", "kws_artifact.h"]
+KISSFFT = ["kissfft/kiss_fft.c", "kissfft/kiss_fftr.c"]
+# The streaming detector (front end + window + network + detector) and everything it runs on.
+PIPELINE_SOURCES = ["kws_fc_s8.c", "kws_fc_s4.c", "kws_fc_f32.c", "kws_requantize.c", "kws_net.c",
+                    "kws_artifact.c", "kws_frontend.c", "kws_pipeline.c"] + KISSFFT
+LIB_SOURCES = PIPELINE_SOURCES + ["kws_floor.c"]
+HARNESS_SOURCES = ["kws_fc_s8.c", "kws_fc_s4.c", "kws_fc_f32.c", "kws_requantize.c", "kws_net.c", "kws_artifact.c",
+                   "kws_harness.c"]
+HEADERS = ["kws_nn.h", "kws_artifact.h", "kws_frontend.h", "kws_pipeline.h", "kissfft/kiss_fft.h",
+           "kissfft/kiss_fftr.h", "kissfft/_kiss_fft_guts.h", "kissfft/kiss_fft_log.h"]
+# KISS FFT in double precision: the front end's arithmetic is float64 (kws_frontend.h).
+KISS_FLAGS = ["-Dkiss_fft_scalar=double"]
 BASE_FLAGS = ["-O3", "-std=c11", "-ffp-contract=off", "-fno-strict-aliasing"]
 
 X86_VARIANTS = {  # variant -> (compiler flags, /proc/cpuinfo flags required)
@@ -158,7 +165,7 @@ def build_library(variant: str | None = None, cc: str | None = None) -> Path:
     cc = cc or find_compiler()
     if not cc:
         raise CKernelsUnavailable("no C compiler found (set CC or install gcc); the numpy engine is used")
-    flags = BASE_FLAGS + ["-fPIC", "-shared"] + table[variant][0]
+    flags = BASE_FLAGS + KISS_FLAGS + ["-fPIC", "-shared"] + table[variant][0]
     key = _source_hash(LIB_SOURCES, flags, _compiler_id(cc))
     out = cache_dir() / "ckernels" / f"libkws_{variant}_{key}.so"
     if out.exists():
@@ -190,6 +197,18 @@ def _setup(lib: ctypes.CDLL) -> ctypes.CDLL:
         "kws_floor_read": (I64, [P, I64, I32, P]),
         "kws_floor_macs": (I64, [I64, P, P]),
         "kws_net_time": (I64, [P, P, I32, P, I32]),
+        "kws_frontend_new": (P, [P]),
+        "kws_frontend_free": (None, [P]),
+        "kws_frontend_push_frames": (I32, [P, P, I32, P, I32]),
+        "kws_frontend_bytes": (I64, [P]),
+        "kws_pipeline_create": (P, [P, P, I64, I32, P]),
+        "kws_pipeline_free": (None, [P]),
+        "kws_pipeline_reset": (None, [P]),
+        "kws_pipeline_push": (I32, [P, P, I32, P, I32]),
+        "kws_pipeline_max_detections": (I32, [P, I32]),
+        "kws_pipeline_ram_bytes": (I64, [P]),
+        "kws_pipeline_weight_bytes": (I64, [P]),
+        "kws_pipeline_windows": (I64, [P]),
     }
     for name, (res, args) in sig.items():
         fn = getattr(lib, name)

@@ -6,9 +6,10 @@
     kwslib bench --profile quick [--out bench.json]
 
 ``detect`` streams a recording of any length (WAV, FLAC, OGG; any sample rate and channel count,
-converted on the fly) in chunks through the log-mel
-front end (kwslib.features.StreamingFrontend), the sliding window
-(kwslib.streaming.StreamingRunner) and the integer engine, and prints one line
+converted on the fly to 16-bit PCM at the model's rate) in chunks through the detector of
+kwslib.pipeline: front end, sliding window, integer network, smoothing and lockout, all in C
+(``--backend c``) or in the numpy specification (``--backend numpy``), which give the same
+detections. It prints one line
 per detection: time (end of the detecting window, seconds), keyword, score.
 Scores are keyword posteriors smoothed by a causal moving average; a keyword
 fires when its score reaches the threshold, then stays locked out for the
@@ -41,17 +42,14 @@ def detect(model_path, audio_path, threshold: float | None = None, backend: str 
     multi-channel: :func:`kwslib.audio.recording_chunks` converts it while streaming, and the header
     line (``info``) says what it converted.
     """
-    import warnings
-
     from .audio import check_recording, describe_recording, recording_chunks
-    from .engine import Detector, Engine
-    from .features import FeatureConfig, StreamingFrontend
+    from .export import load_artifact
+    from .features import FeatureConfig
     from .metrics import EvalConfig
+    from .pipeline import open_pipeline
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # the fallback is reported through `info`
-        engine = Engine.load(model_path, backend=backend)
-    model, extra = engine.model, engine.artifact.extra
+    art = load_artifact(model_path)
+    model, extra = art.model, art.extra
     feat = FeatureConfig(**model.feature_config) if model.feature_config else FeatureConfig()
     ev = EvalConfig()
     if threshold is None:
@@ -64,26 +62,18 @@ def detect(model_path, audio_path, threshold: float | None = None, backend: str 
     step_s = model.step_frames * feat.hop_length / feat.sample_rate
     refractory = max(1, int(round((ev.refractory_s if refractory_s is None else refractory_s) / step_s)))
     _, rec = check_recording(audio_path)  # fail before printing anything
+    pipe = open_pipeline(art, threshold, smooth, refractory, backend=backend)
     if info:
+        fallback = getattr(pipe, "fallback_reason", None)
         info(f"kwslib detect: model {model_path} ({len(model.layers)} layers, "
-             f"{'/'.join(str(l.bits) for l in model.layers)}-bit weights), backend {engine.describe()}, "
-             f"threshold {threshold:g} ({origin}), smoothing {smooth * step_s:g} s ({smooth} windows), "
+             f"{'/'.join(str(l.bits) for l in model.layers)}-bit weights), backend {pipe.describe()}"
+             + (f" (C unavailable: {fallback.splitlines()[0]})" if fallback else "") +
+             f", threshold {threshold:g} ({origin}), smoothing {smooth * step_s:g} s ({smooth} windows), "
              f"lockout {refractory * step_s:g} s; audio {audio_path}: {rec.frames / rec.samplerate:.2f} s, "
              f"{describe_recording(rec, feat.sample_rate)}")
-    frontend = StreamingFrontend(feat)
-    runner = engine.runner()
-    detector = Detector(model.class_names, threshold, smooth, refractory)
     found = []
     for block in recording_chunks(audio_path, feat.sample_rate, chunk_ms / 1000.0):
-        frames = frontend.push(block)
-        if len(frames) == 0:
-            continue
-        post = runner.push(frames)
-        if post.size == 0:
-            continue
-        for step, kw, score in detector.push(post):
-            t = ((step * model.step_frames + model.context_frames - 1) * feat.hop_length + feat.win_length) \
-                / feat.sample_rate
+        for t, kw, score in pipe.push(block):
             found.append((t, kw, score))
             out(f"{t:9.3f}s  {kw:<8s} {score:.3f}")
     return found
@@ -177,7 +167,9 @@ def main(argv=None) -> int:
     d.add_argument("audio", help="WAV (8/16/24/32-bit, float), FLAC or OGG; any rate, any channels, any length")
     d.add_argument("--threshold", type=float, default=None,
                    help="score threshold in [0, 1] (default: stored in the artifact, else 0.5)")
-    d.add_argument("--backend", choices=["auto", "numpy", "c"], default="auto")
+    d.add_argument("--backend", choices=["auto", "numpy", "c"], default="auto",
+                   help="c: the whole pipeline in C (front end, window, network, detector); numpy: the numpy "
+                        "specification; auto: c when a C compiler is there")
     d.add_argument("--chunk-ms", type=float, default=100.0, help="audio chunk fed per step (streaming)")
     d.add_argument("--smooth", type=int, default=None, help="moving-average steps (default 3)")
     d.add_argument("--refractory", type=float, default=None, help="lockout after a detection, seconds (default 1)")

@@ -186,10 +186,12 @@ def save_artifact(path, model: IntModel, packed: bool = True, extra: dict | None
 # --- reading -------------------------------------------------------------------------------------
 
 class Artifact:
-    """A loaded artifact: the model, its metadata and the storage each layer used."""
+    """A loaded artifact: the model, its metadata, the storage each layer used and the validated bytes
+    (``data``: what a C reader such as kwslib.pipeline.CPipeline is given)."""
 
-    def __init__(self, model: IntModel, meta: dict, storage: list[int], version: int, path: str):
+    def __init__(self, model: IntModel, meta: dict, storage: list[int], version: int, path: str, data: bytes = b""):
         self.model, self.meta, self.storage, self.version, self.path = model, meta, storage, version, path
+        self.data = data
 
     @property
     def extra(self) -> dict:
@@ -320,7 +322,7 @@ def from_bytes(data: bytes, where: str = "<artifact bytes>") -> Artifact:
     model = IntModel(layers=layers, input_scale=input_scale, input_zero_point=input_zp, norm_mean=mean,
                      norm_std=std, context_frames=ctx, decimate=dec, n_mels=n_mels, step_frames=step,
                      class_names=[str(c) for c in names], feature_config=dict(meta["feature_config"]))
-    return Artifact(model, meta, storage, version, where)
+    return Artifact(model, meta, storage, version, where, bytes(data))
 
 
 def load_artifact(path) -> Artifact:

@@ -206,6 +206,16 @@ int32_t kws_net_io_dim(const kws_net *net, int32_t which) {
     return which ? net->layers[net->n_layers - 1].dims.out_dim : net->layers[0].dims.in_dim;
 }
 
+/* Activation buffers and kernel scratch (what an inference writes; weights not included). */
+int64_t kws_net_scratch_bytes(const kws_net *net) {
+    if (!net || !net->ready) return 0;
+    int32_t acc_len = 0;
+    for (int32_t k = 0; k < net->n_layers; k++)
+        acc_len = net->layers[k].dims.out_pad > acc_len ? net->layers[k].dims.out_pad : acc_len;
+    return (int64_t)2 * KWS_TILE * net->buf_len + (int64_t)sizeof(int32_t) * KWS_TILE * acc_len +
+           (int64_t)sizeof(int16_t) * net->buf_len;
+}
+
 int64_t kws_net_weight_bytes(const kws_net *net) {
     int64_t s = 0;
     for (int32_t k = 0; net && k < net->n_layers; k++) s += (int64_t)net->layers[k].w_bytes;
@@ -311,6 +321,22 @@ int32_t kws_fnet_forward(kws_fnet *net, const float *x, int32_t n, float *out) {
         }
     }
     return KWS_OK;
+}
+
+int64_t kws_fnet_scratch_bytes(const kws_fnet *net) {
+    int32_t len = 0;
+    for (int32_t k = 0; net && k < net->n_layers; k++) {
+        len = net->layers[k].dims.in_pad > len ? net->layers[k].dims.in_pad : len;
+        len = net->layers[k].dims.out_pad > len ? net->layers[k].dims.out_pad : len;
+    }
+    return (int64_t)2 * sizeof(float) * len;
+}
+
+int64_t kws_fnet_weight_bytes(const kws_fnet *net) {
+    int64_t s = 0;
+    for (int32_t k = 0; net && k < net->n_layers; k++)
+        s += (int64_t)kws_fc_f32_weight_bytes(&net->layers[k].dims) + (int64_t)sizeof(float) * net->layers[k].dims.out_pad;
+    return s;
 }
 
 void kws_fnet_free(kws_fnet *net) {

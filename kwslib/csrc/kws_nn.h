@@ -139,6 +139,7 @@ int32_t kws_net_forward_s8(kws_net *net, const int8_t *x, int32_t n, int8_t *out
 int32_t kws_net_forward_f32in(kws_net *net, const float *x, int32_t n, int8_t *out);
 int32_t kws_net_layer_kernel(const kws_net *net, int32_t index);
 int64_t kws_net_weight_bytes(const kws_net *net);
+int64_t kws_net_scratch_bytes(const kws_net *net); /* activation buffers + kernel scratch */
 int32_t kws_net_io_dim(const kws_net *net, int32_t which); /* 0: input dim, 1: classes */
 void kws_net_free(kws_net *net);
 
@@ -148,6 +149,8 @@ int32_t kws_fnet_set_layer(kws_fnet *net, int32_t index, int32_t in_dim, int32_t
                            const float *bias, int32_t relu);
 int32_t kws_fnet_finalize(kws_fnet *net);
 int32_t kws_fnet_forward(kws_fnet *net, const float *x, int32_t n, float *out);
+int64_t kws_fnet_scratch_bytes(const kws_fnet *net);
+int64_t kws_fnet_weight_bytes(const kws_fnet *net);
 void kws_fnet_free(kws_fnet *net);
 
 /* What this build's #if branches selected: "scalar", "avx2", "avx512vnni", "neon", "neon-dotprod". */

@@ -464,11 +464,10 @@ def int_forward(model: intspec.IntModel, windows, batch: int = 8192) -> np.ndarr
 def int_posterior_fn(model: intspec.IntModel, batch: int = 8192):
     """windows -> softmax of the integer mode's dequantized logits (``IntModel.logits``), float32."""
 
+    from ..engine import softmax  # the one softmax of every integer path (bit-identical posteriors)
+
     def fn(windows):
-        logits = model.logits(int_forward(model, windows, batch))
-        z = logits - logits.max(axis=1, keepdims=True)
-        e = np.exp(z, dtype=np.float32)
-        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+        return softmax(model.logits(int_forward(model, windows, batch)))
 
     return fn
 

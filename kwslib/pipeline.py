@@ -1,0 +1,237 @@
+"""The whole streaming detector, PCM in, detections out, on two backends that give the same detections.
+
+- :class:`NumpyPipeline`: the executable specification in numpy: the log-mel front end
+  (:class:`kwslib.features.StreamingFrontend`, float64), the sliding window
+  (:class:`kwslib.streaming.StreamingRunner`), the integer engine's numpy spec
+  (:class:`kwslib.engine.Engine`), :func:`kwslib.engine.softmax` and :class:`kwslib.engine.Detector`.
+- :class:`CPipeline`: the same computation in C (``csrc/kws_pipeline.c``, ``csrc/kws_frontend.c``
+  with KISS FFT; ``kws_pipeline_push`` runs front end, window, network and detector with no
+  allocation), through ctypes. Python only hands it int16 samples.
+
+Both take int16 PCM at the model's sample rate (a device's ADC format) and return detections as
+``(time_s, keyword, score)``; ``kwslib detect`` prints them. Agreement: the front end is float64
+in both (KISS FFT vs numpy's FFT differ by ~1e-16 relative, far below the float32 rounding of the
+log-mel values), every later float step has the same operation order, so the detections are the
+same (tested on keyword, noise and speech streams). No torch, scipy or datasets is imported here.
+"""
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ArtifactError, ConfigError
+
+MODES = {"int": 0, "s8": 1, "f32": 2}
+
+
+class _FrontendConfig(ctypes.Structure):
+    _fields_ = [("sample_rate", ctypes.c_int32), ("win_length", ctypes.c_int32), ("hop_length", ctypes.c_int32),
+                ("n_fft", ctypes.c_int32), ("n_mels", ctypes.c_int32), ("fmin", ctypes.c_double),
+                ("fmax", ctypes.c_double), ("log_floor", ctypes.c_double)]
+
+
+class _PipelineConfig(ctypes.Structure):
+    _fields_ = [("frontend", _FrontendConfig), ("context_frames", ctypes.c_int32), ("decimate", ctypes.c_int32),
+                ("step_frames", ctypes.c_int32), ("norm_mean", ctypes.POINTER(ctypes.c_float)),
+                ("norm_std", ctypes.POINTER(ctypes.c_float)), ("n_classes", ctypes.c_int32),
+                ("class_names", ctypes.POINTER(ctypes.c_char_p)), ("threshold", ctypes.c_double),
+                ("smooth_windows", ctypes.c_int32), ("refractory_steps", ctypes.c_int32)]
+
+
+class _Detection(ctypes.Structure):
+    _fields_ = [("time_s", ctypes.c_double), ("score", ctypes.c_double), ("step", ctypes.c_int64),
+                ("class_index", ctypes.c_int32), ("reserved", ctypes.c_int32)]
+
+
+def frontend_config(feat) -> _FrontendConfig:
+    """The C front end's config from a :class:`kwslib.features.FeatureConfig` (window and hop in samples)."""
+    return _FrontendConfig(feat.sample_rate, feat.win_length, feat.hop_length, feat.n_fft, feat.n_mels,
+                           float(feat.fmin), float(feat.fmax), float(feat.log_floor))
+
+
+def _features(model):
+    from .features import FeatureConfig
+
+    return FeatureConfig(**model.feature_config) if model.feature_config else FeatureConfig()
+
+
+def window_end_time(step: int, model, feat) -> float:
+    """Time (s) of the end of window ``step``: ``((step*step_frames + context - 1)*hop + win) / rate``."""
+    return ((step * model.step_frames + model.context_frames - 1) * feat.hop_length + feat.win_length) \
+        / feat.sample_rate
+
+
+def as_pcm16(chunk) -> np.ndarray:
+    """int16 PCM from int16 (as is) or float samples in [-1, 1] (round(x * 32768), saturated)."""
+    a = np.asarray(chunk)
+    if a.dtype == np.int16:
+        return a
+    return np.clip(np.rint(a.astype(np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+
+
+class NumpyPipeline:
+    """The specification: numpy front end, window, integer engine (numpy), softmax, detector."""
+
+    backend = "numpy"
+
+    def __init__(self, artifact, threshold: float, smooth_windows: int, refractory_steps: int):
+        from .engine import Detector, Engine
+        from .export import load_artifact
+        from .features import StreamingFrontend
+
+        art = artifact if hasattr(artifact, "model") else load_artifact(artifact)
+        self.model, self.feat = art.model, _features(art.model)
+        self.engine = Engine(self.model, backend="numpy")
+        self._frontend, self._runner = StreamingFrontend(self.feat), self.engine.runner()
+        self._detector = Detector(self.model.class_names, threshold, smooth_windows, refractory_steps)
+
+    def describe(self) -> str:
+        return "numpy (specification: float64 front end, numpy integer engine)"
+
+    def push(self, pcm) -> list[tuple[float, str, float]]:
+        x = as_pcm16(pcm).astype(np.float32) / 32768.0
+        frames = self._frontend.push(x)
+        if len(frames) == 0:
+            return []
+        post = self._runner.push(frames)
+        if post.size == 0:
+            return []
+        return [(window_end_time(step, self.model, self.feat), kw, score)
+                for step, kw, score in self._detector.push(post)]
+
+
+class CPipeline:
+    """The detector in C (``kws_pipeline.c``): create once, push int16 chunks of any size.
+
+    ``mode``: ``"int"`` (4-bit kernel for layers of <= 4 bits, int8 containers otherwise),
+    ``"s8"`` (int8 containers everywhere) or ``"f32"`` (the float32 network the integer one
+    quantizes; for cost comparisons). ``lib``: a :class:`kwslib.ckernels.CLib` (default: the best
+    build for this CPU). Raises :class:`kwslib.ckernels.CKernelsUnavailable` without a compiler.
+    """
+
+    backend = "c"
+
+    def __init__(self, artifact, threshold: float, smooth_windows: int, refractory_steps: int,
+                 mode: str = "int", lib=None):
+        from . import ckernels
+        from .export import from_bytes
+
+        if mode not in MODES:
+            raise ConfigError(f"CPipeline mode must be one of {sorted(MODES)}, got {mode!r}")
+        if hasattr(artifact, "model"):  # a loaded (validated) kwslib.export.Artifact
+            art, blob, where = artifact, artifact.data, artifact.path
+        else:
+            if isinstance(artifact, (bytes, bytearray)):
+                blob, where = bytes(artifact), "<artifact bytes>"
+            else:
+                where = str(artifact)
+                try:
+                    blob = Path(artifact).read_bytes()
+                except OSError as exc:
+                    raise ArtifactError(f"{where}: cannot read ({exc})") from exc
+            art = from_bytes(blob, where)  # validated in Python first: a clear error names the problem
+        self.model, self.feat, self.mode = art.model, _features(art.model), mode
+        self.lib = lib or ckernels.load_library()
+        m = self.model
+        self._mean = np.ascontiguousarray(m.norm_mean, np.float32)
+        self._std = np.ascontiguousarray(m.norm_std, np.float32)
+        self._names = (ctypes.c_char_p * len(m.class_names))(*[str(c).encode() for c in m.class_names])
+        cfg = _PipelineConfig(frontend_config(self.feat), m.context_frames, m.decimate, m.step_frames,
+                              self._mean.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+                              self._std.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), len(m.class_names),
+                              self._names, float(threshold), int(smooth_windows), int(refractory_steps))
+        self._blob = ctypes.create_string_buffer(blob, len(blob))
+        err = ctypes.c_int32(0)
+        self._p = self.lib.lib.kws_pipeline_create(ctypes.byref(cfg), self._blob, len(blob), MODES[mode],
+                                                   ctypes.byref(err))
+        if not self._p:
+            raise ArtifactError(f"{where}: the C pipeline refused it ({ckernels.ERRORS.get(err.value, err.value)})")
+        self._out = None
+
+    def describe(self) -> str:
+        return f"c (whole pipeline in C: KISS FFT front end, {self.lib.simd_path} {self.mode} network)"
+
+    def push(self, pcm) -> list[tuple[float, str, float]]:
+        x = np.ascontiguousarray(as_pcm16(pcm))
+        L = self.lib.lib
+        need = L.kws_pipeline_max_detections(self._p, len(x))
+        if self._out is None or len(self._out) < need:
+            self._out = (_Detection * max(need, 64))()
+        n = L.kws_pipeline_push(self._p, x.ctypes.data, len(x), self._out, len(self._out))
+        if n < 0:
+            raise RuntimeError(f"kws_pipeline_push failed ({n})")
+        names = self.model.class_names
+        return [(d.time_s, names[d.class_index], d.score) for d in self._out[:n]]
+
+    def reset(self):
+        self.lib.lib.kws_pipeline_reset(self._p)
+
+    @property
+    def ram_bytes(self) -> int:
+        """State + scratch of the whole pipeline (front end, frames, detector, activations), weights not included."""
+        return int(self.lib.lib.kws_pipeline_ram_bytes(self._p))
+
+    @property
+    def weight_bytes(self) -> int:
+        return int(self.lib.lib.kws_pipeline_weight_bytes(self._p))
+
+    @property
+    def windows(self) -> int:
+        return int(self.lib.lib.kws_pipeline_windows(self._p))
+
+    def __del__(self):
+        p, self._p = getattr(self, "_p", None), None
+        if p:
+            self.lib.lib.kws_pipeline_free(p)
+
+
+class CFrontend:
+    """The C front end alone (``kws_frontend.c``): int16 chunks -> log-mel frames, for checks against the spec."""
+
+    def __init__(self, feat, lib=None):
+        from . import ckernels
+
+        self.feat, self.lib = feat, lib or ckernels.load_library()
+        cfg = frontend_config(feat)
+        self._fe = self.lib.lib.kws_frontend_new(ctypes.byref(cfg))
+        if not self._fe:
+            raise ConfigError(f"the C front end refused the feature config {feat}")
+
+    def push(self, pcm) -> np.ndarray:
+        x = np.ascontiguousarray(as_pcm16(pcm))
+        most = (len(x) + self.feat.win_length) // self.feat.hop_length + 1
+        out = np.zeros((most, self.feat.n_mels), np.float32)
+        n = self.lib.lib.kws_frontend_push_frames(self._fe, x.ctypes.data, len(x), out.ctypes.data, most)
+        if n < 0:
+            raise RuntimeError(f"kws_frontend_push_frames failed ({n})")
+        return out[:n]
+
+    @property
+    def bytes(self) -> int:
+        return int(self.lib.lib.kws_frontend_bytes(self._fe))
+
+    def __del__(self):
+        fe, self._fe = getattr(self, "_fe", None), None
+        if fe:
+            self.lib.lib.kws_frontend_free(fe)
+
+
+def open_pipeline(artifact, threshold: float, smooth_windows: int, refractory_steps: int, backend: str = "auto"):
+    """A pipeline on ``backend``: ``numpy``, ``c``, or ``auto`` (C when a compiler is there, else numpy,
+    with the reason in ``fallback_reason``)."""
+    if backend not in ("auto", "numpy", "c"):
+        raise ConfigError(f"backend must be auto, numpy or c, got {backend!r}")
+    if backend == "numpy":
+        return NumpyPipeline(artifact, threshold, smooth_windows, refractory_steps)
+    from . import ckernels
+
+    try:
+        return CPipeline(artifact, threshold, smooth_windows, refractory_steps)
+    except ckernels.CKernelsUnavailable as exc:
+        if backend == "c":
+            raise
+        pipe = NumpyPipeline(artifact, threshold, smooth_windows, refractory_steps)
+        pipe.fallback_reason = str(exc)
+        return pipe
