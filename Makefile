@@ -22,7 +22,7 @@ help:
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -e '.[notebooks,test]'
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[notebooks,test,peers]'
 	@# the distribution was called `kwslib` before (a name PyPI gives to another project): drop that record
 	@$(PY) -m pip uninstall -y -q kwslib >/dev/null 2>&1 || true
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (kwslib)" >/dev/null

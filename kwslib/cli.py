@@ -44,23 +44,13 @@ def detect(model_path, audio_path, threshold: float | None = None, backend: str 
     """
     from .audio import check_recording, describe_recording, recording_chunks
     from .export import load_artifact
-    from .features import FeatureConfig
-    from .metrics import EvalConfig
-    from .pipeline import open_pipeline
+    from .pipeline import detector_settings, open_pipeline
 
     art = load_artifact(model_path)
-    model, extra = art.model, art.extra
-    feat = FeatureConfig(**model.feature_config) if model.feature_config else FeatureConfig()
-    ev = EvalConfig()
-    if threshold is None:
-        threshold = float(extra.get("threshold", 0.5))
-        origin = extra.get("threshold_source", "stored in the artifact") if "threshold" in extra \
-            else "default 0.5: none stored in the artifact"
-    else:
-        threshold, origin = float(threshold), "--threshold"
-    smooth = ev.smooth_windows if smooth_windows is None else int(smooth_windows)
-    step_s = model.step_frames * feat.hop_length / feat.sample_rate
-    refractory = max(1, int(round((ev.refractory_s if refractory_s is None else refractory_s) / step_s)))
+    model = art.model
+    ds = detector_settings(model, art.extra, threshold, smooth_windows, refractory_s)
+    threshold, origin, smooth, refractory = ds["threshold"], ds["origin"], ds["smooth_windows"], ds["refractory_steps"]
+    feat, step_s = ds["features"], ds["step_s"]
     _, rec = check_recording(audio_path)  # fail before printing anything
     pipe = open_pipeline(art, threshold, smooth, refractory, backend=backend)
     if info:

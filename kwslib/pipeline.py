@@ -63,6 +63,31 @@ def window_end_time(step: int, model, feat) -> float:
         / feat.sample_rate
 
 
+def detector_settings(model, extra: dict | None = None, threshold: float | None = None,
+                      smooth_windows: int | None = None, refractory_s: float | None = None) -> dict:
+    """The detector's settings for a model, as ``kwslib detect`` and the C header use them.
+
+    ``threshold``: given, else ``extra["threshold"]`` (an artifact's stored operating point), else 0.5;
+    ``origin`` says which. Smoothing and lockout default to :class:`kwslib.metrics.EvalConfig`'s
+    (the evaluation protocol's); the lockout in steps is ``max(1, round(refractory_s / step_s))``.
+    """
+    from .metrics import EvalConfig
+
+    extra = extra or {}
+    ev, feat = EvalConfig(), _features(model)
+    if threshold is None:
+        thr = float(extra.get("threshold", 0.5))
+        origin = extra.get("threshold_source", "stored in the artifact") if "threshold" in extra \
+            else "default 0.5: none stored in the artifact"
+    else:
+        thr, origin = float(threshold), "--threshold"
+    smooth = ev.smooth_windows if smooth_windows is None else int(smooth_windows)
+    step_s = model.step_frames * feat.hop_length / feat.sample_rate
+    refr = max(1, int(round((ev.refractory_s if refractory_s is None else refractory_s) / step_s)))
+    return {"threshold": thr, "origin": origin, "smooth_windows": smooth, "refractory_steps": refr,
+            "step_s": step_s, "features": feat}
+
+
 def as_pcm16(chunk) -> np.ndarray:
     """int16 PCM from int16 (as is) or float samples in [-1, 1] (round(x * 32768), saturated)."""
     a = np.asarray(chunk)
