@@ -97,7 +97,10 @@ def export_cmd(src, dst, header=None, prefix="kws_model", containers=False, thre
     blob = export.to_bytes(model, packed=not containers, extra=extra)  # fails before anything is written
     if header:
         try:
-            export.save_c_header(header, model, prefix=prefix, packed=not containers)
+            from .pipeline import detector_settings
+
+            ds = detector_settings(model, extra)
+            export.save_c_header(header, model, prefix=prefix, packed=not containers, artifact=blob, detector=ds)
         except (OSError, ValueError) as exc:
             raise ArtifactError(f"{header}: cannot write the C header ({exc})") from exc
     try:
