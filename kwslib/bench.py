@@ -184,6 +184,24 @@ def methods_for(m8: IntModel, m4: IntModel, x: np.ndarray, workdir: Path, calib:
         notes["_cnets"] = (e8.cnet, e4.cnet)
     except Exception as exc:  # no compiler: the C rows are null, with the reason
         notes["c_unavailable"] = str(exc)
+    from .peers import litert
+    from .quant.intspec import quantize_input
+
+    ok, why = litert.available()
+    if ok:  # LiteRT takes int8 codes: its input quantization is done once, outside the timed call
+        xq8 = quantize_input(x, m8.input_scale, m8.input_zero_point)
+        xq4 = quantize_input(x, m4.input_scale, m4.input_zero_point)
+        l8 = litert.LiteRTNet(m8, threads=1, batch=len(x))
+        fns["litert_int8"] = l8.bound(xq8)
+        notes["litert"] = {"int8": l8.describe(), "input": "int8 codes (input quantization not timed)"}
+        try:
+            l4 = litert.LiteRTNet(m4, threads=1, batch=len(x), int4=True)
+            fns["litert_int4"] = l4.bound(xq4)
+            notes["litert"]["int4"] = l4.describe()
+        except Exception as exc:
+            notes["litert"]["int4"] = f"not run: {exc}"
+    else:
+        notes["litert_unavailable"] = why
     return fns, notes
 
 
@@ -264,6 +282,120 @@ def neon_counts(m8: IntModel, m4: IntModel, workdir: Path, repeats: int = 2) -> 
     return out
 
 
+def bench_audio(seconds: float, rate: int = 16000, seed: int = 0) -> np.ndarray:
+    """Deterministic int16 test audio (noise, gated tones, a chirp): the pipeline's cost does not depend on
+    what is said, only on how long it is."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(rate * seconds)) / rate
+    x = 0.02 * rng.normal(size=len(t)) + 0.3 * np.sin(2 * np.pi * 440 * t) * (np.sin(1.3 * t) > 0)
+    x += 0.2 * np.sin(2 * np.pi * (300 + 200 * (t % 5)) * t) * (np.cos(0.7 * t) > 0.3)
+    return np.clip(np.rint(x * 32768), -32768, 32767).astype(np.int16)
+
+
+def _rtf(pipe, pcm: np.ndarray, rate: int, repeats: int = 3, chunk: int = 1600) -> float:
+    """Real-time factor (audio seconds per wall second), best of ``repeats`` passes over ``pcm``."""
+    best = float("inf")
+    for _ in range(repeats):
+        if hasattr(pipe, "reset"):
+            pipe.reset()
+        t0 = time.perf_counter()
+        for i in range(0, len(pcm), chunk):
+            pipe.push(pcm[i:i + chunk])
+        best = min(best, time.perf_counter() - t0)
+    return len(pcm) / rate / best
+
+
+def detect_startup(workdir: Path, m4: IntModel) -> dict:
+    """``kwslib detect`` on a 1 s WAV in a fresh interpreter: wall seconds (median of 3) and peak RSS (MB).
+
+    Measured from a separate process that starts ``python -m kwslib.cli detect`` and reads its own
+    RUSAGE_CHILDREN, so nothing else this process ran counts."""
+    import subprocess
+
+    from . import export
+    from .audio import write_wav
+
+    art, wav = workdir / "startup.kws", workdir / "one_second.wav"
+    export.save_artifact(art, m4)
+    write_wav(wav, bench_audio(1.0).astype(np.float32) / 32768.0)
+    probe = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+             "r = subprocess.run(sys.argv[1:], capture_output=True); dt = time.perf_counter() - t; "
+             "print(r.returncode, dt, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    runs = []
+    for _ in range(3):
+        out = subprocess.run([sys.executable, "-c", probe, sys.executable, "-m", "kwslib.cli", "detect", str(art),
+                              str(wav), "--quiet"], capture_output=True, text=True, timeout=120).stdout.split()
+        if len(out) == 3 and out[0] == "0":
+            runs.append((float(out[1]), int(out[2]) / 1024.0))
+    if not runs:
+        return {"detect_startup_s": None, "detect_peak_rss_mb": None, "reason": "kwslib detect failed"}
+    return {"detect_startup_s": float(np.median([r[0] for r in runs])),
+            "detect_peak_rss_mb": float(max(r[1] for r in runs)), "runs": len(runs)}
+
+
+def pipeline_bench(m8: IntModel, m4: IntModel, workdir: Path, neon: bool = True, seconds: float = 20.0,
+                   log=print) -> dict:
+    """The whole detector (kwslib.pipeline): x86 real-time factor of the numpy spec and of the C pipeline,
+    C RAM and code size, and aarch64 instructions per second of audio under qemu (float32 network, int8
+    containers, 4-bit), beside which the network-only counts of :func:`neon_counts` stand."""
+    from . import ckernels, export
+    from .pipeline import CPipeline, NumpyPipeline, detector_settings, harness_config_text
+
+    out = {"audio": f"{seconds:g} s of bench_audio (noise, tones, chirp), int16, pushed in 100 ms chunks",
+           "front_end": "float64 log-mel (numpy spec / C with KISS FFT in double), the same for every pipeline"}
+    ds = detector_settings(m4)
+    rate = ds["features"].sample_rate
+    pcm = bench_audio(seconds, rate)
+    a8, a4 = export.from_bytes(export.to_bytes(m8)), export.from_bytes(export.to_bytes(m4))
+    args = (ds["threshold"], ds["smooth_windows"], ds["refractory_steps"])
+    log(f"[bench] pipeline: numpy spec vs C, {seconds:g} s of audio ...")
+    rtf = {"numpy": _rtf(NumpyPipeline(a4, *args), pcm[:int(min(seconds, 5.0) * rate)], rate, repeats=1)}
+    try:
+        c4, c8 = CPipeline(a4, *args, mode="int"), CPipeline(a8, *args, mode="s8")
+        rtf["c"] = _rtf(c4, pcm, rate)
+        rtf["c_int8"] = _rtf(c8, pcm, rate)
+        rtf["c_float32"] = _rtf(CPipeline(a8, *args, mode="f32"), pcm, rate)
+        out["c_ram_bytes"] = c4.ram_bytes
+        out["c_weight_bytes"] = {"w4": c4.weight_bytes, "int8": c8.weight_bytes}
+        out["c_backend"] = c4.describe()
+    except ckernels.CKernelsUnavailable as exc:
+        out["c_unavailable"] = str(exc)
+        out["c_ram_bytes"] = None
+    out["x86_realtime_factor"] = rtf
+    code = {}
+    for target in ("x86_64", "aarch64"):
+        try:
+            code[target] = ckernels.code_bytes(target)["text"]
+        except ckernels.CKernelsUnavailable as exc:
+            code[target] = None
+            out[f"c_code_{target}_reason"] = str(exc)
+    out["c_code_bytes"] = code
+    arm = {"float32": None, "int8": None, "w4": None}
+    if neon:
+        try:
+            ckernels.neon_tools()
+            p8, p4 = workdir / "pipe_w8.kws", workdir / "pipe_w4.kws"
+            export.save_artifact(p8, m8)
+            export.save_artifact(p4, m4)
+            detail = {}
+            for name, path, model, mode in (("float32", p8, m8, "f32"), ("int8", p8, m8, "s8"), ("w4", p4, m4, "int")):
+                log(f"[bench] aarch64 whole pipeline, {name}: counting instructions under qemu ...")
+                r = ckernels.count_pipeline_instructions(path, harness_config_text(model, *args), pcm, mode=mode,
+                                                         t1=0.5, t2=0.98)
+                arm[name], detail[name] = r["per_audio_second"], r
+            out["aarch64_detail"] = {"method": "kws_pipeline_harness (primed window) under qemu-aarch64 "
+                                               "-singlestep -d exec; (count of 0.98 s - count of 0.5 s) / 0.48 s: "
+                                               "48 frames and 12 network runs, setup excluded", "variant": "neon-dotprod",
+                                     **detail}
+        except ckernels.CKernelsUnavailable as exc:
+            out["aarch64_reason"] = f"not measured in this run: {exc}"
+    else:
+        out["aarch64_reason"] = "not requested (neon=False, --no-neon)"
+    out["aarch64_instructions_per_audio_second"] = arm
+    out.update(detect_startup(workdir, m4))
+    return out
+
+
 def memory_table(model: IntModel) -> dict:
     dims = memory.dense_layers(model.layers[0].w_q.shape[1], [l.w_q.shape[0] for l in model.layers[:-1]],
                                model.layers[-1].w_q.shape[0])
@@ -310,6 +442,7 @@ def run_bench(profile: str = "quick", results_dir=None, rounds: int = 25, block_
         except Exception as exc:
             res["floor"] = {"error": str(exc)}
         res["aarch64"] = neon_counts(m8, m4, d) if neon else {"available": False, "reason": "not requested (neon=False, --no-neon)"}
+        res["pipeline"] = pipeline_bench(m8, m4, d, neon=neon, log=log)
     res["memory_bytes"] = memory_table(m8)
     res["summary"] = summarize(res)
     return res
@@ -344,7 +477,10 @@ def summarize(res: dict) -> dict:
         "float32_numpy": g("float32_numpy"), "torch_float32": g("torch_float32"),
         "onnxruntime_float32": g("onnxruntime_float32"), "onnxruntime_int8": ort8,
         "kwslib_int8_numpy": g("kwslib_int8_numpy"), "kwslib_int8_c": g("kwslib_int8_c"),
-        "kwslib_w4_c": g("kwslib_w4_c")}}
+        "kwslib_w4_c": g("kwslib_w4_c"), "litert_int8": g("litert_int8"), "litert_int4": g("litert_int4")}}
+    if g("litert_int8") is None:
+        cpu["x86_us_per_inference"]["litert_reason"] = (res["batches"].get("1", {}).get("notes", {})
+                                                       .get("litert_unavailable", "not measured"))
     arm = res.get("aarch64", {})
     if arm.get("available"):
         dp, v80 = arm["neon-dotprod"], arm["neon"]
@@ -369,6 +505,8 @@ def summarize(res: dict) -> dict:
     targets = {
         "x86_int8_c_vs_float32_numpy": ratio(g("float32_numpy"), g("kwslib_int8_c")),
         "x86_int8_c_vs_onnxruntime_int8": ratio(ort8, g("kwslib_int8_c")),
+        "x86_int8_c_vs_litert_int8": ratio(g("litert_int8"), g("kwslib_int8_c")),
+        "x86_w4_c_vs_litert_int8": ratio(g("litert_int8"), g("kwslib_w4_c")),
         "x86_int8_c_vs_floor": ratio(g("kwslib_int8_c"), floor.get("int8", {}).get("batch1_floor_us")),
         "x86_w4_c_vs_floor": ratio(g("kwslib_w4_c"), floor.get("w4", {}).get("batch1_floor_us")),
         "arm_float32_vs_w4": ratio(ins.get("float32_neon"), ins.get("w4_neon")),
@@ -379,11 +517,32 @@ def summarize(res: dict) -> dict:
         "memory_float32_vs_packed4": ratio(memory_bytes["float32"], memory_bytes["packed"]["4"]),
     }
     goals = {"x86_int8_c_vs_float32_numpy": (">=", 5), "x86_int8_c_vs_onnxruntime_int8": (">=", 2),
+             "x86_int8_c_vs_litert_int8": (">=", 1), "x86_w4_c_vs_litert_int8": (">=", 1.4),
              "x86_int8_c_vs_floor": ("<=", 3), "arm_float32_vs_w4": (">=", 3), "arm_float32_vs_int8": (">=", 1.5),
              "memory_float32_vs_int8": (">=", 4), "memory_float32_vs_packed4": (">=", 7)}
     met = {k: (None if targets[k] is None else (targets[k] >= v if op == ">=" else targets[k] <= v))
            for k, (op, v) in goals.items()}
-    return {"cpu": cpu, "memory_bytes": memory_bytes, "ratios": targets,
+    pipe = res.get("pipeline") or {}
+    pa = pipe.get("aarch64_instructions_per_audio_second") or {}
+    pipeline = {"x86_realtime_factor": {k: (pipe.get("x86_realtime_factor") or {}).get(k) for k in ("numpy", "c")},
+                "aarch64_instructions_per_audio_second": {k: pa.get(k) for k in ("float32", "int8", "w4")},
+                "detect_startup_s": pipe.get("detect_startup_s"), "detect_peak_rss_mb": pipe.get("detect_peak_rss_mb"),
+                "c_ram_bytes": pipe.get("c_ram_bytes"),
+                "c_code_bytes": {k: (pipe.get("c_code_bytes") or {}).get(k) for k in ("x86_64", "aarch64")},
+                "reason": pipe.get("aarch64_reason")}
+    targets.update({
+        "pipeline_x86_c_realtime_factor": pipeline["x86_realtime_factor"]["c"],
+        "pipeline_arm_float32_vs_int8": ratio(pa.get("float32"), pa.get("int8")),
+        "pipeline_arm_float32_vs_w4": ratio(pa.get("float32"), pa.get("w4")),
+        "x86_int8_c_batch1_vs_batch256": ratio(g("kwslib_int8_c"),
+                                               res["batches"].get("256", {}).get("us_per_inference", {}).get("kwslib_int8_c")),
+        "detect_startup_s": pipeline["detect_startup_s"], "detect_peak_rss_mb": pipeline["detect_peak_rss_mb"]})
+    for k, goal in (("pipeline_x86_c_realtime_factor", (">=", 1000)), ("x86_int8_c_batch1_vs_batch256", (">=", 1)),
+                    ("detect_startup_s", ("<=", 0.5)), ("detect_peak_rss_mb", ("<=", 80))):
+        goals[k] = goal
+        v = targets[k]
+        met[k] = None if v is None else (v >= goal[1] if goal[0] == ">=" else v <= goal[1])
+    return {"cpu": cpu, "memory_bytes": memory_bytes, "ratios": targets, "pipeline": pipeline,
             "targets": {k: {"goal": f"{op} {v}", "value": targets[k], "met": met[k]} for k, (op, v) in goals.items()}}
 
 
@@ -406,6 +565,19 @@ def format_report(res: dict) -> str:
                          ", ".join(f"{k} {c:,}" for k, c in arm[v].items()))
     else:
         lines.append(f"  aarch64: not measured ({arm.get('reason')})")
+    pipe = res.get("pipeline") or {}
+    if pipe:
+        rt = pipe.get("x86_realtime_factor") or {}
+        lines.append("  whole pipeline (front end + window + network + detector), x86 real-time factor: " +
+                     ", ".join(f"{k} {v:,.0f}x" for k, v in rt.items() if v is not None))
+        pa = pipe.get("aarch64_instructions_per_audio_second") or {}
+        if any(v is not None for v in pa.values()):
+            lines.append("  whole pipeline, aarch64 instructions per second of audio: " +
+                         ", ".join(f"{k} {v:,}" for k, v in pa.items() if v is not None))
+        else:
+            lines.append(f"  whole pipeline, aarch64: {pipe.get('aarch64_reason')}")
+        lines.append(f"  C pipeline RAM {pipe.get('c_ram_bytes')} B (state + scratch), code {pipe.get('c_code_bytes')}; "
+                     f"kwslib detect start-up {pipe.get('detect_startup_s')} s, peak RSS {pipe.get('detect_peak_rss_mb')} MB")
     for k, t in res["summary"]["targets"].items():
         val = "n/a" if t["value"] is None else f"{t['value']:.2f}"
         lines.append(f"  target {k:34s} {t['goal']:>6s}: {val:>6s}  {'met' if t['met'] else 'NOT met' if t['met'] is False else ''}")

@@ -40,6 +40,7 @@ KISSFFT = ["kissfft/kiss_fft.c", "kissfft/kiss_fftr.c"]
 PIPELINE_SOURCES = ["kws_fc_s8.c", "kws_fc_s4.c", "kws_fc_f32.c", "kws_requantize.c", "kws_net.c",
                     "kws_artifact.c", "kws_frontend.c", "kws_pipeline.c"] + KISSFFT
 LIB_SOURCES = PIPELINE_SOURCES + ["kws_floor.c"]
+PIPELINE_HARNESS_SOURCES = PIPELINE_SOURCES + ["kws_pipeline_harness.c"]
 HARNESS_SOURCES = ["kws_fc_s8.c", "kws_fc_s4.c", "kws_fc_f32.c", "kws_requantize.c", "kws_net.c", "kws_artifact.c",
                    "kws_harness.c"]
 HEADERS = ["kws_nn.h", "kws_artifact.h", "kws_frontend.h", "kws_pipeline.h", "kissfft/kiss_fft.h",
@@ -404,18 +405,22 @@ NEON_TARGETS = {"neon": "-march=armv8-a", "neon-dotprod": "-march=armv8.2-a+dotp
                 "scalar": "-march=armv8-a"}
 
 
-def build_harness(variant: str = "neon", extra_flags: tuple = ()) -> Path:
-    """Cross-compile the static aarch64 test harness for ``variant`` (cached)."""
+def build_harness(variant: str = "neon", extra_flags: tuple = (), pipeline: bool = False) -> Path:
+    """Cross-compile the static aarch64 test harness for ``variant`` (cached).
+
+    ``pipeline``: the whole-pipeline harness (kws_pipeline_harness.c) instead of the network one."""
     if variant not in NEON_TARGETS:
         raise ValueError(f"unknown aarch64 variant {variant!r}")
     gcc, _ = neon_tools()
     flags = BASE_FLAGS + ["-static", NEON_TARGETS[variant]] + (["-DKWS_FORCE_SCALAR"] if variant == "scalar" else [])
-    flags += list(extra_flags)
-    key = _source_hash(HARNESS_SOURCES, flags, _compiler_id(gcc))
-    out = cache_dir() / "ckernels" / f"kws_harness_aarch64_{variant}_{key}"
+    flags += (KISS_FLAGS if pipeline else []) + list(extra_flags)
+    sources = PIPELINE_HARNESS_SOURCES if pipeline else HARNESS_SOURCES
+    key = _source_hash(sources, flags, _compiler_id(gcc))
+    name = "kws_pipeline_harness" if pipeline else "kws_harness"
+    out = cache_dir() / "ckernels" / f"{name}_aarch64_{variant}_{key}"
     if out.exists():
         return out
-    return _compile(gcc, flags + HARNESS_SOURCES + ["-lm"], out, f"the aarch64 {variant} harness")
+    return _compile(gcc, flags + sources + ["-lm"], out, f"the aarch64 {variant} {name}")
 
 
 # Functions the harness runs only while loading the artifact and laying out weights,
@@ -423,7 +428,8 @@ def build_harness(variant: str = "neon", extra_flags: tuple = ()) -> Path:
 SETUP_ONLY = ("kws_artifact_parse", "kws_crc32", "kws_unpack_codes", "kws_net_from_artifact",
               "kws_fnet_from_artifact", "layer_arrays", "kws_net_set_layer", "kws_fnet_set_layer",
               "kws_fc_s8_prepare", "kws_fc_s4_prepare", "kws_fc_f32_prepare", "kws_net_new", "kws_fnet_new",
-              "kws_net_finalize", "kws_fnet_finalize", "read_file")
+              "kws_net_finalize", "kws_fnet_finalize", "read_file",
+              "kws_pipeline_create", "kws_frontend_new", "kiss_fftr_alloc", "kiss_fft_alloc", "kf_factor")
 
 
 def _dfilter(binary: Path) -> str | None:
@@ -511,6 +517,75 @@ def count_instructions(artifact_path, x_row: np.ndarray, mode: str = "auto", var
     per = (counts[repeats] - counts[0]) / repeats
     return {"per_inference": int(round(per)), "startup": counts[0], "total": counts[repeats], "repeats": repeats,
             "mode": mode, "variant": variant, "setup_filtered": dfilter is not None}
+
+
+def count_pipeline_instructions(artifact_path, config_text: str, pcm: np.ndarray, mode: str = "int",
+                                variant: str = "neon-dotprod", t1: float = 0.5, t2: float = 1.5) -> dict:
+    """Executed aarch64 instructions per second of audio of the whole pipeline, in steady state.
+
+    Runs kws_pipeline_harness (primed window: a network run every ``step_frames`` frames from the
+    start) on the first ``t1`` and the first ``t2`` seconds of ``pcm`` (int16 at the model's rate,
+    ``sample_rate`` from the config) and divides the difference of the counts by ``t2 - t1``: front
+    end, window, network and detector of that much audio, start-up and setup excluded.
+    """
+    binary = build_harness(variant, pipeline=True)
+    dfilter = _dfilter(binary)
+    rate = int(config_text.split()[0])
+    pcm = np.ascontiguousarray(pcm, np.int16)
+    n1, n2 = int(round(t1 * rate)), int(round(t2 * rate))
+    if len(pcm) < n2:
+        raise ValueError(f"count_pipeline_instructions: need {t2} s of audio, got {len(pcm) / rate:.2f} s")
+    counts = {}
+    with tempfile.TemporaryDirectory(prefix="kwsneon") as d:
+        cfg = Path(d) / "config.txt"
+        cfg.write_text(config_text)
+        for n in (n1, n2):
+            raw, log = Path(d) / f"pcm{n}.raw", Path(d) / f"exec{n}.log"
+            pcm[:n].tofile(raw)
+            _run_qemu(binary, [mode, str(artifact_path), str(cfg), str(raw)], log=log, dfilter=dfilter)
+            counts[n] = _count_lines(log)
+            log.unlink()
+    per_s = (counts[n2] - counts[n1]) / (t2 - t1)
+    return {"per_audio_second": int(round(per_s)), "counts": [counts[n1], counts[n2]], "seconds": [t1, t2],
+            "mode": mode, "variant": variant, "setup_filtered": dfilter is not None}
+
+
+def code_bytes(target: str = "x86_64") -> dict:
+    """Code size of the streaming detector (PIPELINE_SOURCES), in bytes, for ``target``.
+
+    Each source compiled to an object file as the library is built (x86-64: the best variant of this
+    CPU; aarch64: neon-dotprod, with aarch64-linux-gnu-gcc), sizes read with binutils ``size``
+    (Berkeley format: ``text`` is code plus read-only data). Returns per-file and total ``text``
+    and the total ``data + bss``; CKernelsUnavailable when the compiler or ``size`` is missing.
+    """
+    if target == "x86_64":
+        cc, sz = find_compiler(), shutil.which("size")
+        vflags = X86_VARIANTS[best_variant()][0] if machine() == "x86_64" else []
+    elif target == "aarch64":
+        cc, sz = neon_tools()[0], shutil.which("aarch64-linux-gnu-size")
+        vflags = [NEON_TARGETS["neon-dotprod"]]
+    else:
+        raise ValueError(f"code_bytes: target must be x86_64 or aarch64, got {target!r}")
+    if not cc or not sz:
+        raise CKernelsUnavailable(f"code size for {target} needs a compiler and binutils size")
+    with tempfile.TemporaryDirectory(prefix="kwssize") as d:
+        objs = []
+        for src in PIPELINE_SOURCES:
+            obj = Path(d) / (Path(src).stem + ".o")
+            res = subprocess.run([cc, *BASE_FLAGS, *KISS_FLAGS, *vflags, "-c", src, "-o", str(obj)], cwd=CSRC,
+                                 capture_output=True, text=True, timeout=300)
+            if res.returncode != 0:
+                raise CKernelsUnavailable(f"compiling {src} for {target} failed: {res.stderr.strip()[-300:]}")
+            objs.append(obj)
+        out = subprocess.run([sz, *map(str, objs)], capture_output=True, text=True, timeout=60).stdout.splitlines()
+    per_file, data = {}, 0
+    for line in out[1:]:
+        parts = line.split()
+        if len(parts) >= 6:
+            per_file[Path(parts[-1]).stem] = int(parts[0])
+            data += int(parts[1]) + int(parts[2])
+    return {"text": sum(per_file.values()), "data_bss": data, "per_file": per_file, "target": target,
+            "flags": " ".join(BASE_FLAGS + KISS_FLAGS + vflags)}
 
 
 class QemuNet:

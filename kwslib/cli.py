@@ -149,6 +149,13 @@ def say_cmd(text: str, dst, voice: str = "en-us", rate: int = 150, pause_s: floa
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in ("detect", "export", "say"):
+        # The streaming path is one thread: a multi-threaded BLAS only adds start-up and contention
+        # (set before numpy is first imported; an explicit setting of the user's is kept).
+        import os
+
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, "1")
     if argv and argv[0] == "bench":  # everything after `bench` is kwslib.bench's own command line
         from . import bench
 

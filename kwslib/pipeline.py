@@ -88,6 +88,19 @@ def detector_settings(model, extra: dict | None = None, threshold: float | None 
             "step_s": step_s, "features": feat}
 
 
+def harness_config_text(model, threshold: float, smooth_windows: int, refractory_steps: int) -> str:
+    """The config file of ``csrc/kws_pipeline_harness.c`` (the aarch64 counting harness) for ``model``."""
+    f = _features(model)
+    head = [f.sample_rate, f.win_length, f.hop_length, f.n_fft, f.n_mels, repr(float(f.fmin)), repr(float(f.fmax)),
+            repr(float(f.log_floor)), model.context_frames, model.decimate, model.step_frames, repr(float(threshold)),
+            int(smooth_windows), int(refractory_steps), len(model.class_names)]
+    rows = [" ".join(map(str, head)),
+            " ".join(repr(float(v)) for v in np.asarray(model.norm_mean, np.float32)),
+            " ".join(repr(float(v)) for v in np.asarray(model.norm_std, np.float32)),
+            " ".join(str(c) for c in model.class_names)]
+    return "\n".join(rows) + "\n"
+
+
 def as_pcm16(chunk) -> np.ndarray:
     """int16 PCM from int16 (as is) or float samples in [-1, 1] (round(x * 32768), saturated)."""
     a = np.asarray(chunk)

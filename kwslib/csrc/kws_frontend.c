@@ -157,7 +157,14 @@ int32_t kws_frontend_push(kws_frontend *fe, const int16_t *pcm, int32_t n, int32
         fe->n_buf++;
         used++;
     }
-    while (fe->n_buf >= 0 && fe->n_buf < win && used < n) fe->buf[fe->n_buf++] = (double)pcm[used++] / 32768.0;
+    if (fe->n_buf >= 0 && used < n) { /* s / 32768 is exact as s * 2^-15 */
+        const int32_t take = win - fe->n_buf < n - used ? win - fe->n_buf : n - used;
+        double *dst = fe->buf + fe->n_buf;
+        const int16_t *src = pcm + used;
+        for (int32_t k = 0; k < take; k++) dst[k] = (double)src[k] * (1.0 / 32768.0);
+        fe->n_buf += take;
+        used += take;
+    }
     *consumed = used;
     if (fe->n_buf == win) {
         compute_frame(fe);

@@ -136,6 +136,13 @@ fail:
     return NULL;
 }
 
+void kws_pipeline_prime(kws_pipeline *p) {
+    if (!p) return;
+    kws_pipeline_reset(p);
+    memset(p->frames, 0, sizeof(float) * (size_t)p->cfg.context_frames * p->n_mels);
+    p->frames_seen = p->cfg.context_frames - 1;
+}
+
 int64_t kws_pipeline_ram_bytes(const kws_pipeline *p) {
     if (!p) return 0;
     return p->own_bytes + kws_frontend_bytes(p->fe) +
@@ -162,12 +169,16 @@ static int32_t run_window(kws_pipeline *p, kws_detection *out) {
     const kws_pipeline_config *c = &p->cfg;
     const int32_t M = p->n_mels, D = c->decimate, G = c->context_frames / D, C = c->n_classes;
     const int64_t start = p->next_end - c->context_frames;
-    for (int32_t g = 0; g < G; g++)
-        for (int32_t m = 0; m < M; m++) {
-            float s = p->frames[((start + (int64_t)g * D) % c->context_frames) * M + m];
-            for (int32_t d = 1; d < D; d++) s = s + p->frames[((start + (int64_t)g * D + d) % c->context_frames) * M + m];
-            p->x[g * M + m] = s / (float)D;
+    for (int32_t g = 0; g < G; g++) {
+        float *x = p->x + (size_t)g * M;
+        const float *row = p->frames + ((start + (int64_t)g * D) % c->context_frames) * M;
+        for (int32_t m = 0; m < M; m++) x[m] = row[m];
+        for (int32_t d = 1; d < D; d++) { /* ((x0 + x1) + x2) + ...: numpy's order, element by element */
+            row = p->frames + ((start + (int64_t)g * D + d) % c->context_frames) * M;
+            for (int32_t m = 0; m < M; m++) x[m] = x[m] + row[m];
         }
+        for (int32_t m = 0; m < M; m++) x[m] = x[m] / (float)D;
+    }
     if (p->net) {
         kws_net_forward_f32in(p->net, p->x, 1, p->logits_q);
         for (int32_t j = 0; j < C; j++) p->logits[j] = (float)((int32_t)p->logits_q[j] - p->out_zero_point) * p->out_scale;

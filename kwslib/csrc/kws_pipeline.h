@@ -58,6 +58,11 @@ void kws_pipeline_reset(kws_pipeline *p); /* start of a new stream */
 int32_t kws_pipeline_push(kws_pipeline *p, const int16_t *pcm, int32_t n, kws_detection *out, int32_t max_out);
 int32_t kws_pipeline_max_detections(const kws_pipeline *p, int32_t n);
 
+/* Instrumentation (the instruction-counting harness): act as if context_frames - 1 frames had already
+   arrived, so that a network run follows every step_frames frames from the first pushed frame on.
+   Not part of the specified stream semantics: a stream that is to match kwslib detect starts unprimed. */
+void kws_pipeline_prime(kws_pipeline *p);
+
 /* Bytes held: state + scratch (front end, frame buffer, input vector, logits, detector, the network's
    activation buffers) and, apart, the network's prepared weights. */
 int64_t kws_pipeline_ram_bytes(const kws_pipeline *p);
