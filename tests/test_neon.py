@@ -128,3 +128,22 @@ def test_log_counter_handles_chunk_boundaries(tmp_path, monkeypatch):
 
     monkeypatch.setattr(builtins, "open", Small)
     assert ckernels._count_lines(log) == 1000
+
+
+def test_whole_pipeline_instructions_per_audio_second(tmp_path, harnesses):
+    """The pipeline harness under qemu: a count per second of audio, steady state, float32 > integer,
+    and the difference of two lengths (setup and start-up cancel) scales with the audio."""
+    from kwslib.bench import bench_audio
+    from kwslib.pipeline import harness_config_text
+
+    m = random_int_model(4, **dict(SMALL, dims=(64, 24, 12)), seed=3)
+    m.feature_config = {"n_mels": 16}
+    path = export.save_artifact(tmp_path / "m.kws", m)
+    cfg = harness_config_text(m, 0.5, 3, 25)
+    pcm = bench_audio(1.5)
+    f32 = ckernels.count_pipeline_instructions(path, cfg, pcm, mode="f32", t1=0.5, t2=0.98)
+    w4 = ckernels.count_pipeline_instructions(path, cfg, pcm, mode="int", t1=0.5, t2=0.98)
+    longer = ckernels.count_pipeline_instructions(path, cfg, pcm, mode="int", t1=0.5, t2=1.46)
+    assert f32["per_audio_second"] > w4["per_audio_second"] > 100_000  # the front end alone is ~40K per frame
+    assert f32["setup_filtered"] and w4["counts"][1] > w4["counts"][0]
+    assert abs(longer["per_audio_second"] - w4["per_audio_second"]) < 0.01 * w4["per_audio_second"]

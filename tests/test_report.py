@@ -151,3 +151,17 @@ def test_parity_word_says_better_than_float():
     assert c["1-bit weights (stage 2)"]["verdict"] == "better than float"
     s["models"]["stage2_w1"]["no_worse_than_float"] = False
     assert {r["claim"]: r for r in report.claims(s)}["1-bit weights (stage 2)"]["verdict"] == "no parity"
+
+
+def test_whole_detector_cpu_claim():
+    s = _summary()
+    s["pipeline"] = {"aarch64_instructions_per_audio_second": {"float32": 7_700_000, "int8": 5_400_000, "w4": 5_300_000},
+                     "x86_realtime_factor": {"numpy": 60.0, "c": 1500.0}, "reason": None}
+    c = {r["claim"]: r for r in report.claims(s)}["CPU, whole detector (front end to detections)"]
+    assert c["verdict"].startswith("not supported") and "1.45x" in c["ours"] and "1,500x real time" in c["ours"]
+    s["pipeline"]["aarch64_instructions_per_audio_second"]["w4"] = 2_000_000
+    c = {r["claim"]: r for r in report.claims(s)}["CPU, whole detector (front end to detections)"]
+    assert c["verdict"] == "supported"
+    s["pipeline"] = {"aarch64_instructions_per_audio_second": {"float32": None}, "reason": "not measured in this run: x"}
+    c = {r["claim"]: r for r in report.claims(s)}["CPU, whole detector (front end to detections)"]
+    assert c["verdict"] == "not measured (not measured in this run: x)"
