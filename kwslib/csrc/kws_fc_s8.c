@@ -16,8 +16,8 @@
  *                 |w| <= 127) then vpadalq_s16 into int32; same layout as AVX2.
  *   NEON dotprod  sdot (4 products per int32 lane); same layout.
  * Batch: d->n input vectors (in_pad codes apart; outputs out_stride apart). The VNNI path
- * runs KWS_TILE inputs per pass over the weights (each weight vector loaded once per tile);
- * the other paths loop over the inputs.
+ * runs KWS_TILE inputs per pass over the weights (each weight vector loaded once per tile),
+ * the AVX2 path pairs of inputs; the other paths loop over the inputs.
  */
 #include <string.h>
 
@@ -115,7 +115,52 @@ void kws_fc_s8(const kws_context *ctx, const kws_act_params *a, const kws_quant_
             kws_requantize_block(acc + (size_t)t * CP, d->out_dim, q, a, output + (size_t)(s + t) * d->out_stride);
     }
 #else
-    for (int32_t s = 0; s < d->n; s++) {
+    int32_t s = 0;
+#if defined(KWS_X86_AVX2)
+    /* Pairs of input vectors share each pass over the weights: every widened weight vector feeds two
+       inputs, halving the weight traffic, which dominates at batch > 1 once the inputs evict the
+       weights from cache. A lone last vector takes the single-vector loop below. */
+    for (; s + 2 <= d->n; s += 2) {
+        const int8_t *in0 = input + (size_t)s * IP, *in1 = in0 + IP;
+        int16_t *x16 = ctx->x16; /* [2][IP]: the context's scratch holds KWS_TILE * in_pad int16 */
+        for (int32_t i = 0; i < IP; i += 16) {
+            _mm256_storeu_si256((__m256i *)(x16 + i), _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(in0 + i))));
+            _mm256_storeu_si256((__m256i *)(x16 + IP + i),
+                                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(in1 + i))));
+        }
+        const int32_t nc = IP / 16;
+        for (int32_t r4 = 0; r4 < CP / 4; r4++) {
+            __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+            const int8_t *wp = p + (size_t)r4 * nc * 64;
+            for (int32_t c = 0; c < nc; c++, wp += 64) {
+                const __m256i xv = _mm256_loadu_si256((const __m256i *)(x16 + 16 * c));
+                const __m256i yv = _mm256_loadu_si256((const __m256i *)(x16 + IP + 16 * c));
+                const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wp));
+                const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wp + 16)));
+                a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(w0, xv));
+                b0 = _mm256_add_epi32(b0, _mm256_madd_epi16(w0, yv));
+                a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(w1, xv));
+                b1 = _mm256_add_epi32(b1, _mm256_madd_epi16(w1, yv));
+                const __m256i w2 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wp + 32)));
+                const __m256i w3 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wp + 48)));
+                a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(w2, xv));
+                b2 = _mm256_add_epi32(b2, _mm256_madd_epi16(w2, yv));
+                a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(w3, xv));
+                b3 = _mm256_add_epi32(b3, _mm256_madd_epi16(w3, yv));
+            }
+            const __m128i be = _mm_loadu_si128((const __m128i *)(bias_eff + 4 * r4));
+            const __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(a0, a1), _mm256_hadd_epi32(a2, a3));
+            const __m256i u = _mm256_hadd_epi32(_mm256_hadd_epi32(b0, b1), _mm256_hadd_epi32(b2, b3));
+            _mm_storeu_si128((__m128i *)(acc + 4 * r4),
+                             _mm_add_epi32(_mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1)), be));
+            _mm_storeu_si128((__m128i *)(acc + CP + 4 * r4),
+                             _mm_add_epi32(_mm_add_epi32(_mm256_castsi256_si128(u), _mm256_extracti128_si256(u, 1)), be));
+        }
+        kws_requantize_block(acc, d->out_dim, q, a, output + (size_t)s * d->out_stride);
+        kws_requantize_block(acc + CP, d->out_dim, q, a, output + (size_t)(s + 1) * d->out_stride);
+    }
+#endif
+    for (; s < d->n; s++) {
         const int8_t *in = input + (size_t)s * IP;
 #if defined(KWS_X86_AVX2)
         int16_t *x16 = ctx->x16;

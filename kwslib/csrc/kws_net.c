@@ -133,7 +133,7 @@ int32_t kws_net_finalize(kws_net *net) {
     net->buf[0] = (int8_t *)alloc64((size_t)KWS_TILE * len);
     net->buf[1] = (int8_t *)alloc64((size_t)KWS_TILE * len);
     net->ctx.acc = (int32_t *)alloc64(sizeof(int32_t) * KWS_TILE * acc_len);
-    net->ctx.x16 = (int16_t *)alloc64(sizeof(int16_t) * len);
+    net->ctx.x16 = (int16_t *)alloc64(sizeof(int16_t) * KWS_TILE * len);
     if (!net->buf[0] || !net->buf[1] || !net->ctx.acc || !net->ctx.x16) return KWS_ERR_NOMEM;
     memset(net->buf[0], 0, (size_t)KWS_TILE * len);
     memset(net->buf[1], 0, (size_t)KWS_TILE * len);
@@ -213,7 +213,7 @@ int64_t kws_net_scratch_bytes(const kws_net *net) {
     for (int32_t k = 0; k < net->n_layers; k++)
         acc_len = net->layers[k].dims.out_pad > acc_len ? net->layers[k].dims.out_pad : acc_len;
     return (int64_t)2 * KWS_TILE * net->buf_len + (int64_t)sizeof(int32_t) * KWS_TILE * acc_len +
-           (int64_t)sizeof(int16_t) * net->buf_len;
+           (int64_t)sizeof(int16_t) * KWS_TILE * net->buf_len;
 }
 
 int64_t kws_net_weight_bytes(const kws_net *net) {

@@ -82,7 +82,7 @@ typedef struct {
 
 typedef struct {
     int32_t *acc; /* scratch: int32 [KWS_TILE][out_pad] accumulators */
-    int16_t *x16; /* scratch: int16 [in_pad] (AVX2 s8 path) */
+    int16_t *x16; /* scratch: int16 [KWS_TILE][in_pad] (AVX2 s8 path) */
 } kws_context;
 
 /*
