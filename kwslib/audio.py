@@ -41,6 +41,17 @@ def _declared_data_bytes(raw: bytes, total: int) -> tuple[int, int] | None:
     return None
 
 
+def _check_file(p: Path, what: str) -> Path:
+    """AudioError naming ``p`` if it is missing, a directory or empty."""
+    if not p.exists():
+        raise AudioError(f"{p}: file does not exist")
+    if p.is_dir():
+        raise AudioError(f"{p}: is a directory, not {what}")
+    if p.stat().st_size == 0:
+        raise AudioError(f"{p}: file is empty (0 bytes)")
+    return p
+
+
 def check_wav_header(path, sample_rate: int = SAMPLE_RATE, max_seconds: float | None = MAX_SECONDS):
     """Validate a WAV file's header without reading its samples: returns ``(src, info, where)``.
 
@@ -53,14 +64,7 @@ def check_wav_header(path, sample_rate: int = SAMPLE_RATE, max_seconds: float | 
     where = _where(path)
     src = io.BytesIO(bytes(path)) if isinstance(path, (bytes, bytearray)) else path
     if not isinstance(src, io.IOBase):
-        p = Path(src)
-        if not p.exists():
-            raise AudioError(f"{where}: file does not exist")
-        if p.is_dir():
-            raise AudioError(f"{where}: is a directory, not a WAV file")
-        if p.stat().st_size == 0:
-            raise AudioError(f"{where}: file is empty (0 bytes)")
-        src = os.fspath(p)
+        src = os.fspath(_check_file(Path(src), "a WAV file"))
     try:
         info = sf.info(src)
     except Exception as exc:  # libsndfile says "Format not recognised" etc.
@@ -183,13 +187,7 @@ def check_recording(path):
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"check_recording: expected a file path, got {type(path).__name__}")
-    p = Path(path)
-    if not p.exists():
-        raise AudioError(f"{p}: file does not exist")
-    if p.is_dir():
-        raise AudioError(f"{p}: is a directory, not an audio file")
-    if p.stat().st_size == 0:
-        raise AudioError(f"{p}: file is empty (0 bytes)")
+    p = _check_file(Path(path), "an audio file")
     try:
         info = sf.info(str(p))
     except Exception as exc:

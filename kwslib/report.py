@@ -69,6 +69,17 @@ def model_rows(summary: dict) -> list[dict]:
     return rows
 
 
+def _cpu_claim(claim: str, measure: str, f32, i8, w4, x86: str | None, reason: str | None, worse: str) -> dict:
+    """One CPU claim row: float32 / int8 and float32 / 4-bit ratios of ``measure``; the verdict reads the 4-bit
+    one (>= 3 supported, >= 2 partly, else ``worse``); 'not measured (reason)' without a count."""
+    r8, r4 = _ratio(f32, i8), _ratio(f32, w4)
+    ours = ", ".join(s for s in [None if r8 is None else f"{measure} float32/int8 {r8:.2f}x",
+                                 None if r4 is None else f"float32/4-bit {r4:.2f}x", x86] if s) or "not measured"
+    verdict = (f"not measured ({reason})" if reason else "not measured") if r4 is None else (
+        "supported" if r4 >= 3 else "partly supported" if r4 >= 2 else worse)
+    return {"claim": claim, "paper": "up to 3x less", "ours": ours, "verdict": verdict}
+
+
 def claims(summary: dict) -> list[dict]:
     """Each claim of the paper with our measured value and a verdict."""
     out = []
@@ -95,29 +106,17 @@ def claims(summary: dict) -> list[dict]:
                     parity_word(m), parity_word(m))})
     ins = _get(summary, "cpu", "aarch64_instructions_per_inference") or {}
     us = _get(summary, "cpu", "x86_us_per_inference") or {}
-    r4 = _ratio(ins.get("float32_neon"), ins.get("w4_neon"))
-    r8 = _ratio(ins.get("float32_neon"), ins.get("int8_neon"))
     rx = _ratio(us.get("float32_numpy"), us.get("kwslib_int8_c"))
-    ours = ", ".join(s for s in [
-        None if r8 is None else f"aarch64 instructions float32/int8 {r8:.2f}x",
-        None if r4 is None else f"float32/4-bit {r4:.2f}x",
-        None if rx is None else f"x86 time float32 numpy / int8 C {rx:.1f}x"] if s) or "not measured"
-    out.append({"claim": "CPU", "paper": "up to 3x less", "ours": ours,
-                "verdict": (f"not measured ({ins['reason']})" if ins.get("reason") else "not measured")
-                if r4 is None else ("supported" if r4 >= 3 else
-                                                               ("partly supported" if r4 >= 2 else "not supported"))})
+    out.append(_cpu_claim("CPU", "aarch64 instructions", ins.get("float32_neon"), ins.get("int8_neon"),
+                          ins.get("w4_neon"), None if rx is None else f"x86 time float32 numpy / int8 C {rx:.1f}x",
+                          ins.get("reason"), "not supported"))
     pipe = summary.get("pipeline") or {}
     pa = pipe.get("aarch64_instructions_per_audio_second") or {}
-    p8, p4 = _ratio(pa.get("float32"), pa.get("int8")), _ratio(pa.get("float32"), pa.get("w4"))
     rt = (pipe.get("x86_realtime_factor") or {}).get("c")
-    ours = ", ".join(s for s in [
-        None if p8 is None else f"aarch64 instructions per audio second float32/int8 {p8:.2f}x",
-        None if p4 is None else f"float32/4-bit {p4:.2f}x",
-        None if rt is None else f"x86 C pipeline {rt:,.0f}x real time"] if s) or "not measured"
-    out.append({"claim": "CPU, whole detector (front end to detections)", "paper": "up to 3x less", "ours": ours,
-                "verdict": (f"not measured ({pipe['reason']})" if pipe.get("reason") else "not measured")
-                if p4 is None else ("supported" if p4 >= 3 else ("partly supported" if p4 >= 2 else
-                                                                 "not supported: the shared front end dominates"))})
+    out.append(_cpu_claim("CPU, whole detector (front end to detections)", "aarch64 instructions per audio second",
+                          pa.get("float32"), pa.get("int8"), pa.get("w4"),
+                          None if rt is None else f"x86 C pipeline {rt:,.0f}x real time", pipe.get("reason"),
+                          "not supported: the shared front end dominates"))
     mem = summary.get("memory_bytes") or {}
     rm = _ratio(mem.get("float32"), mem.get("int8_containers"))
     r4m = _ratio(mem.get("float32"), _get(mem, "packed", "4"))
