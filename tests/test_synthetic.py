@@ -143,10 +143,49 @@ def test_missing_library_is_a_kws_error(monkeypatch):
     (dict(noise_seconds=5.0), "noise_seconds"),
     (dict(noise_test_fraction=1.0), "noise_test_fraction"),
     (dict(snr_db_max="loud"), "snr_db_max"),
+    (dict(variants=[]), "variants"),
+    (dict(variants=["m3", "robot"]), "variants"),
+    (dict(variants=["m3", "m3"]), "variants"),
+    (dict(offset_spread=1.5), "offset_spread"),
+    (dict(offset_spread=-0.1), "offset_spread"),
 ])
 def test_bad_config(change, name):
     with pytest.raises(ConfigError, match=name):
         S.generate_corpus(S.SyntheticConfig(**{**TINY, **change}))
+
+
+def test_variants_restrict_the_voice_pool():
+    cfg = S.SyntheticConfig(**{**TINY, "variants": ["m3", "f2"]})
+    voices = S.generate_corpus(cfg, seed=0).notes["voices"]
+    used = {v["voice"].partition("+")[2] for v in voices.values()}
+    assert used == {"m3", "f2"}  # every listed variant is used before any repeats
+    # The default (None) draws from all of VARIANTS: listing them all gives the same corpus.
+    default = S.generate_corpus(S.SyntheticConfig(**TINY), seed=0)
+    listed = S.generate_corpus(S.SyntheticConfig(**{**TINY, "variants": list(S.VARIANTS)}), seed=0)
+    assert default.notes["voices"] == listed.notes["voices"]
+    assert default.train.audio.tobytes() == listed.train.audio.tobytes()
+
+
+@pytest.mark.parametrize("spread", [0.0, 0.3, 1.0])
+def test_offset_spread_places_words(monkeypatch, spread):
+    placed = []
+    real_mix = S._mix
+
+    def spy(word, noise, offset, peak, snr_db):
+        placed.append((offset, CLIP_SAMPLES - len(word)))
+        return real_mix(word, noise, offset, peak, snr_db)
+
+    monkeypatch.setattr(S, "_mix", spy)
+    S.generate_corpus(S.SyntheticConfig(**{**TINY, "n_voices": 3, "offset_spread": spread}), seed=0)
+    assert len(placed) == 3 * 11 * 2  # every word clip (not _silence_)
+    for offset, room in placed:
+        lo = np.floor(room * (1 - spread) / 2)
+        assert lo <= offset <= room - lo
+    centre_dev = np.array([abs(o - r / 2) / max(r, 1) for o, r in placed])  # 0: centred, 0.5: at an edge
+    if spread == 0.0:
+        assert centre_dev.max() <= 0.5 / min(r for _, r in placed) + 1e-9
+    else:
+        assert centre_dev.max() <= spread / 2 + 1e-9 and centre_dev.max() > spread / 4
 
 
 def test_config_from_dict_rejects_unknown_keys():

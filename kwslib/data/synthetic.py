@@ -474,7 +474,7 @@ def _voice_clips(engine: _Engine, v: _Voice, cfg: SyntheticConfig, rng: np.rando
             if len(x) == 0:
                 raise EspeakError(f"espeak-ng produced no audio for {text!r} with voice {v.voice!r}")
             room = CLIP_SAMPLES - len(x)
-            lo = int(round(room * (1.0 - cfg.offset_spread) / 2))  # 0 at offset_spread 1: today's draw
+            lo = int(np.floor(room * (1.0 - cfg.offset_spread) / 2))  # 0 at offset_spread 1: today's draw
             offset = int(rng.integers(lo, room - lo + 1))
             peak = 10 ** (rng.uniform(-26.0, -1.0) / 20)
             snr = rng.uniform(cfg.snr_db_min, cfg.snr_db_max)
