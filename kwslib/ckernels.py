@@ -35,7 +35,7 @@ from .errors import KwsError
 from .quant.intspec import IntModel, max_abs_accumulator
 
 CSRC = Path(__file__).resolve().parent / "csrc"
-KISSFFT = ["kissfft/kiss_fft.c", "kissfft/kiss_fftr.c"]
+KISSFFT = ["kws_kissfft.c"]  # kissfft/kiss_fft.c + kiss_fftr.c in double precision
 # The streaming detector (front end + window + network + detector) and everything it runs on.
 PIPELINE_SOURCES = ["kws_fc_s8.c", "kws_fc_s4.c", "kws_fc_f32.c", "kws_requantize.c", "kws_net.c",
                     "kws_artifact.c", "kws_frontend.c", "kws_pipeline.c"] + KISSFFT
@@ -44,8 +44,10 @@ PIPELINE_HARNESS_SOURCES = PIPELINE_SOURCES + ["kws_pipeline_harness.c"]
 HARNESS_SOURCES = ["kws_fc_s8.c", "kws_fc_s4.c", "kws_fc_f32.c", "kws_requantize.c", "kws_net.c", "kws_artifact.c",
                    "kws_harness.c"]
 HEADERS = ["kws_nn.h", "kws_artifact.h", "kws_frontend.h", "kws_pipeline.h", "kissfft/kiss_fft.h",
-           "kissfft/kiss_fftr.h", "kissfft/_kiss_fft_guts.h", "kissfft/kiss_fft_log.h"]
-# KISS FFT in double precision: the front end's arithmetic is float64 (kws_frontend.h).
+           "kissfft/kiss_fftr.h", "kissfft/_kiss_fft_guts.h", "kissfft/kiss_fft_log.h", "kissfft/kiss_fft.c",
+           "kissfft/kiss_fftr.c"]
+# KISS FFT in double precision: the front end's arithmetic is float64 (kws_frontend.h); kws_kissfft.c and
+# kws_frontend.c define it themselves too, so a build without this flag computes the same.
 KISS_FLAGS = ["-Dkiss_fft_scalar=double"]
 BASE_FLAGS = ["-O3", "-std=c11", "-ffp-contract=off", "-fno-strict-aliasing"]
 

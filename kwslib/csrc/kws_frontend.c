@@ -8,8 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifndef kiss_fft_scalar
+#define kiss_fft_scalar double /* as kws_kissfft.c compiles KISS FFT */
+#endif
 #include "kissfft/kiss_fftr.h"
 #include "kws_frontend.h"
+
+_Static_assert(sizeof(kiss_fft_scalar) == sizeof(double), "the front end's FFT must run in double precision");
 
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
