@@ -381,11 +381,11 @@ def pipeline_bench(m8: IntModel, m4: IntModel, workdir: Path, neon: bool = True,
             for name, path, model, mode in (("float32", p8, m8, "f32"), ("int8", p8, m8, "s8"), ("w4", p4, m4, "int")):
                 log(f"[bench] aarch64 whole pipeline, {name}: counting instructions under qemu ...")
                 r = ckernels.count_pipeline_instructions(path, harness_config_text(model, *args), pcm, mode=mode,
-                                                         t1=0.5, t2=0.98)
+                                                         t1=0.26, t2=0.5)
                 arm[name], detail[name] = r["per_audio_second"], r
             out["aarch64_detail"] = {"method": "kws_pipeline_harness (primed window) under qemu-aarch64 "
-                                               "-singlestep -d exec; (count of 0.98 s - count of 0.5 s) / 0.48 s: "
-                                               "48 frames and 12 network runs, setup excluded", "variant": "neon-dotprod",
+                                               "-singlestep -d exec; (count of 0.50 s - count of 0.26 s) / 0.24 s: "
+                                               "24 frames and 6 network runs, setup excluded", "variant": "neon-dotprod",
                                      **detail}
         except ckernels.CKernelsUnavailable as exc:
             out["aarch64_reason"] = f"not measured in this run: {exc}"
