@@ -67,6 +67,11 @@ class FeatureConfig:
         return int(round(self.sample_rate * self.hop_ms / 1000.0))
 
 
+def model_features(model) -> FeatureConfig:
+    """The front end an integer model records (``IntModel.feature_config``; the defaults when it records none)."""
+    return FeatureConfig(**model.feature_config) if model.feature_config else FeatureConfig()
+
+
 def hz_to_mel(f):
     """HTK mel scale: 2595 * log10(1 + f / 700)."""
     return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ArtifactError, ConfigError
+from .features import model_features
 
 MODES = {"int": 0, "s8": 1, "f32": 2}
 
@@ -51,12 +52,6 @@ def frontend_config(feat) -> _FrontendConfig:
                            float(feat.fmin), float(feat.fmax), float(feat.log_floor))
 
 
-def _features(model):
-    from .features import FeatureConfig
-
-    return FeatureConfig(**model.feature_config) if model.feature_config else FeatureConfig()
-
-
 def window_end_time(step: int, model, feat) -> float:
     """Time (s) of the end of window ``step``: ``((step*step_frames + context - 1)*hop + win) / rate``."""
     return ((step * model.step_frames + model.context_frames - 1) * feat.hop_length + feat.win_length) \
@@ -74,7 +69,7 @@ def detector_settings(model, extra: dict | None = None, threshold: float | None 
     from .metrics import EvalConfig
 
     extra = extra or {}
-    ev, feat = EvalConfig(), _features(model)
+    ev, feat = EvalConfig(), model_features(model)
     if threshold is None:
         thr = float(extra.get("threshold", 0.5))
         origin = extra.get("threshold_source", "stored in the artifact") if "threshold" in extra \
@@ -90,7 +85,7 @@ def detector_settings(model, extra: dict | None = None, threshold: float | None 
 
 def harness_config_text(model, threshold: float, smooth_windows: int, refractory_steps: int) -> str:
     """The config file of ``csrc/kws_pipeline_harness.c`` (the aarch64 counting harness) for ``model``."""
-    f = _features(model)
+    f = model_features(model)
     head = [f.sample_rate, f.win_length, f.hop_length, f.n_fft, f.n_mels, repr(float(f.fmin)), repr(float(f.fmax)),
             repr(float(f.log_floor)), model.context_frames, model.decimate, model.step_frames, repr(float(threshold)),
             int(smooth_windows), int(refractory_steps), len(model.class_names)]
@@ -120,7 +115,7 @@ class NumpyPipeline:
         from .features import StreamingFrontend
 
         art = artifact if hasattr(artifact, "model") else load_artifact(artifact)
-        self.model, self.feat = art.model, _features(art.model)
+        self.model, self.feat = art.model, model_features(art.model)
         self.engine = Engine(self.model, backend="numpy")
         self._frontend, self._runner = StreamingFrontend(self.feat), self.engine.runner()
         self._detector = Detector(self.model.class_names, threshold, smooth_windows, refractory_steps)
@@ -170,7 +165,7 @@ class CPipeline:
                 except OSError as exc:
                     raise ArtifactError(f"{where}: cannot read ({exc})") from exc
             art = from_bytes(blob, where)  # validated in Python first: a clear error names the problem
-        self.model, self.feat, self.mode = art.model, _features(art.model), mode
+        self.model, self.feat, self.mode = art.model, model_features(art.model), mode
         self.lib = lib or ckernels.load_library()
         m = self.model
         self._mean = np.ascontiguousarray(m.norm_mean, np.float32)
