@@ -65,6 +65,12 @@ class TrainConfig:
     threads: int = 2  # torch intra-op threads (this machine has 2 cores)
     seed: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # 0: augment the audio and compute its features afresh for every batch of every epoch.
+    # K > 0: an augmentation bank (see augmentation_bank): K augmented feature versions of every
+    # training clip are computed once per run, and every epoch draws one of them per clip; the
+    # window offset and the SpecAugment masks are still drawn per batch. The audio work (~90% of an
+    # epoch on 2 cores) is then paid K times instead of once per epoch.
+    augment_bank: int = 0
     select_best: bool = True  # keep the weights of the best validation epoch
 
     def __post_init__(self):
@@ -74,6 +80,8 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if self.augment_bank < 0:
+            raise ValueError(f"augment_bank must be >= 0 (0: no bank), got {self.augment_bank}")
         if self.warmup_epochs < 0 or not 0.0 <= self.final_lr_fraction <= 1.0:
             raise ValueError(f"need warmup_epochs >= 0 and final_lr_fraction in [0, 1], got "
                              f"{self.warmup_epochs}, {self.final_lr_fraction}")
@@ -177,8 +185,37 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return steps - 1 if steps > 1 and n % batch_size == 1 else steps
 
 
+_BANK_CACHE: dict = {}  # key -> bank tensor; holds the latest bank only (stage 1/2 runs reuse the float run's)
+
+
+def augmentation_bank(train_audio: torch.Tensor, noise, feat_cfg: FeatureConfig, cfg: TrainConfig,
+                      data_key: str, batch: int = 256) -> torch.Tensor:
+    """``[K, N, frames, n_mels]`` log-mel features of K augmented versions of every training clip.
+
+    Version ``v`` of the whole set is :func:`~kwslib.data.augment.augment_audio` with a
+    generator seeded by ``(cfg.seed, v)`` (batches of ``batch`` clips in order), so the bank
+    depends only on the data, the augmentation and feature settings, the seed and K. It is kept
+    in memory for the next run with the same key (the quantization-aware stages fine-tune on the
+    float run's data with the same settings, so they reuse its bank).
+    """
+    key = (data_key, repr(cfg.augment), repr(feat_cfg), cfg.seed, cfg.augment_bank)
+    if key in _BANK_CACHE:
+        return _BANK_CACHE[key]
+    _BANK_CACHE.clear()
+    n = len(train_audio)
+    frames = num_frames(train_audio.shape[1], feat_cfg)
+    bank = torch.empty((cfg.augment_bank, n, frames, feat_cfg.n_mels), dtype=torch.float32)
+    for v in range(cfg.augment_bank):
+        g = torch.Generator().manual_seed(cfg.seed * 100003 + 50_000_017 + v)
+        for i in range(0, n, batch):
+            audio = augment_audio(train_audio[i:i + batch], noise, cfg.augment, g)
+            bank[v, i:i + batch] = logmel_torch(audio, feat_cfg, compute_dtype=torch.float32)
+    _BANK_CACHE[key] = bank
+    return bank
+
+
 def _batch_windows(train_audio, idx, rows, noise, feat_cfg: FeatureConfig, cfg: TrainConfig, context: int,
-                   g: torch.Generator, fill: torch.Tensor, device: torch.device) -> torch.Tensor:
+                   g: torch.Generator, fill: torch.Tensor, device: torch.device, bank=None) -> torch.Tensor:
     """Augmented training windows of the global batch ``idx``, for its rows ``rows`` only, on ``device``.
 
     Every random draw is made for the whole global batch from ``g`` (on the
@@ -186,13 +223,19 @@ def _batch_windows(train_audio, idx, rows, noise, feat_cfg: FeatureConfig, cfg: 
     augmentation they get in a single-process run; the log-mel features (the
     costly part) are computed for ``rows`` only. The SpecAugment masks are
     drawn as the mask of a batch of ones, then applied to the rows' features.
+    With a ``bank`` (:func:`augmentation_bank`), each clip's features are one of its banked
+    versions, drawn from ``g`` for the whole global batch (no audio work here).
     """
-    audio = augment_audio(train_audio[idx], noise, cfg.augment, g)[rows]
     n_mels = feat_cfg.n_mels
     frames = num_frames(train_audio.shape[1], feat_cfg)  # the same on every rank, even one with no rows
-    if len(rows):
+    if bank is not None:
+        version = torch.randint(0, bank.shape[0], (len(idx),), generator=g)
+        feats = bank[version[rows], idx[rows]].to(device)
+    elif len(rows):
+        audio = augment_audio(train_audio[idx], noise, cfg.augment, g)[rows]
         feats = logmel_torch(audio.to(device), feat_cfg, compute_dtype=torch.float32)
     else:
+        augment_audio(train_audio[idx], noise, cfg.augment, g)  # the same draws from g as the other ranks'
         feats = torch.zeros((0, frames, n_mels), device=device)
     extra = frames - context
     offset = int(torch.randint(0, extra + 1, (1,), generator=g)) if extra > 0 else 0
@@ -276,6 +319,7 @@ def fit(model: nn.Module, train: ClipSet, val: ClipSet, feat_cfg: FeatureConfig,
     net = wrap_ddp(model, env) if env.distributed else model
     n = len(train)
     steps = steps_per_epoch(n, cfg.batch_size)
+    bank = augmentation_bank(train_audio, noise, feat_cfg, cfg, data_fp) if cfg.augment_bank else None
     with deterministic_algorithms():
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.time()
@@ -296,7 +340,7 @@ def fit(model: nn.Module, train: ClipSet, val: ClipSet, feat_cfg: FeatureConfig,
                 rows = rank_slice(torch.arange(len(idx)), env.rank, env.world_size)
                 for group in opt.param_groups:
                     group["lr"] = lr_at(epoch + step / steps, cfg)
-                windows = _batch_windows(train_audio, idx, rows, noise, feat_cfg, cfg, context, g, fill, dev)
+                windows = _batch_windows(train_audio, idx, rows, noise, feat_cfg, cfg, context, g, fill, dev, bank)
                 labels = train_labels[idx][rows].to(dev)
                 logits = net(windows)
                 if env.distributed:

@@ -152,6 +152,50 @@ def test_speaker_split_fractions_and_order_independence():
         sc.speaker_split(speakers, fractions=(0.5, -0.1, 0.6))
 
 
+def test_speaker_folds_partition_every_speaker_once():
+    rng = np.random.default_rng(1)
+    speakers = np.repeat([f"{i:08x}" for i in range(240)], rng.integers(5, 30, 240))
+    folds = sc.speaker_folds(speakers, 5, seed=0)
+    assert set(folds.tolist()) == set(range(5))
+    for s in np.unique(speakers):  # every speaker in exactly one fold
+        assert len(set(folds[speakers == s])) == 1
+    np.testing.assert_allclose(np.bincount(folds) / len(folds), 0.2, atol=0.02)
+    perm = rng.permutation(len(speakers))
+    np.testing.assert_array_equal(sc.speaker_folds(speakers[perm], 5, seed=0), folds[perm])
+    # over the replicates every clip is a test clip exactly once; within one no speaker is in two splits
+    test_count = np.zeros(len(speakers), int)
+    for k in range(5):
+        split = sc.fold_split(speakers, k, 5, seed=0, val_fraction=0.125)
+        np.testing.assert_array_equal(split == 2, folds == k)
+        test_count += split == 2
+        for s in np.unique(speakers):
+            assert len(set(split[speakers == s])) == 1
+        rest = split != 2
+        assert abs(np.mean(split[rest] == 1) - 0.125) < 0.03
+    np.testing.assert_array_equal(test_count, 1)
+    # replicates draw different validation speakers
+    v0, v1 = (set(speakers[sc.fold_split(speakers, k, 5) == 1]) for k in (0, 1))
+    assert v0 != v1
+    with pytest.raises(ValueError, match="n_folds"):
+        sc.speaker_folds(speakers, 1)
+    with pytest.raises(ValueError, match="5 speaker folds from 3 speakers"):
+        sc.speaker_folds(["a", "b", "c"], 5)
+    with pytest.raises(ValueError, match="fold must be in"):
+        sc.fold_split(speakers, 5, 5)
+
+
+def test_load_test_set_folds_cover_the_archive(test_set):
+    tests = [sc.load_test_set(test_set, fold=k, n_folds=3) for k in range(3)]
+    all_clips = set(tests[0].train.origins) | set(tests[0].val.origins) | set(tests[0].test.origins)
+    pooled = [o for c in tests for o in c.test.origins]
+    assert sorted(pooled) == sorted(all_clips)  # every clip tested exactly once
+    for c in tests:
+        spk = {name: set(getattr(c, name).speakers) for name in ("train", "val", "test")}
+        assert not (spk["train"] & spk["val"] or spk["train"] & spk["test"] or spk["val"] & spk["test"])
+        assert c.notes["fold"] in (0, 1, 2) and c.notes["n_folds"] == 3
+        assert len(c.val) > 0 and any(c.test.labels == CLASS_INDEX["_silence_"])
+
+
 # --------------------------------------------------------------------------- full layout
 
 def make_full(root: Path, words=ALL_WORDS_V2, noise_len=6 * CLIP_SAMPLES) -> Path:

@@ -87,6 +87,51 @@ def test_resume_after_kill_gives_same_weights(data, tmp_path):
         assert torch.equal(va, vb), k
 
 
+def test_augmentation_bank_versions_and_reuse(data):
+    from kwslib import train as tr
+    from kwslib.data.augment import augment_audio, noise_tensor
+
+    train, _ = data
+    audio = torch.from_numpy(train.audio[:20])
+    noise = noise_tensor([np.random.default_rng(0).standard_normal(40000).astype(np.float32) * 0.1])
+    cfg = small_cfg(augment_bank=3)
+    tr._BANK_CACHE.clear()
+    bank = tr.augmentation_bank(audio, noise, FEAT, cfg, "k", batch=8)
+    assert bank.shape == (3, 20, clip_features(train.audio[:1], FEAT).shape[1], FEAT.n_mels)
+    # version v is augment_audio with its own seeded generator, batch by batch, then the log-mel features
+    g = torch.Generator().manual_seed(cfg.seed * 100003 + 50_000_017 + 1)
+    ref = torch.cat([clip_features(augment_audio(audio[i:i + 8], noise, cfg.augment, g).numpy(), FEAT)
+                     for i in range(0, 20, 8)])
+    torch.testing.assert_close(bank[1], ref, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(bank[0], bank[1])  # the versions differ
+    assert tr.augmentation_bank(audio, noise, FEAT, cfg, "k") is bank  # kept for the next run with the same key
+    assert tr.augmentation_bank(audio, noise, FEAT, small_cfg(augment_bank=3, seed=1), "k") is not bank
+    with pytest.raises(ValueError, match="augment_bank"):
+        small_cfg(augment_bank=-1)
+
+
+def test_fit_with_bank_learns_deterministic_and_resumes(data, tmp_path):
+    train, val = data
+    cfg = small_cfg(augment_bank=2)
+    m, h = train_once(train, val, cfg)
+    assert h.epochs[-1]["val_acc"] >= 0.9 and h.epochs[-1]["train_loss"] < h.epochs[0]["train_loss"]
+    plain, _ = train_once(train, val, small_cfg())
+    assert not torch.equal(m.blocks[0].linear.weight, plain.blocks[0].linear.weight)  # the bank is used
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_2(epoch, model):
+        if epoch == 2:
+            raise Killed()
+
+    with pytest.raises(Killed):
+        train_once(train, val, cfg, ckpt_dir=tmp_path, on_epoch_start=kill_at_2)
+    resumed, _ = train_once(train, val, cfg, ckpt_dir=tmp_path)
+    for (k, va), vb in zip(m.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(va, vb), k
+
+
 def test_lr_schedule_warmup_and_cosine():
     cfg = TrainConfig(epochs=10, lr=1.0, warmup_epochs=2, final_lr_fraction=0.1)
     assert lr_at(1.0, cfg) == pytest.approx(0.5, rel=1e-2)

@@ -38,6 +38,10 @@ class DataConfig:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     synthetic_seed: int = 0
     mix_synthetic_train: bool = False  # add the synthetic corpus's train split to a real train split
+    # speech_commands_test_set only: replicate `fold` of a speaker k-fold design (None: the split above)
+    fold: int | None = None
+    n_folds: int = 5
+    val_fraction: float = 0.125  # of the clips outside the test fold, by speaker
 
     def __post_init__(self):
         if isinstance(self.synthetic, dict):
@@ -48,6 +52,8 @@ class DataConfig:
             raise ConfigError(f"data.source: unknown source {self.source!r}; choose one of {list(SOURCES)}")
         if len(self.split_fractions) != 3 or abs(sum(self.split_fractions) - 1) > 1e-6 or min(self.split_fractions) <= 0:
             raise ConfigError(f"data.split_fractions must be three positive numbers summing to 1, got {self.split_fractions}")
+        if self.fold is not None and not (isinstance(self.fold, int) and 0 <= self.fold < self.n_folds):
+            raise ConfigError(f"data.fold must be an integer in [0, data.n_folds={self.n_folds}), got {self.fold!r}")
 
 
 def _noise_root(cfg: DataConfig):
@@ -74,7 +80,8 @@ def build_corpus(cfg: DataConfig) -> Corpus:
         root = sc.resolve_root(cfg.root, cfg.root_env, "Speech Commands")
         if cfg.source == "speech_commands_test_set":
             corpus = sc.load_test_set(root, noise_root=_noise_root(cfg), split_seed=cfg.split_seed,
-                                      fractions=tuple(cfg.split_fractions), noise_test_fraction=cfg.noise_test_fraction)
+                                      fractions=tuple(cfg.split_fractions), noise_test_fraction=cfg.noise_test_fraction,
+                                      fold=cfg.fold, n_folds=cfg.n_folds, val_fraction=cfg.val_fraction)
         else:
             corpus = sc.load_full(root, version=cfg.version, silence_fraction=cfg.silence_fraction,
                                   seed=cfg.split_seed, noise_test_fraction=cfg.noise_test_fraction)

@@ -210,6 +210,52 @@ def speaker_split(speakers, seed: int = 0, fractions=(0.7, 0.1, 0.2)) -> np.ndar
     return split_of[inverse]
 
 
+def speaker_folds(speakers, n_folds: int, seed: int = 0) -> np.ndarray:
+    """Assign every clip to one of ``n_folds`` test folds by speaker (fold index per clip).
+
+    The same walk as :func:`speaker_split` with ``n_folds`` equal shares: the distinct
+    speaker ids (sorted) are permuted with ``seed`` and each goes, with all its clips, to the
+    fold whose cumulative range holds the middle of its clip range. So every speaker is in
+    exactly one fold, folds hold about ``N / n_folds`` clips each, and the union of the folds
+    is every clip once.
+    """
+    if int(n_folds) != n_folds or n_folds < 2:
+        raise ConfigError(f"n_folds must be an integer >= 2, got {n_folds!r}")
+    speakers = np.asarray(speakers, dtype=object)
+    uniq, inverse, counts = np.unique(speakers.astype(str), return_inverse=True, return_counts=True)
+    if len(uniq) < n_folds:
+        raise ConfigError(f"cannot make {n_folds} speaker folds from {len(uniq)} speakers")
+    order = np.random.default_rng(seed).permutation(len(uniq))
+    bounds = np.arange(1, n_folds + 1) * (len(speakers) / n_folds)
+    fold_of = np.zeros(len(uniq), np.int64)
+    done = 0
+    for k in order:
+        fold_of[k] = min(int(np.searchsorted(bounds, done + counts[k] / 2.0, side="right")), n_folds - 1)
+        done += counts[k]
+    return fold_of[inverse]
+
+
+def fold_split(speakers, fold: int, n_folds: int, seed: int = 0, val_fraction: float = 0.125) -> np.ndarray:
+    """Split 0/1/2 (train/val/test) per clip for replicate ``fold`` of a speaker k-fold design.
+
+    Test: the clips of fold ``fold`` of :func:`speaker_folds` (``seed``). Validation: a share
+    ``val_fraction`` of the remaining clips, again by speaker (:func:`speaker_split` with seed
+    ``seed + 1 + fold``, so every replicate draws its own validation speakers); the rest trains.
+    No speaker is in two splits of a replicate, and over the ``n_folds`` replicates every clip
+    is a test clip exactly once.
+    """
+    if not 0 <= int(fold) < n_folds:
+        raise ConfigError(f"fold must be in [0, {n_folds}), got {fold!r}")
+    if not 0.0 < val_fraction < 1.0:
+        raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+    speakers = np.asarray(speakers, dtype=object)
+    folds = speaker_folds(speakers, n_folds, seed)
+    split = np.full(len(speakers), 2, np.int64)
+    rest = np.flatnonzero(folds != fold)
+    split[rest] = speaker_split(speakers[rest], seed + 1 + int(fold), (1.0 - val_fraction, val_fraction, 0.0))
+    return split
+
+
 def cut_silence(parts: list[tuple[str, int, np.ndarray]], n: int, rng: np.random.Generator, tag: str) -> ClipSet:
     """Cut ``n`` random 1-s ``_silence_`` clips from noise ``parts``.
 
@@ -251,7 +297,8 @@ def check_test_set_layout(root) -> list[str]:
 
 
 def load_test_set(root=None, noise_root=None, split_seed: int = 0, fractions=(0.7, 0.1, 0.2),
-                  noise_test_fraction: float = 0.2) -> Corpus:
+                  noise_test_fraction: float = 0.2, fold: int | None = None, n_folds: int = 5,
+                  val_fraction: float = 0.125) -> Corpus:
     """Load the official 12-class test set and re-split it by speaker.
 
     ``root``: the extracted ``speech_commands_test_set_v0.02`` folder (or
@@ -267,6 +314,10 @@ def load_test_set(root=None, noise_root=None, split_seed: int = 0, fractions=(0.
 
     ``noise_root``: a folder of background recordings (``*.wav``), split by
     time with :func:`split_noise_by_time`; None gives empty noise lists.
+
+    ``fold``: when given, the split is replicate ``fold`` of a speaker k-fold design instead
+    (:func:`fold_split` with ``split_seed``, ``n_folds`` and ``val_fraction``; ``fractions`` is
+    not used), again run separately on speech and on ``_silence_``.
     """
     root = resolve_root(root, "KWS_SC12_ROOT", "Speech Commands 12-class test-set")
     rels = check_test_set_layout(root)
@@ -282,7 +333,10 @@ def load_test_set(root=None, noise_root=None, split_seed: int = 0, fractions=(0.
     split = np.zeros(len(clips), np.int64)
     is_sil = clips.labels == CLASS_INDEX[SILENCE]
     for group in (~is_sil, is_sil):
-        split[group] = speaker_split(clips.speakers[group], split_seed, fractions)
+        if fold is None:
+            split[group] = speaker_split(clips.speakers[group], split_seed, fractions)
+        else:
+            split[group] = fold_split(clips.speakers[group], fold, n_folds, split_seed, val_fraction)
     noise_train, noise_test = [], []
     if noise_root is not None:
         noise_root = resolve_root(noise_root, "KWS_SC_NOISE_ROOT", "background-noise")
@@ -293,8 +347,11 @@ def load_test_set(root=None, noise_root=None, split_seed: int = 0, fractions=(0.
         val=clips.subset(np.flatnonzero(split == 1)),
         test=clips.subset(np.flatnonzero(split == 2)),
         noise_train=noise_train, noise_test=noise_test,
-        notes={"root": str(root), "split_seed": split_seed, "fractions": list(fractions),
-               "split": "by speaker, see kwslib.data.speech_commands.speaker_split",
+        notes={"root": str(root), "split_seed": split_seed,
+               **({"fractions": list(fractions), "split": "by speaker, see kwslib.data.speech_commands.speaker_split"}
+                  if fold is None else
+                  {"fold": int(fold), "n_folds": int(n_folds), "val_fraction": val_fraction,
+                   "split": "speaker fold, see kwslib.data.speech_commands.fold_split"}),
                "noise_test_fraction": noise_test_fraction, "skipped": skipped},
     )
 
