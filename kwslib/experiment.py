@@ -16,10 +16,12 @@ import torch
 from .config import from_dict
 from .data import DataConfig, load_corpus
 from .data.base import Corpus
-from .evaluate import EvalConfig, EvalData, prepare_eval
+from .evaluate import EvalConfig, EvalData, NegativesConfig, prepare_eval
+from .replicates import ReplicatesConfig, replicates_config
 from .features import FeatureConfig
 from .model import KWSNet, ModelConfig, build_model, count_params, load_model, save_model
-from .train import TrainConfig, clip_features, fit, normalization_stats, set_seed
+from .features import clip_features
+from .train import TrainConfig, fit, normalization_stats, set_seed
 
 
 @dataclass
@@ -29,6 +31,8 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    negatives: NegativesConfig = field(default_factory=NegativesConfig)
+    replicates: ReplicatesConfig = field(default_factory=ReplicatesConfig)
 
     def __post_init__(self):
         from .errors import ConfigError
@@ -37,10 +41,12 @@ class ExperimentConfig:
             raise ConfigError(f"model.n_mels ({self.model.n_mels}) must equal features.n_mels ({self.features.n_mels})")
 
 
-def experiment_config(data=None, features=None, model=None, train=None, eval=None) -> ExperimentConfig:
+def experiment_config(data=None, features=None, model=None, train=None, eval=None, negatives=None,
+                      replicates=None) -> ExperimentConfig:
     """Build the config from the notebook's parameter dicts (papermill injects them from params YAML)."""
     return from_dict(ExperimentConfig, {"data": data or {}, "features": features or {}, "model": model or {},
-                                        "train": train or {}, "eval": eval or {}}, where="params")
+                                        "train": train or {}, "eval": eval or {}, "negatives": negatives or {},
+                                        "replicates": replicates or {}}, where="params")
 
 
 @dataclass
@@ -88,11 +94,73 @@ def paths(results_dir=None, cache_dir=None) -> Paths:
     return p
 
 
-def prepare(cfg: ExperimentConfig, p: Paths) -> tuple[Corpus, EvalData]:
-    """Load (or build and cache) the corpus and prepare the test features once."""
+def prepare(cfg: ExperimentConfig, p: Paths, keyword_stream: bool = False) -> tuple[Corpus, EvalData]:
+    """Load (or build and cache) the corpus and prepare the test features and negative streams once."""
     corpus = load_corpus(cfg.data, cache_dir=p.cache / "corpus")
-    data = prepare_eval(corpus, cfg.features, cfg.model.context_frames, cfg.model.step_frames, cfg.eval)
+    data = prepare_eval(corpus, cfg.features, cfg.model.context_frames, cfg.model.step_frames, cfg.eval,
+                        cfg.negatives, cache_dir=p.cache / "negatives", keyword_stream=keyword_stream)
     return corpus, data
+
+
+def config_key(cfg) -> str:
+    """A digest of a config dataclass (records and checks name the run they came from by it)."""
+    import dataclasses
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Replicate:
+    """One replicate of a profile: its index, config, folders, corpus and prepared test data."""
+
+    k: int
+    cfg: ExperimentConfig
+    paths: Paths
+    corpus: Corpus
+    data: EvalData
+
+
+def replicate_runs(cfg: ExperimentConfig, p: Paths, keyword_stream: bool = False, only=None):
+    """Yield every replicate of ``cfg.replicates`` (or those in ``only``), prepared, one at a time."""
+    from .replicates import replicate_config, replicate_paths
+
+    for k in range(cfg.replicates.n):
+        if only is not None and k not in only:
+            continue
+        rc = replicate_config(cfg, cfg.replicates, k)
+        rp = replicate_paths(p, k)
+        corpus, data = prepare(rc, rp, keyword_stream=keyword_stream and k == 0)
+        yield Replicate(k, rc, rp, corpus, data)
+
+
+def read_model(rep: Replicate, name: str, fn, op: float, model_file=None, float_record: dict | None = None):
+    """Evaluate posterior function ``fn`` on replicate ``rep`` and store its record (kwslib.replicates).
+
+    Returns ``(EvalResult, record)``. The record is saved under ``records/<name>.npz`` of the
+    replicate with the digest of ``model_file`` (when given), so a later run can reuse it.
+    """
+    from . import evaluate
+    from .replicates import file_digest, model_record, record_path, save_record
+
+    res = evaluate.evaluate(fn, rep.data, rep.cfg.eval)
+    rec = model_record(res, rep.data, rep.cfg.eval, op, float_record)
+    rec["config_key"] = config_key(rep.cfg)
+    save_record(record_path(rep.paths, name), rec, file_digest(model_file) if model_file else None)
+    return res, rec
+
+
+def cached_record(rep: Replicate, name: str, model_file) -> dict | None:
+    """The saved record of ``name`` when it was made from this very model file and config (else None)."""
+    from pathlib import Path
+
+    from .replicates import file_digest, load_record, record_path
+
+    if not Path(model_file).is_file():
+        return None
+    rec = load_record(record_path(rep.paths, name), file_digest(model_file))
+    return rec if rec is not None and rec.get("config_key") == config_key(rep.cfg) else None
 
 
 def train_float(cfg: ExperimentConfig, corpus: Corpus, p: Paths, log=print, resume: bool = True, device="auto"):
@@ -112,15 +180,35 @@ def train_float(cfg: ExperimentConfig, corpus: Corpus, p: Paths, log=print, resu
     return model, hist.epochs, seconds
 
 
+def float_replicate(rep: "Replicate", op: float, log=None, device="auto"):
+    """The float model of one replicate, trained (resumable) and read; a finished replicate is reused.
+
+    Returns ``(model, history, train_seconds, result, record)``; for a replicate whose model file and
+    record already exist (same config, same file) nothing is trained or evaluated again, and
+    ``train_seconds`` and ``result`` are None.
+    """
+    from .model import read_model_file, torch_posterior_fn
+
+    f = rep.paths.models / "float.pt"
+    rec = cached_record(rep, "float", f)
+    if rec is not None:
+        return load_model(f), read_model_file(f)["extra"].get("history", []), None, None, rec
+    net, history, seconds = train_float(rep.cfg, rep.corpus, rep.paths, log=log, device=device)
+    res, rec = read_model(rep, "float", torch_posterior_fn(net), op, f)
+    return net, history, seconds, res, rec
+
+
 def load_float(p: Paths) -> KWSNet:
     return load_model(p.models / "float.pt")
 
 
 def data_summary(corpus: Corpus, data: EvalData) -> dict:
     return {"source": corpus.source, "train_clips": len(corpus.train), "val_clips": len(corpus.val),
-            "test_clips": len(corpus.test), "stream_hours": float(data.stream_hours),
+            "test_clips": len(corpus.test), "stream_hours": float(data.negative_hours),
+            "negative_hours": data.hours_by_source(),
             "speakers": {k: len(set(v.speakers.tolist())) for k, v in corpus.splits().items()}}
 
 
 __all__ = ["ExperimentConfig", "experiment_config", "paths", "prepare", "train_float", "load_float",
-           "data_summary", "count_params", "np", "torch"]
+           "data_summary", "count_params", "replicate_runs", "read_model", "cached_record", "float_replicate", "Replicate",
+           "config_key", "np", "torch"]

@@ -144,6 +144,15 @@ def logmel_numpy(audio: np.ndarray, cfg: FeatureConfig | None = None) -> np.ndar
     return _numpy_logmel_unchecked(check_audio(audio, "logmel_numpy input"), cfg)
 
 
+def clip_features(audio, feat_cfg: FeatureConfig, batch: int = 1024) -> "torch.Tensor":
+    """Log-mel features of a batch of clips [N, samples] -> [N, F, M] float32 (torch; no augmentation)."""
+    import torch
+
+    audio = torch.as_tensor(np.asarray(audio, np.float32))
+    out = [logmel_torch(audio[i:i + batch], feat_cfg) for i in range(0, len(audio), batch)]
+    return torch.cat(out) if out else torch.zeros(0)
+
+
 def logmel_torch(audio: "torch.Tensor", cfg: FeatureConfig | None = None,
                  compute_dtype: "torch.dtype | None" = None) -> "torch.Tensor":
     """Batched log-mel features: ``[B, T]`` -> ``[B, F, n_mels]`` (or ``[T]`` -> ``[F, n_mels]``), float32.

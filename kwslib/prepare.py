@@ -4,7 +4,7 @@
 
 The clips go into an Arrow table (``datasets.Dataset``) and
 ``Dataset.map(num_proc=N, batched=True)`` computes their features with
-:func:`kwslib.train.clip_features` in N worker processes (one torch thread
+:func:`kwslib.features.clip_features` in N worker processes (one torch thread
 each), shard by shard. The result is cached by
 :func:`kwslib.data.cache.cached_features` under a key made of the feature
 config and a sha256 of the clips' samples, so a second call (another
@@ -43,7 +43,7 @@ def _features_batch(batch: dict, feat_cfg: dict) -> dict:
     """``Dataset.map`` worker: a batch of clips -> their log-mel features (one torch thread per worker)."""
     import torch
 
-    from .train import clip_features
+    from .features import clip_features
 
     torch.set_num_threads(1)
     audio = np.asarray(batch["audio"], np.float32)

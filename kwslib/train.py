@@ -45,7 +45,7 @@ from torch import nn
 from .data.augment import AugmentConfig, augment_audio, noise_tensor, spec_augment
 from .data.base import ClipSet
 from .distributed import DistEnv, all_reduce_sum, broadcast_object, local_loss_scale, rank_slice, wrap_ddp
-from .features import FeatureConfig, logmel_torch, num_frames
+from .features import FeatureConfig, clip_features, logmel_torch, num_frames
 from .io import atomic_path, atomic_write_json
 from .streaming import center_window
 
@@ -123,13 +123,6 @@ def lr_at(epoch_float: float, cfg: TrainConfig) -> float:
     t = min(1.0, (epoch_float - cfg.warmup_epochs) / span)
     lo = cfg.lr * cfg.final_lr_fraction
     return lo + 0.5 * (cfg.lr - lo) * (1 + math.cos(math.pi * t))
-
-
-def clip_features(audio, feat_cfg: FeatureConfig, batch: int = 1024) -> torch.Tensor:
-    """Log-mel features of a batch of clips [N, samples] -> [N, F, M] (no augmentation)."""
-    audio = torch.as_tensor(np.asarray(audio, np.float32))
-    out = [logmel_torch(audio[i:i + batch], feat_cfg) for i in range(0, len(audio), batch)]
-    return torch.cat(out) if out else torch.zeros(0)
 
 
 def normalization_stats(train_feats: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

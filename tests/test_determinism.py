@@ -26,7 +26,8 @@ from kwslib.model import ModelConfig, build_model, center_window
 from kwslib.quant import stage2
 from kwslib.quant.qat import Stage1Config, train_stage1
 from kwslib.quant.weights import WeightQuantConfig
-from kwslib.train import TrainConfig, clip_features, fit, normalization_stats
+from kwslib.features import clip_features
+from kwslib.train import TrainConfig, fit, normalization_stats
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent

@@ -21,7 +21,8 @@ from kwslib.distributed import DistEnv, local_loss_scale, rank_slice, resolve_de
 from kwslib.errors import ConfigError
 from kwslib.features import FeatureConfig
 from kwslib.model import ModelConfig, build_model
-from kwslib.train import TrainConfig, _batch_windows, clip_features
+from kwslib.features import clip_features
+from kwslib.train import TrainConfig, _batch_windows
 
 ROOT = Path(__file__).resolve().parent.parent
 TORCHRUN = Path(sys.executable).with_name("torchrun")

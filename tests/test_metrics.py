@@ -4,6 +4,7 @@ import time
 import numpy as np
 import pytest
 
+from kwslib import metrics
 from kwslib.errors import ConfigError
 from kwslib.metrics import (accuracy, bootstrap_ci, choose_operating_point, confusion_matrix,
                             count_detections, count_detections_many, default_thresholds, det_curve_clips,
@@ -188,3 +189,20 @@ def test_det_curve_stream_speed():
     elapsed = time.perf_counter() - t0
     assert len(c["thresholds"]) >= 400
     assert elapsed < 4.0, elapsed  # about 0.5-1 s on one free core; margin for a shared machine
+
+
+def test_detection_steps_match_the_reference_counter():
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        s = rng.random(400) ** 3
+        thr, gap = float(rng.uniform(0.1, 0.9)), int(rng.integers(1, 30))
+        steps = metrics.detection_steps(s, thr, gap)
+        assert len(steps) == metrics.count_detections(s, thr, gap)
+        # brute force: the same walk step by step
+        ref, last = [], None
+        for t in range(len(s)):
+            if s[t] >= thr and (last is None or t - last >= gap):
+                ref.append(t)
+                last = t
+        np.testing.assert_array_equal(steps, ref)
+    assert metrics.detection_steps(np.zeros(5), 0.5, 3).size == 0

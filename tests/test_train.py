@@ -7,7 +7,8 @@ from kwslib.data.augment import AugmentConfig
 from kwslib.data.base import CLASS_INDEX, ClipSet
 from kwslib.features import FeatureConfig
 from kwslib.model import ModelConfig, build_model
-from kwslib.train import TrainConfig, clip_features, fit, lr_at, normalization_stats
+from kwslib.features import clip_features
+from kwslib.train import TrainConfig, fit, lr_at, normalization_stats
 
 TONES = {"yes": 400.0, "no": 1200.0, "up": 3000.0}
 

@@ -366,7 +366,8 @@ def train_stage2(stage1_model, corpus, feat_cfg, train_cfg, stage2_cfg: Stage2Co
     """
     from ..io import atomic_write_text
     from ..streaming import center_window
-    from ..train import clip_features, fit, run_key, set_seed
+    from ..features import clip_features
+    from ..train import fit, run_key, set_seed
 
     s2 = stage2_cfg
     cfg = s2.train_config(train_cfg)
