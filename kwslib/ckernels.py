@@ -184,6 +184,7 @@ def _setup(lib: ctypes.CDLL) -> ctypes.CDLL:
         "kws_net_finalize": (I32, [P]),
         "kws_net_forward_s8": (I32, [P, P, I32, P]),
         "kws_net_forward_f32in": (I32, [P, P, I32, P]),
+        "kws_net_call_f32in": (I32, [P]),
         "kws_net_layer_kernel": (I32, [P, I32]),
         "kws_net_weight_bytes": (I64, [P]),
         "kws_net_io_dim": (I32, [P, I32]),
@@ -261,6 +262,11 @@ def _check(code: int, what: str):
         raise CKernelsUnavailable(f"{what}: {ERRORS.get(code, f'error {code}')}")
 
 
+class _NetCall(ctypes.Structure):
+    """kws_net_call (kws_nn.h): the arguments of one kws_net_forward_f32in call."""
+    _fields_ = [("net", ctypes.c_void_p), ("x", ctypes.c_void_p), ("out", ctypes.c_void_p), ("n", ctypes.c_int32)]
+
+
 class CNet:
     """An :class:`IntModel` built into the C engine (weights laid out for the SIMD path).
 
@@ -325,13 +331,20 @@ class CNet:
         (pointers resolved once: the least Python overhead, for timing)."""
         x = np.ascontiguousarray(x, np.float32).reshape(-1, self.in_dim)
         out = np.empty((len(x), self.n_out), np.int8)
-        fn, h, px, n, po = self.lib.lib.kws_net_forward_f32in, self.handle, _ptr(x), len(x), _ptr(out)
+        # The four arguments in one kws_net_call struct, passed as one ready pointer to a copy of the
+        # function without argtypes (no per-call conversion): measured ~0.6 us over the time inside C on
+        # an AMD EPYC (Zen 3), against ~2 us for the 4-argument call through argtypes. The closure keeps
+        # the struct, the arrays and the net alive.
+        call = _NetCall(self.handle, _ptr(x), _ptr(out), len(x))
+        fn = self.lib.lib["kws_net_call_f32in"]  # a fresh function object: its argtypes are its own
+        fn.restype, fn.argtypes = ctypes.c_int32, None
+        arg = ctypes.c_void_p(ctypes.addressof(call))
 
         def run():
-            fn(h, px, n, po)
+            fn(arg)
             return out
 
-        run.keep = (x, out)
+        run.keep = (x, out, call, self)
         return run
 
 

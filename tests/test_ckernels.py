@@ -136,6 +136,24 @@ def test_batch_shapes(libs, rng):
             assert out.shape == (n, 12) and np.array_equal(out, m.forward_int(x))
 
 
+def test_s8_tiles_and_pair_sums_at_the_int16_limit(libs, rng):
+    """The s8 kernel on every batch tile size (1..4 inputs per weight pass, and a remainder) and row
+    counts that take each block grouping of the AVX2 path; inputs and weights at the extremes, so the
+    AVX2 vpmaddubsw pair sums reach +-2 * 128 * 127 (x = -128 against w = -127 and 127)."""
+    for I, C in ((960, 200), (128, 37), (64, 12)):
+        w = rng.choice(np.array([-127, 127, -126, 1, 0], np.int8), (C, I), p=[0.35, 0.35, 0.1, 0.1, 0.1])
+        w[0], w[1] = -127, 127
+        bias = rng.integers(-1000, 1000, C)
+        x = rng.choice(np.array([-128, 127, -127, 0, 5], np.int8), (9, I), p=[0.4, 0.3, 0.1, 0.1, 0.1])
+        x[0], x[1] = -128, 127
+        for relu in (True, False):
+            L = layer(w, 8, bias, 40.0 / (128 * 127 * np.sqrt(I)), relu)
+            assert max_abs_accumulator(L) <= ACC_MAX
+            for n in (1, 2, 3, 4, 5, 9):
+                ref = check(model_of([L]), x[:n], libs, kernels=("s8",))
+            assert len(np.unique(ref)) > 20  # not a degenerate test (outputs not all clamped)
+
+
 def test_float_kernel_matches_numpy(libs, rng):
     m = random_int_model(8, seed=4)
     fl = float_layers(m)

@@ -10,14 +10,20 @@
  *                 as unsigned x + 128, so bias_eff = bias - 128 * sum_i w[c][i].
  *                 Layout: blocks of 16 rows; per block and group of 4 inputs, 64 bytes,
  *                 byte 4*j + k = w[16*blk + j][4*g + k].
- *   AVX2          vpmaddwd on int16 (exact for any int8 codes); layout in groups of
- *                 4 rows x 16 inputs (64 bytes, byte 16*r + k = w[4*q + r][16*c + k]).
+ *   AVX2          vpmaddubsw on |x| (u8, 0..128) x sign(w, x) (s8, w * sgn x, |.| <= 127): each
+ *                 int16 pair sum is at most 2 * 128 * 127 = 32512 < 32767 in magnitude, so the
+ *                 saturating add never saturates and the result is exact for any int8 codes
+ *                 (|w| <= 127, which kws_net_set_layer checks); then vpmaddwd by 1 into int32.
+ *                 Layout as VNNI's but 8 rows per block: per block and group of 4 inputs,
+ *                 32 bytes, byte 4*j + k = w[8*blk + j][4*g + k]; the 4 inputs are broadcast,
+ *                 each int32 lane accumulates one output row (no horizontal reduction).
  *   NEON v8.0     vmull_s8 + vmlal_high_s8 (two products per int16 lane, exact since
- *                 |w| <= 127) then vpadalq_s16 into int32; same layout as AVX2.
+ *                 |w| <= 127) then vpadalq_s16 into int32; layout in groups of 4 rows x 16
+ *                 inputs (64 bytes, byte 16*r + k = w[4*q + r][16*c + k]).
  *   NEON dotprod  sdot (4 products per int32 lane); same layout.
- * Batch: d->n input vectors (in_pad codes apart; outputs out_stride apart). The VNNI path
- * runs KWS_TILE inputs per pass over the weights (each weight vector loaded once per tile),
- * the AVX2 path pairs of inputs; the other paths loop over the inputs.
+ * Batch: d->n input vectors (in_pad codes apart; outputs out_stride apart). The VNNI and AVX2
+ * paths run up to KWS_TILE inputs per pass over the weights (each weight vector loaded once per
+ * tile); the other paths loop over the inputs.
  */
 #include <string.h>
 
@@ -50,7 +56,11 @@ int32_t kws_fc_s8_prepare(const kws_dims *d, const int8_t *w, const int32_t *bia
            vector adds; the final accumulator is exact because it fits int32. */
         bias_eff[c] = (int32_t)(uint32_t)((int64_t)bias[c] - 128 * sum_w);
     }
-#elif defined(KWS_X86_AVX2) || defined(KWS_NEON)
+#elif defined(KWS_X86_AVX2)
+    for (int32_t c = 0; c < C; c++)
+        for (int32_t i = 0; i < I; i++)
+            p[((size_t)(c / 8) * (IP / 4) + i / 4) * 32 + (c % 8) * 4 + i % 4] = w[(size_t)c * I + i];
+#elif defined(KWS_NEON)
     for (int32_t c = 0; c < C; c++)
         for (int32_t i = 0; i < I; i++)
             p[((size_t)(c / 4) * (IP / 16) + i / 16) * 64 + (c % 4) * 16 + i % 16] = w[(size_t)c * I + i];
@@ -96,6 +106,55 @@ static inline __attribute__((always_inline)) void vnni_s8_tile(const int8_t *in,
 }
 #endif
 
+#if defined(KWS_X86_AVX2) && !defined(KWS_X86_VNNI)
+/* nt inputs x nbk blocks of 8 rows, nt * nbk accumulators in registers. xa: |x| per input (u8),
+   in: x itself (its sign goes onto the weights). Per 4 inputs and block: vpsignb, vpmaddubsw,
+   vpmaddwd by 1, vpaddd. */
+static inline __attribute__((always_inline)) void avx2_s8_blocks(const int8_t *in, const uint8_t *xa, int32_t IP,
+                                                                 const int nt, const int nbk, const int8_t *w0,
+                                                                 size_t blk, const int32_t *bias_eff, int32_t *acc,
+                                                                 int32_t CP) {
+    __m256i a[KWS_TILE][8];
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int t = 0; t < nt; t++)
+        for (int k = 0; k < nbk; k++) a[t][k] = _mm256_loadu_si256((const __m256i *)(bias_eff + 8 * k));
+    for (int32_t g = 0; g < IP / 4; g++) {
+        __m256i xu[KWS_TILE], xs[KWS_TILE];
+        for (int t = 0; t < nt; t++) {
+            int32_t u, v;
+            memcpy(&u, xa + (size_t)t * IP + 4 * g, 4);
+            memcpy(&v, in + (size_t)t * IP + 4 * g, 4);
+            xu[t] = _mm256_set1_epi32(u);
+            xs[t] = _mm256_set1_epi32(v);
+        }
+        for (int k = 0; k < nbk; k++) {
+            const __m256i wv = _mm256_loadu_si256((const __m256i *)(w0 + k * blk + 32 * (size_t)g));
+            for (int t = 0; t < nt; t++)
+                a[t][k] = _mm256_add_epi32(
+                    a[t][k], _mm256_madd_epi16(_mm256_maddubs_epi16(xu[t], _mm256_sign_epi8(wv, xs[t])), ones));
+        }
+    }
+    for (int t = 0; t < nt; t++)
+        for (int k = 0; k < nbk; k++) _mm256_storeu_si256((__m256i *)(acc + (size_t)t * CP + 8 * k), a[t][k]);
+}
+
+/* nbk per pass: 8 blocks for a lone input, 4 for two, 2 for three or four (<= 8 accumulators). */
+static inline __attribute__((always_inline)) void avx2_s8_tile(const int8_t *in, const uint8_t *xa, int32_t IP,
+                                                               int32_t CP, const int nt, const int8_t *p,
+                                                               const int32_t *bias_eff, int32_t *acc) {
+    const int32_t nb = CP / 8;
+    const size_t blk = (size_t)(IP / 4) * 32;
+    int32_t b = 0;
+    if (nt == 1)
+        for (; b + 8 <= nb; b += 8) avx2_s8_blocks(in, xa, IP, 1, 8, p + b * blk, blk, bias_eff + 8 * b, acc + 8 * b, CP);
+    if (nt <= 2)
+        for (; b + 4 <= nb; b += 4)
+            avx2_s8_blocks(in, xa, IP, nt, 4, p + b * blk, blk, bias_eff + 8 * b, acc + 8 * b, CP);
+    for (; b + 2 <= nb; b += 2) avx2_s8_blocks(in, xa, IP, nt, 2, p + b * blk, blk, bias_eff + 8 * b, acc + 8 * b, CP);
+    for (; b < nb; b++) avx2_s8_blocks(in, xa, IP, nt, 1, p + b * blk, blk, bias_eff + 8 * b, acc + 8 * b, CP);
+}
+#endif
+
 void kws_fc_s8(const kws_context *ctx, const kws_act_params *a, const kws_quant_params *q, const kws_dims *d,
                const int8_t *input, const void *w_prep, const int32_t *bias_eff, int8_t *output) {
     const int32_t IP = d->in_pad, CP = d->out_pad;
@@ -114,75 +173,26 @@ void kws_fc_s8(const kws_context *ctx, const kws_act_params *a, const kws_quant_
         for (int32_t t = 0; t < nt; t++)
             kws_requantize_block(acc + (size_t)t * CP, d->out_dim, q, a, output + (size_t)(s + t) * d->out_stride);
     }
-#else
-    int32_t s = 0;
-#if defined(KWS_X86_AVX2)
-    /* Pairs of input vectors share each pass over the weights: every widened weight vector feeds two
-       inputs, halving the weight traffic, which dominates at batch > 1 once the inputs evict the
-       weights from cache. A lone last vector takes the single-vector loop below. */
-    for (; s + 2 <= d->n; s += 2) {
-        const int8_t *in0 = input + (size_t)s * IP, *in1 = in0 + IP;
-        int16_t *x16 = ctx->x16; /* [2][IP]: the context's scratch holds KWS_TILE * in_pad int16 */
-        for (int32_t i = 0; i < IP; i += 16) {
-            _mm256_storeu_si256((__m256i *)(x16 + i), _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(in0 + i))));
-            _mm256_storeu_si256((__m256i *)(x16 + IP + i),
-                                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(in1 + i))));
-        }
-        const int32_t nc = IP / 16;
-        for (int32_t r4 = 0; r4 < CP / 4; r4++) {
-            __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-            const int8_t *wp = p + (size_t)r4 * nc * 64;
-            for (int32_t c = 0; c < nc; c++, wp += 64) {
-                const __m256i xv = _mm256_loadu_si256((const __m256i *)(x16 + 16 * c));
-                const __m256i yv = _mm256_loadu_si256((const __m256i *)(x16 + IP + 16 * c));
-                const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wp));
-                const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wp + 16)));
-                a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(w0, xv));
-                b0 = _mm256_add_epi32(b0, _mm256_madd_epi16(w0, yv));
-                a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(w1, xv));
-                b1 = _mm256_add_epi32(b1, _mm256_madd_epi16(w1, yv));
-                const __m256i w2 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wp + 32)));
-                const __m256i w3 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wp + 48)));
-                a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(w2, xv));
-                b2 = _mm256_add_epi32(b2, _mm256_madd_epi16(w2, yv));
-                a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(w3, xv));
-                b3 = _mm256_add_epi32(b3, _mm256_madd_epi16(w3, yv));
-            }
-            const __m128i be = _mm_loadu_si128((const __m128i *)(bias_eff + 4 * r4));
-            const __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(a0, a1), _mm256_hadd_epi32(a2, a3));
-            const __m256i u = _mm256_hadd_epi32(_mm256_hadd_epi32(b0, b1), _mm256_hadd_epi32(b2, b3));
-            _mm_storeu_si128((__m128i *)(acc + 4 * r4),
-                             _mm_add_epi32(_mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1)), be));
-            _mm_storeu_si128((__m128i *)(acc + CP + 4 * r4),
-                             _mm_add_epi32(_mm_add_epi32(_mm256_castsi256_si128(u), _mm256_extracti128_si256(u, 1)), be));
-        }
-        kws_requantize_block(acc, d->out_dim, q, a, output + (size_t)s * d->out_stride);
-        kws_requantize_block(acc + CP, d->out_dim, q, a, output + (size_t)(s + 1) * d->out_stride);
-    }
-#endif
-    for (; s < d->n; s++) {
+#elif defined(KWS_X86_AVX2)
+    uint8_t *xa = (uint8_t *)ctx->x16; /* [KWS_TILE][IP] |x| (the scratch holds KWS_TILE * in_pad int16) */
+    for (int32_t s = 0; s < d->n; s += KWS_TILE) {
+        const int32_t nt = d->n - s < KWS_TILE ? d->n - s : KWS_TILE;
         const int8_t *in = input + (size_t)s * IP;
-#if defined(KWS_X86_AVX2)
-        int16_t *x16 = ctx->x16;
-        for (int32_t i = 0; i < IP; i += 16)
-            _mm256_storeu_si256((__m256i *)(x16 + i), _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(in + i))));
-        const int32_t nc = IP / 16;
-        for (int32_t r4 = 0; r4 < CP / 4; r4++) {
-            __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-            const int8_t *wp = p + (size_t)r4 * nc * 64;
-            for (int32_t c = 0; c < nc; c++, wp += 64) {
-                const __m256i xv = _mm256_loadu_si256((const __m256i *)(x16 + 16 * c));
-                a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wp)), xv));
-                a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wp + 16))), xv));
-                a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wp + 32))), xv));
-                a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wp + 48))), xv));
-            }
-            const __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(a0, a1), _mm256_hadd_epi32(a2, a3));
-            __m128i sum = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
-            sum = _mm_add_epi32(sum, _mm_loadu_si128((const __m128i *)(bias_eff + 4 * r4)));
-            _mm_storeu_si128((__m128i *)(acc + 4 * r4), sum);
+        for (int32_t i = 0; i < nt * IP; i += 32) /* |-128| = 128 as u8 */
+            _mm256_storeu_si256((__m256i *)(xa + i), _mm256_abs_epi8(_mm256_loadu_si256((const __m256i *)(in + i))));
+        switch (nt) {
+        case 4: avx2_s8_tile(in, xa, IP, CP, 4, p, bias_eff, acc); break;
+        case 3: avx2_s8_tile(in, xa, IP, CP, 3, p, bias_eff, acc); break;
+        case 2: avx2_s8_tile(in, xa, IP, CP, 2, p, bias_eff, acc); break;
+        default: avx2_s8_tile(in, xa, IP, CP, 1, p, bias_eff, acc); break;
         }
-#elif defined(KWS_NEON)
+        for (int32_t t = 0; t < nt; t++)
+            kws_requantize_block(acc + (size_t)t * CP, d->out_dim, q, a, output + (size_t)(s + t) * d->out_stride);
+    }
+#else
+    for (int32_t s = 0; s < d->n; s++) {
+        const int8_t *in = input + (size_t)s * IP;
+#if defined(KWS_NEON)
         const int32_t nc = IP / 16;
         for (int32_t r4 = 0; r4 < CP / 4; r4++) {
             int32x4_t a0 = vdupq_n_s32(0), a1 = a0, a2 = a0, a3 = a0;

@@ -82,7 +82,7 @@ typedef struct {
 
 typedef struct {
     int32_t *acc; /* scratch: int32 [KWS_TILE][out_pad] accumulators */
-    int16_t *x16; /* scratch: int16 [KWS_TILE][in_pad] (AVX2 s8 path) */
+    int16_t *x16; /* scratch: int16 [KWS_TILE][in_pad] (the AVX2 s8 path keeps |x| there as uint8) */
 } kws_context;
 
 /*
@@ -137,6 +137,13 @@ int32_t kws_net_set_layer(kws_net *net, int32_t index, int32_t in_dim, int32_t o
 int32_t kws_net_finalize(kws_net *net);
 int32_t kws_net_forward_s8(kws_net *net, const int8_t *x, int32_t n, int8_t *out);
 int32_t kws_net_forward_f32in(kws_net *net, const float *x, int32_t n, int8_t *out);
+typedef struct { /* the arguments of one kws_net_forward_f32in call, bound once */
+    kws_net *net;
+    const float *x;
+    int8_t *out;
+    int32_t n;
+} kws_net_call;
+int32_t kws_net_call_f32in(const kws_net_call *c);
 int32_t kws_net_layer_kernel(const kws_net *net, int32_t index);
 int64_t kws_net_weight_bytes(const kws_net *net);
 int64_t kws_net_scratch_bytes(const kws_net *net); /* activation buffers + kernel scratch */

@@ -4,6 +4,9 @@
  * kws_requantize (kws_nn.h) is the definition; kws_requantize_block applies it to a
  * block of accumulators, with SIMD branches that compute the same integers:
  *   AVX-512  vpmuldq 64-bit products (even / odd lanes), add 2^(n-1), vpsravq, clamp in int64.
+ *   AVX2     vpmuldq 64-bit products (even / odd lanes), add 2^(n-1), arithmetic shift as
+ *            ((p ^ s) >>> n) ^ s with s the sign mask (vpsrlvq; AVX2 has no vpsravq), clamp to
+ *            [lo - z_y, hi - z_y] in int64 (vpcmpgtq + blend), add z_y.
  *   NEON     smull 64-bit products, srshl by -n (rounding shift = add 2^(n-1), arithmetic
  *            shift), saturating narrow to int32 (keeps the order relative to [lo, hi]),
  *            saturating add of z_y, clamp.
@@ -38,6 +41,31 @@ void kws_requantize_block(const int32_t *acc, int32_t n, const kws_quant_params 
         po = _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(po, zp), lo), hi);
         const __m512i r = _mm512_mask_blend_epi32((__mmask16)0xAAAA, pe, _mm512_slli_epi64(po, 32));
         _mm_storeu_si128((__m128i *)(out + c), _mm512_cvtepi32_epi8(r));
+    }
+#elif defined(KWS_X86_AVX2)
+    const __m256i one = _mm256_set1_epi64x(1), c31 = _mm256_set1_epi32(31), zero = _mm256_setzero_si256();
+    const __m256i lo = _mm256_set1_epi64x((int64_t)a->act_min - a->out_zero_point);
+    const __m256i hi = _mm256_set1_epi64x((int64_t)a->act_max - a->out_zero_point);
+    const __m256i zp = _mm256_set1_epi32(a->out_zero_point);
+    for (; c + 8 <= n; c += 8) {
+        const __m256i x = _mm256_loadu_si256((const __m256i *)(acc + c));
+        const __m256i m = _mm256_loadu_si256((const __m256i *)(q->mult + c));
+        const __m256i sh = _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(q->shift + c)), c31);
+        const __m256i ne = _mm256_srli_epi64(_mm256_slli_epi64(sh, 32), 32), no = _mm256_srli_epi64(sh, 32);
+        __m256i pe = _mm256_mul_epi32(x, m); /* even lanes, signed 32 x 32 -> 64 */
+        __m256i po = _mm256_mul_epi32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(m, 32));
+        pe = _mm256_add_epi64(pe, _mm256_sllv_epi64(one, _mm256_sub_epi64(ne, one)));
+        po = _mm256_add_epi64(po, _mm256_sllv_epi64(one, _mm256_sub_epi64(no, one)));
+        const __m256i se = _mm256_cmpgt_epi64(zero, pe), so = _mm256_cmpgt_epi64(zero, po);
+        pe = _mm256_xor_si256(_mm256_srlv_epi64(_mm256_xor_si256(pe, se), ne), se);
+        po = _mm256_xor_si256(_mm256_srlv_epi64(_mm256_xor_si256(po, so), no), so);
+        pe = _mm256_blendv_epi8(pe, lo, _mm256_cmpgt_epi64(lo, pe));
+        po = _mm256_blendv_epi8(po, lo, _mm256_cmpgt_epi64(lo, po));
+        pe = _mm256_blendv_epi8(pe, hi, _mm256_cmpgt_epi64(pe, hi));
+        po = _mm256_blendv_epi8(po, hi, _mm256_cmpgt_epi64(po, hi));
+        const __m256i r = _mm256_add_epi32(_mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA), zp);
+        const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+        _mm_storel_epi64((__m128i *)(out + c), _mm_packs_epi16(w, w));
     }
 #elif defined(KWS_NEON)
     const int32x4_t c31 = vdupq_n_s32(31), zp = vdupq_n_s32(a->out_zero_point);
