@@ -239,7 +239,7 @@ def eval_windows(data, batch: int = 8192):
 
     Yields ``(part, windows [n, context, n_mels] float32)`` for part ``clips``
     (the centred window of each test clip), ``padded`` (the sliding windows of
-    each noise-padded clip) and ``stream`` (the negative stream's windows).
+    each noise-padded clip) and ``stream`` (the windows of every negative stream, source after source).
     """
     from .streaming import sliding_windows
 
@@ -255,9 +255,10 @@ def eval_windows(data, batch: int = 8192):
             buf, n = [], 0
     if buf:
         yield "padded", np.concatenate(buf)
-    stream = sliding_windows(data.stream_feats, data.context, data.step)
-    for i in range(0, len(stream), batch):
-        yield "stream", np.asarray(stream[i:i + batch], np.float32)
+    for src in data.negatives.values():
+        stream = sliding_windows(src.feats, data.context, data.step)
+        for i in range(0, len(stream), batch):
+            yield "stream", np.asarray(stream[i:i + batch], np.float32)
 
 
 def compare_logits(reference, others: dict, batches) -> dict:

@@ -140,7 +140,9 @@ def negative_streams(corpus: Corpus, cfg: NegativesConfig) -> list:
         if cfg.real_noise:
             noise = noise + [c.audio for c in neg.load_real_negatives(cfg.real_root, cfg.real_env, kind="noise")]
     if cfg.synthetic_hours > 0:
-        synth = neg.synthetic_negative_speech(cfg.synthetic_hours, seed=cfg.synthetic_seed)
+        # the "test" half of the vocabulary: rejection training (data.unknown_speech_hours) uses the other half
+        synth = neg.synthetic_negative_speech(cfg.synthetic_hours, seed=cfg.synthetic_seed,
+                                              vocabulary=neg.vocabulary_part("test"))
         streams.append(neg.build_negative_stream(synth, list(corpus.noise_test), seed=cfg.seed + 1,
                                                  source="synthetic_speech"))
     if cfg.noise and noise:
@@ -175,7 +177,7 @@ def _negative_sources(corpus: Corpus, feat_cfg: FeatureConfig, context: int, ste
 
     noise_fp = [(len(r), float(np.asarray(r[::997], np.float64).sum())) for r in corpus.noise_test]
     key = {"negatives": dataclasses.asdict(cfg), "features": dataclasses.asdict(feat_cfg), "context": context,
-           "step": step, "noise_test": noise_fp, "schema": 1,
+           "step": step, "noise_test": noise_fp, "schema": 2,
            "real_root": (cfg.real_root or os.environ.get(cfg.real_env)) if cfg.real_speech else None}
     folder = Path(cache_dir) / f"negatives-{config_hash(key)}"
     meta = folder / "meta.json"
@@ -250,9 +252,9 @@ def clip_stream_scores(fn, data: EvalData, smooth: int) -> np.ndarray:
     return np.concatenate(scores) if scores else np.zeros((0, len(CLASSES)), np.float32)
 
 
-#: One threshold grid for every model and replicate (so DET curves can be pooled): 401 even steps plus
+#: One threshold grid for every model and replicate (so DET curves can be pooled): 201 even steps plus
 #: a fine ladder towards 1, where confident detectors put their thresholds.
-THRESHOLDS = np.unique(np.concatenate([np.linspace(0.0, 1.0, 401), 1.0 - np.logspace(-6, -2, 81)]))
+THRESHOLDS = np.unique(np.concatenate([np.linspace(0.0, 1.0, 201), 1.0 - np.logspace(-6, -2, 41)]))
 
 
 @dataclass
@@ -332,29 +334,3 @@ def model_summary(res: EvalResult, op_fdph: float, cfg: EvalConfig, stage: str, 
             # `parity` is the results contract's two-sided test; a model better than float fails it,
             # so the one-sided reading is recorded too
             "no_worse_than_float": bool(frr <= ref_ci[1])}
-
-
-def save_curve(results_dir, name: str, res: EvalResult) -> None:
-    """Store a model's DET curves as ``results_dir/curves/<name>.npz`` (atomic), for the report."""
-    import io as _io
-    from pathlib import Path
-
-    from .io import atomic_write_bytes
-
-    buf = _io.BytesIO()
-    np.savez(buf, **{f"stream_{k}": np.asarray(v) for k, v in res.curve_stream.items()},
-             **{f"clip_{k}": np.asarray(v) for k, v in res.curve_clip.items()}, accuracy=res.accuracy)
-    atomic_write_bytes(Path(results_dir) / "curves" / f"{name}.npz", buf.getvalue())
-
-
-def load_curves(results_dir) -> dict:
-    """name -> {"stream": curve, "clip": curve, "accuracy": float} for every saved curve."""
-    from pathlib import Path
-
-    out = {}
-    for f in sorted((Path(results_dir) / "curves").glob("*.npz")):
-        with np.load(f) as z:
-            out[f.stem] = {"stream": {k[7:]: z[k] for k in z.files if k.startswith("stream_")},
-                           "clip": {k[5:]: z[k] for k in z.files if k.startswith("clip_")},
-                           "accuracy": float(z["accuracy"])}
-    return out

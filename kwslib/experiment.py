@@ -135,7 +135,8 @@ def replicate_runs(cfg: ExperimentConfig, p: Paths, keyword_stream: bool = False
         yield Replicate(k, rc, rp, corpus, data)
 
 
-def read_model(rep: Replicate, name: str, fn, op: float, model_file=None, float_record: dict | None = None):
+def read_model(rep: Replicate, name: str, fn, op: float, model_file=None, float_record: dict | None = None,
+               key_extra=None):
     """Evaluate posterior function ``fn`` on replicate ``rep`` and store its record (kwslib.replicates).
 
     Returns ``(EvalResult, record)``. The record is saved under ``records/<name>.npz`` of the
@@ -146,12 +147,18 @@ def read_model(rep: Replicate, name: str, fn, op: float, model_file=None, float_
 
     res = evaluate.evaluate(fn, rep.data, rep.cfg.eval)
     rec = model_record(res, rep.data, rep.cfg.eval, op, float_record)
-    rec["config_key"] = config_key(rep.cfg)
+    rec["config_key"] = _record_key(rep, key_extra)
     save_record(record_path(rep.paths, name), rec, file_digest(model_file) if model_file else None)
     return res, rec
 
 
-def cached_record(rep: Replicate, name: str, model_file) -> dict | None:
+def _record_key(rep: Replicate, key_extra=None) -> str:
+    import json
+
+    return config_key(rep.cfg) + ("" if key_extra is None else ":" + json.dumps(key_extra, sort_keys=True, default=str))
+
+
+def cached_record(rep: Replicate, name: str, model_file, key_extra=None) -> dict | None:
     """The saved record of ``name`` when it was made from this very model file and config (else None)."""
     from pathlib import Path
 
@@ -160,7 +167,104 @@ def cached_record(rep: Replicate, name: str, model_file) -> dict | None:
     if not Path(model_file).is_file():
         return None
     rec = load_record(record_path(rep.paths, name), file_digest(model_file))
-    return rec if rec is not None and rec.get("config_key") == config_key(rep.cfg) else None
+    return rec if rec is not None and rec.get("config_key") == _record_key(rep, key_extra) else None
+
+
+def float_record(rep: Replicate) -> dict:
+    """The float model's record of ``rep`` (notebook 1 writes it); ConfigError when it is missing or stale."""
+    from .errors import ConfigError
+
+    rec = cached_record(rep, "float", rep.paths.models / "float.pt")
+    if rec is None:
+        raise ConfigError(f"replicate {rep.k}: no float model record for this config in {rep.paths.results}: "
+                          "run notebook 1 (01_float_baseline) first, with the same data/model/train/eval/negatives")
+    return rec
+
+
+def stage1_replicate(rep: Replicate, op: float, plan, stage_cfg, log=None) -> dict:
+    """Stage-1 QAT and its baselines for one replicate: ``plan`` is a list of (method, bits, per_channel).
+
+    Every QAT model is saved as ``models/<summary key>.pt`` (``stage1_w4.pt``, ``linear_w2.pt``, ...);
+    PTQ is a function of the float model file. A model whose file and record exist (same config and
+    schedule) is not trained or read again. Returns key -> {"record", "seconds", "history"}.
+    """
+    import dataclasses
+
+    from .model import torch_posterior_fn
+    from .quant.qat import ptq_quantize, save_qat_model, summary_key, train_stage1
+    from .quant.weights import WeightQuantConfig
+
+    f_rec = float_record(rep)
+    float_file = rep.paths.models / "float.pt"
+    net = load_model(float_file)
+    schedule = dataclasses.asdict(stage_cfg)
+    out = {}
+    for method, bits, pc in plan:
+        key = summary_key(method, bits, pc)
+        if method == "ptq":
+            rec = cached_record(rep, key, float_file)
+            if rec is None:
+                q = ptq_quantize(net, WeightQuantConfig(bits, "linear", pc))
+                rec = read_model(rep, key, torch_posterior_fn(q), op, float_file, f_rec)[1]
+            out[key] = {"record": rec, "seconds": None, "history": None}
+            continue
+        f = rep.paths.models / f"{key}.pt"
+        rec = cached_record(rep, key, f, key_extra=schedule)
+        if rec is not None:
+            out[key] = {"record": rec, "seconds": None, "history": None}
+            continue
+        wcfg = WeightQuantConfig(bits, method, pc)
+        t0 = time.time()
+        qmodel, hist = train_stage1(net, rep.corpus, rep.cfg.features, rep.cfg.train, stage_cfg, wcfg,
+                                    ckpt_dir=rep.paths.checkpoints / "stage1" / wcfg.name, log=log)
+        seconds = time.time() - t0
+        save_qat_model(f, qmodel, kind="stage1", extra={"history": hist, "schedule": schedule})
+        rec = read_model(rep, key, torch_posterior_fn(qmodel), op, f, f_rec, key_extra=schedule)[1]
+        out[key] = {"record": rec, "seconds": seconds, "history": hist}
+    return out
+
+
+def stage2_replicate(rep: Replicate, op: float, widths, s2cfg, log=None) -> dict:
+    """Stage 2 for one replicate from its ``models/stage1_w<b>.pt``: train, convert to the integer model,
+    read it in integer mode. Saves ``models/stage2_w<b>.pt`` and ``.int.npz``; a width whose files and
+    record exist is reused. Returns b -> {"record", "seconds", "history", "net", "int_model"} (the last
+    two only when trained in this call)."""
+    import dataclasses
+
+    from .errors import ConfigError
+    from .quant import stage2 as s2
+    from .quant.qat import load_qat_model
+
+    f_rec = float_record(rep)
+    key_extra = dataclasses.asdict(s2cfg)
+    out = {}
+    for b in widths:
+        s1_file = rep.paths.models / f"stage1_w{b}.pt"
+        if not s1_file.is_file():
+            raise ConfigError(f"replicate {rep.k}: no stage-1 model {s1_file}: run notebook 2 first")
+        int_file = rep.paths.models / f"stage2_w{b}.int.npz"
+        rec = cached_record(rep, f"stage2_w{b}", int_file, key_extra={**key_extra, "stage1": file_digest_of(s1_file)})
+        if rec is not None:
+            out[b] = {"record": rec, "seconds": None, "history": None, "net": None, "int_model": None}
+            continue
+        t0 = time.time()
+        s1 = load_qat_model(s1_file)
+        net, hist = s2.train_stage2(s1, rep.corpus, rep.cfg.features, rep.cfg.train, s2cfg,
+                                    ckpt_dir=rep.paths.checkpoints / f"stage2_w{b}", log=log)
+        im = s2.to_int_model(net, rep.cfg.features)
+        s2.save_stage2_model(rep.paths.models / f"stage2_w{b}.pt", net, extra={"history": hist})
+        s2.save_int_model(int_file, im)
+        seconds = time.time() - t0
+        rec = read_model(rep, f"stage2_w{b}", s2.int_posterior_fn(im), op, int_file, f_rec,
+                         key_extra={**key_extra, "stage1": file_digest_of(s1_file)})[1]
+        out[b] = {"record": rec, "seconds": seconds, "history": hist, "net": net, "int_model": im}
+    return out
+
+
+def file_digest_of(path) -> str:
+    from .replicates import file_digest
+
+    return file_digest(path)
 
 
 def train_float(cfg: ExperimentConfig, corpus: Corpus, p: Paths, log=print, resume: bool = True, device="auto"):
@@ -210,5 +314,6 @@ def data_summary(corpus: Corpus, data: EvalData) -> dict:
 
 
 __all__ = ["ExperimentConfig", "experiment_config", "paths", "prepare", "train_float", "load_float",
-           "data_summary", "count_params", "replicate_runs", "read_model", "cached_record", "float_replicate", "Replicate",
+           "data_summary", "count_params", "replicate_runs", "read_model", "cached_record", "float_replicate", "float_record",
+           "stage1_replicate", "stage2_replicate", "Replicate",
            "config_key", "np", "torch"]

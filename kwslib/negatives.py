@@ -525,3 +525,49 @@ def unit_of_step(stream: NegativeStream, n_steps: int, step_samples: int, window
                           f"{len(stream.audio)} samples (n_steps/step_samples/window_samples do not fit it)")
     starts = np.array([u[0] for u in stream.units], np.int64)
     return np.searchsorted(starts, ends - 1, side="right") - 1
+
+
+# --------------------------------------------------------------------------- rejection training
+
+PARTS = ("train", "test")
+
+
+def vocabulary_part(part: str, n_words: int = 5000, seed: int = 0) -> list[str]:
+    """One of two disjoint halves of :func:`negative_vocabulary` (a seeded shuffle, then split):
+    ``"train"`` for the non-keyword speech a model learns to reject, ``"test"`` for the speech its
+    false detections are counted on, so that no word is both trained on and tested on."""
+    if part not in PARTS:
+        raise ConfigError(f"vocabulary_part: part must be one of {PARTS}, got {part!r}")
+    words = negative_vocabulary(n_words)
+    order = np.random.default_rng([seed, 7]).permutation(len(words))
+    half = order[: len(words) // 2] if part == "train" else order[len(words) // 2:]
+    return [words[i] for i in sorted(half)]
+
+
+def unknown_training_clips(hours: float, seed: int, vocabulary=None):
+    """Synthetic non-keyword speech cut into 1-s clips, as ``_unknown_`` training clips (a ClipSet).
+
+    Each utterance of :func:`synthetic_negative_speech` (``vocabulary`` default: the ``"train"``
+    half) gives its consecutive 1-s pieces; a last piece of at least 0.5 s is zero-padded at the end,
+    shorter ones are dropped, and an utterance under 1 s is centred in zeros. The speaker of a clip is
+    its voice (``negspeech:<voice>``), so splits by speaker stay apart.
+    """
+    from .data.base import CLASS_INDEX, CLIP_SAMPLES, UNKNOWN, ClipSet
+
+    vocab = vocabulary_part("train") if vocabulary is None else vocabulary
+    audio, speakers, origins = [], [], []
+    for c in synthetic_negative_speech(hours, seed=seed, vocabulary=vocab):
+        x = np.asarray(c.audio, np.float32)
+        if len(x) < CLIP_SAMPLES:
+            pad = CLIP_SAMPLES - len(x)
+            pieces = [np.pad(x, (pad // 2, pad - pad // 2))]
+        else:
+            pieces = [x[i:i + CLIP_SAMPLES] for i in range(0, len(x), CLIP_SAMPLES)]
+            pieces = [np.pad(p, (0, CLIP_SAMPLES - len(p))) for p in pieces if len(p) >= CLIP_SAMPLES // 2]
+        for k, piece in enumerate(pieces):
+            audio.append(piece)
+            speakers.append(f"negspeech:{c.source.removeprefix('synthetic:')}")
+            origins.append(f"{c.file}#{k}")
+    if not audio:
+        return ClipSet.empty()
+    return ClipSet(np.stack(audio), [CLASS_INDEX[UNKNOWN]] * len(audio), speakers, origins)

@@ -301,14 +301,14 @@ def pooled_entry(recs: list, float_recs: list | None, margin: float, n_boot: int
     f_correct = np.concatenate([r["correct"] for r in float_recs])
     d_acc = stats.grouped_bootstrap_diff(clip_groups, f_correct.astype(float), q_correct.astype(float),
                                          strata=strata_clip, n_boot=n_boot, seed=seed, alpha=alpha)
-    verdict = stats.equivalence_verdict(d_frr["ci"], margin)
+    verdict = _verdict(d_frr, margin)
     f_ci = stats.grouped_bootstrap_diff(pos_groups, np.zeros_like(f_misses), f_misses, strata=strata_pos,
                                         n_boot=n_boot, seed=seed, alpha=alpha)["ci"]
     per_rep = []
     for i, (r, f) in enumerate(zip(recs, float_recs)):
         d = stats.grouped_bootstrap_diff(r["pos_speakers"], np.asarray(f["misses_at_op"], float),
                                          np.asarray(r["misses_at_op"], float), n_boot=n_boot, seed=seed, alpha=alpha)
-        v = stats.equivalence_verdict(d["ci"], margin)
+        v = _verdict(d, margin)
         per_rep.append({**entry["per_replicate"][i], "delta_frr": d["diff"], "delta_frr_ci": list(d["ci"]),
                         "verdict": v, "parity_paired": v == "equivalent"})
     entry.update({
@@ -326,6 +326,18 @@ def pooled_entry(recs: list, float_recs: list | None, margin: float, n_boot: int
         "per_replicate": per_rep,
     })
     return entry
+
+
+#: Fewer speakers than this behind a paired interval: the verdict is "inconclusive" whatever the interval
+#: (a speaker bootstrap over a handful of clusters is too narrow, and two models that miss every clip give
+#: the interval [0, 0]).
+MIN_CLUSTERS = 20
+
+
+def _verdict(diff: dict, margin: float) -> str:
+    if diff["n_clusters"] < MIN_CLUSTERS:
+        return "inconclusive"
+    return stats.equivalence_verdict(diff["ci"], margin)
 
 
 def _real_speech(recs: list) -> dict:
@@ -355,6 +367,18 @@ def pooled_curve(recs: list) -> dict:
     return {"thresholds": thr, "frr": frr, "fdph": fd / hours, "false_detections": fd}
 
 
-__all__ = ["ReplicatesConfig", "replicates_config", "replicate_config", "replicate_paths", "model_record",
+def load_pooled_curves(p, n: int, names=None) -> dict:
+    """name -> DET curve pooled over replicates 0..n-1, for every model whose record every replicate has."""
+    folder = p.results / "records"
+    names = sorted(f.stem for f in folder.glob("*.npz")) if names is None else list(names)
+    out = {}
+    for name in names:
+        recs = [load_record(record_path(replicate_paths(p, k), name)) for k in range(n)]
+        if recs and all(r is not None for r in recs):
+            out[name] = pooled_curve(recs)
+    return out
+
+
+__all__ = ["load_pooled_curves", "ReplicatesConfig", "replicates_config", "replicate_config", "replicate_paths", "model_record",
            "save_record", "load_record", "record_path", "pooled_entry", "pooled_curve", "file_digest",
            "REPORT_LEVELS"]

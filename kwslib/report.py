@@ -42,15 +42,31 @@ def _ratio(a, b):
 def parity_word(entry: dict) -> str:
     """How a quantized model stands against float at the operating point, in words.
 
-    ``parity`` (FRR inside the float model's 95% interval), ``better than float`` (below it: the
-    two-sided parity test fails, but the model is no worse), ``worse than float`` (above it), or
-    ``not measured``.
+    With the paired test of kwslib.replicates (``verdict``): ``parity`` (the interval of the FRR
+    difference inside the margin), ``better than float``, ``worse than float`` or ``inconclusive``.
+    Without it, the single-run test: ``parity`` (FRR inside the float model's 95% interval),
+    ``better than float`` (below it), ``worse than float`` (above it). ``not measured`` when neither.
     """
-    if not entry or entry.get("parity") is None:
+    if not entry:
+        return "not measured"
+    verdict = entry.get("verdict")
+    if verdict is not None:
+        return {"equivalent": "parity", "better": "better than float", "worse": "worse than float"}.get(
+            verdict, "inconclusive")
+    if entry.get("parity") is None:
         return "not measured"
     if entry.get("parity"):
         return "parity"
     return "better than float" if entry.get("no_worse_than_float") else "worse than float"
+
+
+def mean_sd(entry: dict, key: str) -> str | None:
+    """'0.8312 +- 0.0104' (mean and sd over replicates) or '0.8312' (one replicate); None when missing."""
+    m = entry.get(f"{key}_mean", entry.get(key))
+    if m is None:
+        return None
+    sd = entry.get(f"{key}_sd")
+    return f"{m:.4f}" if sd is None else f"{m:.4f} +- {sd:.4f}"
 
 
 def model_rows(summary: dict) -> list[dict]:
@@ -62,8 +78,11 @@ def model_rows(summary: dict) -> list[dict]:
         if not isinstance(m, dict) or "accuracy" not in m:
             continue
         rows.append({"model": name, "stage": m.get("stage"), "bits": m.get("weight_bits"),
-                     "accuracy": m.get("accuracy"), "frr_at_op": m.get("frr_at_op"),
-                     "frr_at_op_ci": m.get("frr_at_op_ci"), "fdph_at_float_frr": m.get("fdph_at_float_frr"),
+                     "accuracy": mean_sd(m, "accuracy"), "frr_at_op": m.get("frr_at_op"),
+                     "frr_at_op_ci": m.get("frr_at_op_ci"), "delta_frr": m.get("delta_frr"),
+                     "delta_frr_ci": m.get("delta_frr_ci"), "verdict": m.get("verdict"),
+                     "agreement": m.get("verdict_agreement"), "mdd": m.get("min_detectable_delta_frr"),
+                     "fdph_at_float_frr": m.get("fdph_at_float_frr"),
                      "parity": m.get("parity"), "no_worse": m.get("no_worse_than_float")})
     rows.sort(key=lambda r: (order.get(r["stage"], 9), -(r["bits"] or 0), r["model"]))
     return rows
@@ -80,6 +99,21 @@ def _cpu_claim(claim: str, measure: str, f32, i8, w4, x86: str | None, reason: s
     return {"claim": claim, "paper": "up to 3x less", "ours": ours, "verdict": verdict}
 
 
+def _frr_phrase(m: dict, fl: dict) -> str:
+    """The FRR comparison of one model with float, paired when the entry has the paired test."""
+    acc = f"accuracy {mean_sd(m, 'accuracy')} vs {mean_sd(fl, 'accuracy')}"
+    if m.get("delta_frr") is not None:
+        n = m.get("replicates") or 1
+        agree = m.get("verdict_agreement")
+        return (f"FRR {_pct(m.get('frr_at_op'))} vs float {_pct(fl.get('frr_at_op'))}: difference "
+                f"{100 * m['delta_frr']:+.1f} points, 95% CI [{100 * m['delta_frr_ci'][0]:+.1f}, "
+                f"{100 * m['delta_frr_ci'][1]:+.1f}] (margin +-{100 * m.get('parity_margin', 0):.0f}, detectable "
+                f"{100 * (m.get('min_detectable_delta_frr') or 0):.1f}); {n} replicate(s)"
+                + ("" if agree is None else f", {agree:.0%} agree") + f"; {acc}")
+    return (f"FRR {_pct(m.get('frr_at_op'))} vs float {_pct(fl.get('frr_at_op'))} "
+            f"(float 95% CI {_pct(_get(fl, 'frr_at_op_ci', 0))}-{_pct(_get(fl, 'frr_at_op_ci', 1))}); {acc}")
+
+
 def claims(summary: dict) -> list[dict]:
     """Each claim of the paper with our measured value and a verdict."""
     out = []
@@ -91,17 +125,13 @@ def claims(summary: dict) -> list[dict]:
             out.append({"claim": f"parity at {b}-bit weights (stage 2)", "paper": "parity", "ours": "not measured",
                         "verdict": "not measured"})
             continue
-        ours = (f"FRR {_pct(m.get('frr_at_op'))} vs float {_pct(fl.get('frr_at_op'))} "
-                f"(float 95% CI {_pct(_get(fl, 'frr_at_op_ci', 0))}-{_pct(_get(fl, 'frr_at_op_ci', 1))}); "
-                f"accuracy {_pct(m.get('accuracy'))} vs {_pct(fl.get('accuracy'))}")
-        verdict = {"parity": "supported", "better than float": "supported (better than float)"}.get(
-            parity_word(m), "not supported")
-        out.append({"claim": f"parity at {b}-bit weights (stage 2)", "paper": "parity", "ours": ours,
-                    "verdict": verdict})
+        out.append({"claim": f"parity at {b}-bit weights (stage 2)", "paper": "parity", "ours": _frr_phrase(m, fl),
+                    "verdict": {"parity": "supported", "better than float": "supported (better than float)",
+                                "inconclusive": "inconclusive (the interval crosses the margin)"}.get(
+                        parity_word(m), "not supported")})
     m = models.get("stage2_w1")
     out.append({"claim": "1-bit weights (stage 2)", "paper": "accuracy reported (accelerators)",
-                "ours": "not measured" if m is None else
-                f"FRR {_pct(m.get('frr_at_op'))}, accuracy {_pct(m.get('accuracy'))}",
+                "ours": "not measured" if m is None else _frr_phrase(m, fl),
                 "verdict": "not measured" if m is None else {"worse than float": "no parity"}.get(
                     parity_word(m), parity_word(m))})
     ins = _get(summary, "cpu", "aarch64_instructions_per_inference") or {}
@@ -182,16 +212,17 @@ def report_markdown(summary: dict, assumptions: list[str] | None = None, figures
     data = summary.get("data", {})
     parts = [f"# Replication report: profile `{prof}`", "",
              f"Generated from `results/{prof}/summary.json` (commit {summary.get('git_commit')}, "
-             f"{summary.get('created')}). Data: {data.get('source')}, {data.get('train_clips')} / "
-             f"{data.get('val_clips')} / {data.get('test_clips')} train/val/test clips, "
-             f"{(data.get('stream_hours') or 0):.2f} h of negative test stream; operating point "
-             f"{_get(summary, 'operating_point', 'false_detections_per_hour')} false detections per hour.", "",
+             f"{summary.get('created')}). {data_phrase(summary)}.", "",
              "## The paper's claims and this run", "", _md_table(claims(summary), ["claim", "paper", "ours", "verdict"]),
              "", "## Every model", "",
-             "`parity`: FRR at the operating point inside the float model's 95% interval; `no_worse`: at most its "
-             "upper end (a model better than float has `parity` False and `no_worse` True).", "",
-             _md_table(model_rows(summary), ["model", "stage", "bits", "accuracy", "frr_at_op", "frr_at_op_ci",
-                                             "fdph_at_float_frr", "parity", "no_worse"])]
+             "Pooled over the replicates. `delta_frr`: FRR at the operating point minus the float model's of the same "
+             "replicate, with its 95% speaker-bootstrap interval; `verdict`: `equivalent` when that interval lies "
+             "inside the parity margin; `agreement`: share of replicates whose own verdict is the pooled one; `mdd`: "
+             "the smallest difference the design detects (80% power). `parity` / `no_worse`: the single-interval "
+             "test (FRR inside / at most the upper end of the float model's interval), secondary.", "",
+             _md_table(model_rows(summary), ["model", "stage", "bits", "accuracy", "frr_at_op", "delta_frr",
+                                             "delta_frr_ci", "verdict", "agreement", "mdd", "fdph_at_float_frr",
+                                             "parity", "no_worse"])]
     abl = [(title, ablation_rows(summary, metric))
            for metric, title in (("accuracy", "12-class accuracy"), ("frr_at_op", "FRR at the operating point"))]
     if abl[0][1]:
@@ -223,6 +254,19 @@ def report_markdown(summary: dict, assumptions: list[str] | None = None, figures
     return "\n".join(parts) + "\n"
 
 
+def data_phrase(summary: dict) -> str:
+    """'Data: ..., N replicates (kind), train/val/test clips, negative hours by source; operating point ...'."""
+    data = summary.get("data", {})
+    rep = summary.get("replicates") or {}
+    hours = _get(summary, "negatives", "hours") or {}
+    neg = ", ".join(f"{k.replace('_', ' ')} {v:.2f} h" for k, v in hours.items()) or \
+        f"{(data.get('stream_hours') or 0):.2f} h"
+    return (f"Data: {data.get('source')}, {rep.get('n', 1)} replicate(s) ({rep.get('kind', 'single run')}); replicate "
+            f"0: {data.get('train_clips')} / {data.get('val_clips')} / {data.get('test_clips')} train/val/test clips. "
+            f"Negative audio (no keyword): {neg}; operating point "
+            f"{_get(summary, 'operating_point', 'false_detections_per_hour')} false detections per hour")
+
+
 def write_report(path, summary: dict, assumptions=None, figures=None) -> str:
     text = report_markdown(summary, assumptions, figures)
     atomic_write_text(path, text)
@@ -236,21 +280,26 @@ def readme_table(summaries: dict) -> str:
         for r in model_rows(s):
             if r["stage"] in ("float", "stage1", "stage2"):
                 rows.append(dict(r, profile=prof))
-    return _md_table(rows, ["profile", "model", "bits", "accuracy", "frr_at_op", "frr_at_op_ci", "parity", "no_worse"])
+    return _md_table(rows, ["profile", "model", "bits", "accuracy", "frr_at_op", "delta_frr_ci", "verdict", "agreement",
+                            "parity"])
 
 
 ASSUMPTIONS = [
     "Data: Speech Commands (public) stands in for the paper's 26,000 h of private production audio; the sc12 "
-    "profile re-splits the official v0.02 12-class test set by speaker (70/10/20, seed 0); quick uses espeak-ng "
-    "synthetic speech.",
+    "profile splits the official v0.02 12-class test set into speaker folds (every clip a test clip once over the "
+    "replicates); quick uses espeak-ng synthetic speech, one corpus per replicate seed.",
     "Features: 40 log-mel energies, 25 ms Hann window, 10 ms hop, 512-point FFT, 20-7600 Hz, natural log; "
     "normalised per mel bin with training statistics inside the model.",
     "Model: 96-frame window averaged in groups of 4 (960 inputs), 3 dense layers of 186 with batchnorm and ReLU, "
     "12 outputs: 251,670 parameters (the paper: ~250K).",
     "Detection: one window every 40 ms, posteriors smoothed over 3 windows, 1 s lockout after a detection; "
-    "false detections counted on a stream of every test clip and test noise, one threshold for all keywords; "
-    "the operating point is the smallest rate in a fixed ladder backed by >= 20 false detections of stream audio.",
-    "Parity: a model's FRR at the operating point lies inside the float model's 95% bootstrap CI.",
+    "false detections counted on negative audio with no keyword in it (real non-keyword speech, espeak-ng "
+    "non-keyword speech, test noise), one threshold for all keywords; the operating point is the smallest rate in "
+    "a fixed ladder backed by >= 20 false detections of negative audio.",
+    "Parity: paired equivalence. The 95% speaker-bootstrap interval of the FRR difference (quantized minus the "
+    "float model of the same replicate, pooled over replicates) lies inside the margin (eval.parity_margin, 2 "
+    "points absolute); the single-interval test (FRR inside the float model's interval) is kept as a secondary "
+    "column. The paper reports one production run; the replicates are ours.",
     "Stage 1: w_t = tanh(w) / max|tanh(w)| per output channel, codes round(w_t (2^(b-1)-1)), 1 bit = sign; "
     "straight-through gradients; a learned per-channel gain; fine-tuned from the float model.",
     "Stage 2: batchnorm folded into a per-channel gain (fixed-point multiplier + shift) and int32 bias; input, "
@@ -309,8 +358,7 @@ def update_readme(readme, results_root) -> str:
     for prof, s in summaries.items():
         data = s.get("data", {})
         op = _get(s, "operating_point", "false_detections_per_hour")
-        parts += [f"### `{prof}`: {data.get('source')}, {data.get('test_clips')} test clips, "
-                  f"{(data.get('stream_hours') or 0):.2f} h test stream, operating point {op} false detections/h",
+        parts += [f"### `{prof}`", "", data_phrase(s) + ".",
                   "", _md_table(claims(s), ["claim", "paper", "ours", "verdict"]), "",
                   readme_table({prof: s}), ""]
         timings = s.get("timings") or {}

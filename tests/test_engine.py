@@ -163,14 +163,15 @@ def test_eval_windows_and_compare_logits(rng):
     ctx, step = m.context_frames, m.step_frames
     data = SimpleNamespace(clip_windows=torch.from_numpy(windows(rng, m, 5)),
                            padded_feats=torch.from_numpy(rng.normal(0, 2, (4, 40, m.n_mels)).astype(np.float32)),
-                           stream_feats=torch.from_numpy(rng.normal(0, 2, (300, m.n_mels)).astype(np.float32)),
+                           negatives={n: SimpleNamespace(feats=torch.from_numpy(
+                               rng.normal(0, 2, (t, m.n_mels)).astype(np.float32))) for n, t in (("a", 300), ("b", 200))},
                            context=ctx, step=step)
     parts = {}
     for part, w in eval_windows(data, batch=16):
         assert w.dtype == np.float32 and w.shape[1:] == (ctx, m.n_mels) and len(w) <= 16 + 7
         parts[part] = parts.get(part, 0) + len(w)
     assert parts == {"clips": 5, "padded": 4 * len(sliding_windows(np.zeros((40, 1)), ctx, step)),
-                     "stream": len(sliding_windows(np.zeros((300, 1)), ctx, step))}
+                     "stream": sum(len(sliding_windows(np.zeros((t, 1)), ctx, step)) for t in (300, 200))}
     e = Engine(m, backend="numpy")
     off_by_one = lambda w: np.clip(e.logits_q(w).astype(np.int16) + (np.arange(len(w)) % 7 == 0)[:, None], -128, 127)
     res = compare_logits(e.logits_q, {"same": Engine(m, backend="auto").logits_q, "off": off_by_one},

@@ -338,3 +338,24 @@ def test_stream_bad_input():
         N.build_negative_stream(clips + [stereo])
     with pytest.raises(ConfigError, match="step_samples"):
         N.unit_of_step(N.build_negative_stream(clips), 3, 0, 10)
+
+
+def test_vocabulary_halves_are_disjoint_and_training_clips_are_unknown():
+    from kwslib.data.base import CLASS_INDEX, CLIP_SAMPLES
+
+    train, test = N.vocabulary_part("train"), N.vocabulary_part("test")
+    assert not set(train) & set(test)
+    assert sorted(train + test) == sorted(N.negative_vocabulary())
+    assert N.vocabulary_part("train") == train  # seeded
+    with pytest.raises(ValueError, match="part must be one of"):
+        N.vocabulary_part("val")
+    clips = N.unknown_training_clips(0.005, seed=3, vocabulary=train)
+    assert len(clips) >= 0.005 * 3600 * 0.8 and clips.audio.shape[1] == CLIP_SAMPLES
+    assert set(clips.labels.tolist()) == {CLASS_INDEX["_unknown_"]}
+    assert all(s.startswith("negspeech:") for s in clips.speakers)
+    assert np.isfinite(clips.audio).all() and np.abs(clips.audio).max() > 0.01
+    # the pieces are the utterances' samples, in order
+    utt = N.synthetic_negative_speech(0.005, seed=3, vocabulary=train)
+    first = np.asarray(utt[0].audio, np.float32)
+    if len(first) >= CLIP_SAMPLES:
+        np.testing.assert_array_equal(clips.audio[0], first[:CLIP_SAMPLES])

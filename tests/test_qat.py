@@ -11,7 +11,8 @@ from kwslib.features import FeatureConfig
 from kwslib.model import KWSNet, ModelConfig, build_model, center_window
 from kwslib.quant.qat import (FreezableBatchNorm1d, QuantLinear, Stage1Config, load_qat_model, quant_layers,
                               quantize_model, save_qat_model, set_bn_frozen, train_stage1)
-from kwslib.quant.weights import WeightQuantConfig, code_max, ptq_quantize, weight_codes
+from kwslib.quant.qat import ptq_quantize
+from kwslib.quant.weights import WeightQuantConfig, code_max, weight_codes
 from kwslib.features import clip_features
 from kwslib.train import TrainConfig, evaluate_logits, fit, normalization_stats
 

@@ -38,6 +38,10 @@ class DataConfig:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     synthetic_seed: int = 0
     mix_synthetic_train: bool = False  # add the synthetic corpus's train split to a real train split
+    # Rejection training: this many hours of espeak-ng non-keyword speech (the "train" half of the
+    # vocabulary; kwslib.negatives.unknown_training_clips), cut into 1-s _unknown_ clips, join the train split.
+    unknown_speech_hours: float = 0.0
+    unknown_speech_seed: int = 2000
     # speech_commands_test_set only: replicate `fold` of a speaker k-fold design (None: the split above)
     fold: int | None = None
     n_folds: int = 5
@@ -52,6 +56,8 @@ class DataConfig:
             raise ConfigError(f"data.source: unknown source {self.source!r}; choose one of {list(SOURCES)}")
         if len(self.split_fractions) != 3 or abs(sum(self.split_fractions) - 1) > 1e-6 or min(self.split_fractions) <= 0:
             raise ConfigError(f"data.split_fractions must be three positive numbers summing to 1, got {self.split_fractions}")
+        if self.unknown_speech_hours < 0:
+            raise ConfigError(f"data.unknown_speech_hours must be >= 0, got {self.unknown_speech_hours!r}")
         if self.fold is not None and not (isinstance(self.fold, int) and 0 <= self.fold < self.n_folds):
             raise ConfigError(f"data.fold must be an integer in [0, data.n_folds={self.n_folds}), got {self.fold!r}")
 
@@ -85,6 +91,12 @@ def build_corpus(cfg: DataConfig) -> Corpus:
         else:
             corpus = sc.load_full(root, version=cfg.version, silence_fraction=cfg.silence_fraction,
                                   seed=cfg.split_seed, noise_test_fraction=cfg.noise_test_fraction)
+    if cfg.unknown_speech_hours > 0:
+        from ..negatives import unknown_training_clips
+
+        extra = unknown_training_clips(cfg.unknown_speech_hours, seed=cfg.unknown_speech_seed)
+        corpus.train = ClipSet.concat([corpus.train, extra])
+        corpus.notes["unknown_speech_train_clips"] = len(extra)
     if cfg.mix_synthetic_train:
         synth = synthetic.generate_corpus(cfg.synthetic, seed=cfg.synthetic_seed)
         corpus.train = ClipSet.concat([corpus.train, synth.train])

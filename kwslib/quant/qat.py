@@ -157,6 +157,18 @@ def quantize_model(model: nn.Module, cfg: WeightQuantConfig) -> nn.Module:
 # ---------------------------------------------------------------------------
 # The stage-1 schedule.
 
+def ptq_quantize(model: nn.Module, cfg: WeightQuantConfig) -> nn.Module:
+    """Post-training quantization: the trained float weights rounded once, no retraining.
+
+    Returns a copy in QAT form (``quantize_model``: QuantLinear layers with the
+    least-squares per-channel gain, batchnorm unchanged), so PTQ and QAT
+    models are evaluated, saved and exported the same way.
+    """
+    q = quantize_model(copy.deepcopy(model), cfg)
+    q.eval()
+    return q
+
+
 @dataclass
 class Stage1Config:
     """Fine-tuning schedule of stage 1, starting from the trained float model.

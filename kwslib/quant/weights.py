@@ -22,11 +22,9 @@ other engine re-derives them.
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from .intspec import weight_qmax
 
@@ -97,17 +95,3 @@ def fake_quant_weight(w: torch.Tensor, cfg: WeightQuantConfig) -> torch.Tensor:
     w_t = normalized(w, cfg)
     q = _round_codes(w_t.detach(), cfg) / code_max(cfg)
     return w_t + (q - w_t).detach()
-
-
-def ptq_quantize(model: nn.Module, cfg: WeightQuantConfig) -> nn.Module:
-    """Post-training quantization: the trained float weights rounded once, no retraining.
-
-    Returns a copy in QAT form (``quantize_model``: QuantLinear layers with the
-    least-squares per-channel gain, batchnorm unchanged), so PTQ and QAT
-    models are evaluated, saved and exported the same way.
-    """
-    from .qat import quantize_model
-
-    q = quantize_model(copy.deepcopy(model), cfg)
-    q.eval()
-    return q
