@@ -45,7 +45,7 @@ def _state(out: Path) -> dict:
 @pytest.fixture(scope="module")
 def single_run(tmp_path_factory):
     """The tiny float run in one process (in this process); it also builds the cached corpus and features."""
-    from kwslib.train import main
+    from kwslib.train_cli import main
 
     d = tmp_path_factory.mktemp("ddp")
     params = d / "01_float.yaml"
@@ -182,7 +182,7 @@ def test_gpu_training_matches_cpu(tmp_path):
     """--device auto trains on the GPU when there is one; the result matches the CPU run within float tolerance."""
     params = tmp_path / "01_float.yaml"
     params.write_text(yaml.safe_dump(dict(TINY, cache_dir=str(tmp_path / "cache"))))
-    from kwslib.train import main
+    from kwslib.train_cli import main
 
     assert main(["--params", str(params), "--out", str(tmp_path / "cpu"), "--device", "cpu"]) == 0
     assert main(["--params", str(params), "--out", str(tmp_path / "gpu"), "--device", "auto"]) == 0

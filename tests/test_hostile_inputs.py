@@ -355,7 +355,7 @@ def test_notebook_results_dir_under_a_file(tmp_path):
 # --- python -m kwslib.train -----------------------------------------------------------------------------
 
 def train_main(argv, capsys):
-    from kwslib.train import main
+    from kwslib.train_cli import main
 
     rc = main(argv)
     out, err = capsys.readouterr()
