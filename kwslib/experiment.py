@@ -17,7 +17,7 @@ from .config import from_dict
 from .data import DataConfig, load_corpus
 from .data.base import Corpus
 from .evaluate import EvalConfig, EvalData, NegativesConfig, prepare_eval
-from .replicates import ReplicatesConfig, replicates_config
+from .replicates import ReplicatesConfig
 from .features import FeatureConfig
 from .model import KWSNet, ModelConfig, build_model, count_params, load_model, save_model
 from .features import clip_features

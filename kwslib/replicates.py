@@ -33,11 +33,10 @@ Replicate 0 writes into the profile's own results folder (the models notebooks 4
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

@@ -209,7 +209,6 @@ def memory_rows(summary: dict) -> list[dict]:
 
 def report_markdown(summary: dict, assumptions: list[str] | None = None, figures: list[str] | None = None) -> str:
     prof = summary.get("profile", "?")
-    data = summary.get("data", {})
     parts = [f"# Replication report: profile `{prof}`", "",
              f"Generated from `results/{prof}/summary.json` (commit {summary.get('git_commit')}, "
              f"{summary.get('created')}). {data_phrase(summary)}.", "",
@@ -356,8 +355,6 @@ def update_readme(readme, results_root) -> str:
              + ", ".join(f"`results/{p}/summary.json` (commit {s.get('git_commit')})" for p, s in summaries.items())
              + ".", ""]
     for prof, s in summaries.items():
-        data = s.get("data", {})
-        op = _get(s, "operating_point", "false_detections_per_hour")
         parts += [f"### `{prof}`", "", data_phrase(s) + ".",
                   "", _md_table(claims(s), ["claim", "paper", "ours", "verdict"]), "",
                   readme_table({prof: s}), ""]

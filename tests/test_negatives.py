@@ -359,3 +359,19 @@ def test_vocabulary_halves_are_disjoint_and_training_clips_are_unknown():
     first = np.asarray(utt[0].audio, np.float32)
     if len(first) >= CLIP_SAMPLES:
         np.testing.assert_array_equal(clips.audio[0], first[:CLIP_SAMPLES])
+
+
+def test_rejection_training_clips_join_the_train_split_only():
+    from kwslib.data import DataConfig, build_corpus
+
+    tiny = {"n_voices": 6, "clips_per_class_per_voice": 1, "noise_seconds": 10.0}
+    plain = build_corpus(DataConfig(source="synthetic", synthetic=tiny))
+    more = build_corpus(DataConfig(source="synthetic", synthetic=tiny, unknown_speech_hours=0.002))
+    n = more.notes["unknown_speech_train_clips"]
+    assert n > 0 and len(more.train) == len(plain.train) + n
+    assert len(more.val) == len(plain.val) and len(more.test) == len(plain.test)
+    extra = more.train.subset(np.arange(len(plain.train), len(more.train)))
+    assert all(s.startswith("negspeech:") for s in extra.speakers)
+    assert not set(extra.speakers) & set(more.test.speakers)
+    with pytest.raises(ConfigError, match="unknown_speech_hours"):
+        DataConfig(unknown_speech_hours=-1.0)

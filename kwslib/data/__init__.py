@@ -75,8 +75,8 @@ def build_corpus(cfg: DataConfig) -> Corpus:
     from . import synthetic
 
     if cfg.source == "synthetic":
-        return synthetic.generate_corpus(cfg.synthetic, seed=cfg.synthetic_seed)
-    if cfg.source == "hub":
+        corpus = synthetic.generate_corpus(cfg.synthetic, seed=cfg.synthetic_seed)
+    elif cfg.source == "hub":
         from .hub import load_hub
 
         corpus = load_hub(cfg.version)
@@ -97,7 +97,7 @@ def build_corpus(cfg: DataConfig) -> Corpus:
         extra = unknown_training_clips(cfg.unknown_speech_hours, seed=cfg.unknown_speech_seed)
         corpus.train = ClipSet.concat([corpus.train, extra])
         corpus.notes["unknown_speech_train_clips"] = len(extra)
-    if cfg.mix_synthetic_train:
+    if cfg.mix_synthetic_train and cfg.source != "synthetic":
         synth = synthetic.generate_corpus(cfg.synthetic, seed=cfg.synthetic_seed)
         corpus.train = ClipSet.concat([corpus.train, synth.train])
         corpus.notes["mixed_synthetic_train_clips"] = len(synth.train)
@@ -114,5 +114,5 @@ def load_corpus(cfg: DataConfig, cache_dir=None) -> Corpus:
     # the data location is part of the key only through what is read; resolve it for the key
     key["_root"] = os.environ.get(cfg.root_env) if cfg.root is None else cfg.root
     key["_noise_root"] = os.environ.get(cfg.noise_env) if cfg.noise_root is None else cfg.noise_root
-    key["_schema"] = 1
+    key["_schema"] = 2  # 2: unknown_speech_hours applies to every source
     return cached(lambda: build_corpus(cfg), key, cache_dir)
