@@ -234,12 +234,13 @@ def random_int_model(bits=8, dims=(960, 186, 186, 186, 12), seed: int = 0, n_mel
                     feature_config={})
 
 
-def eval_windows(data, batch: int = 8192):
+def eval_windows(data, batch: int = 8192, max_stream_windows: int | None = None):
     """Every window the evaluation protocol (kwslib.evaluate.evaluate) reads, in numpy batches.
 
     Yields ``(part, windows [n, context, n_mels] float32)`` for part ``clips``
     (the centred window of each test clip), ``padded`` (the sliding windows of
-    each noise-padded clip) and ``stream`` (the windows of every negative stream, source after source).
+    each noise-padded clip) and ``stream`` (the windows of every negative stream, source after source;
+    at most the first ``max_stream_windows`` of each source when given).
     """
     from .streaming import sliding_windows
 
@@ -257,6 +258,8 @@ def eval_windows(data, batch: int = 8192):
         yield "padded", np.concatenate(buf)
     for src in data.negatives.values():
         stream = sliding_windows(src.feats, data.context, data.step)
+        if max_stream_windows is not None:
+            stream = stream[:max_stream_windows]
         for i in range(0, len(stream), batch):
             yield "stream", np.asarray(stream[i:i + batch], np.float32)
 
