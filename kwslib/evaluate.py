@@ -253,8 +253,10 @@ def clip_stream_scores(fn, data: EvalData, smooth: int) -> np.ndarray:
 
 
 #: One threshold grid for every model and replicate (so DET curves can be pooled): 201 even steps plus
-#: a fine ladder towards 1, where confident detectors put their thresholds.
-THRESHOLDS = np.unique(np.concatenate([np.linspace(0.0, 1.0, 201), 1.0 - np.logspace(-6, -2, 41)]))
+#: a fine ladder towards 1, where confident detectors put their thresholds. The last value lies just
+#: above 1, so the grid always reaches "no detection at all" (a float32 posterior can be exactly 1).
+THRESHOLDS = np.unique(np.concatenate([np.linspace(0.0, 1.0, 201), 1.0 - np.logspace(-6, -2, 41),
+                                       [np.nextafter(1.0, 2.0)]]))
 
 
 @dataclass

@@ -154,6 +154,7 @@ def model_record(res, data, cfg, op_fdph: float, float_record: dict | None = Non
     rec = {
         "accuracy": float(res.accuracy),
         "correct": np.asarray(res.pred) == labels,
+        "labels": labels.astype(np.int64),
         "speakers": np.asarray(data.test.speakers).astype(str),
         "pos_speakers": np.asarray(data.test.speakers)[is_pos].astype(str),
         "pos_scores": np.asarray(res.pos_scores, np.float64),
@@ -226,6 +227,15 @@ def _sd(values) -> float | None:
     return float(np.std(v, ddof=1)) if len(v) > 1 else None
 
 
+def _unknown_recall(recs: list) -> float | None:
+    """Share of the ``_unknown_`` test clips classified as ``_unknown_`` (pooled); None without any."""
+    from .data.base import CLASS_INDEX, UNKNOWN
+
+    hits = [np.asarray(r["correct"])[np.asarray(r["labels"]) == CLASS_INDEX[UNKNOWN]] for r in recs]
+    hits = np.concatenate(hits) if hits else np.zeros(0, bool)
+    return float(hits.mean()) if hits.size else None
+
+
 def _pooled_frr_at_levels(recs: list) -> dict:
     out = {}
     for level in REPORT_LEVELS:
@@ -274,9 +284,11 @@ def pooled_entry(recs: list, float_recs: list | None, margin: float, n_boot: int
         "fdph_at_op_ci": list(stats.poisson_ci(int(counts_op.sum()), hours, alpha)),
         "fdph_by_source": {s: float(c / h) for s, (h, c) in by_source.items()},
         "frr_at_fdph": _pooled_frr_at_levels(recs),
+        "unknown_recall": _unknown_recall(recs),
         "replicates": len(recs),
         "per_replicate": [{"accuracy": r["accuracy"], "frr_at_op": r["frr_at_op"],
-                           "threshold_at_op": r["threshold_at_op"]} for r in recs],
+                           "threshold_at_op": r["threshold_at_op"], "unknown_recall": _unknown_recall([r])}
+                          for r in recs],
     }
     if "real_speech" in recs[0]["hours_by_source"]:
         entry["real_speech"] = _real_speech(recs)

@@ -1,5 +1,4 @@
 """Evaluation primitives on small hand-computed cases."""
-import time
 
 import numpy as np
 import pytest
@@ -179,16 +178,19 @@ def test_choose_operating_point():
         choose_operating_point(0.01)  # 500 FD/h x 0.01 h = 5 events
 
 
-def test_det_curve_stream_speed():
+def test_det_curve_stream_on_a_long_stream_matches_the_reference():
+    """The vectorised counter on a long stream with masks, against count_detections at a few thresholds
+    (its speed is a benchmark's business, not a test's)."""
     rng = np.random.default_rng(0)
     T, K = 30_000, 10
     stream = smooth_posteriors(rng.random((T, K)) ** 8, 30)
     masks = rng.random((T, K)) < 0.05
-    t0 = time.perf_counter()
     c = det_curve_stream(rng.random(1000), stream, masks, hours=1.0, refractory=50)
-    elapsed = time.perf_counter() - t0
     assert len(c["thresholds"]) >= 400
-    assert elapsed < 4.0, elapsed  # about 0.5-1 s on one free core; margin for a shared machine
+    for j in rng.choice(len(c["thresholds"]), 6, replace=False):
+        thr = c["thresholds"][j]
+        ref = sum(count_detections(stream[:, k], thr, 50, masks[:, k]) for k in range(K))
+        assert c["false_detections"][j] == ref
 
 
 def test_detection_steps_match_the_reference_counter():

@@ -364,7 +364,7 @@ def test_vocabulary_halves_are_disjoint_and_training_clips_are_unknown():
 def test_rejection_training_clips_join_the_train_split_only():
     from kwslib.data import DataConfig, build_corpus
 
-    tiny = {"n_voices": 6, "clips_per_class_per_voice": 1, "noise_seconds": 10.0}
+    tiny = {"n_voices": 6, "clips_per_class_per_voice": 1, "noise_seconds": 30.0}
     plain = build_corpus(DataConfig(source="synthetic", synthetic=tiny))
     more = build_corpus(DataConfig(source="synthetic", synthetic=tiny, unknown_speech_hours=0.002))
     n = more.notes["unknown_speech_train_clips"]

@@ -15,6 +15,7 @@ def fake_record(rng, n_spk=30, clips=8, miss_p=0.3, units=50, rate=0.5, base=Non
         misses = base["misses_at_op"] | (rng.random(len(spk)) < shift)
     counts = rng.poisson(rate, units)
     rec = {"accuracy": float(1 - misses.mean()), "correct": ~misses, "speakers": spk, "pos_speakers": spk,
+           "labels": np.where(np.arange(len(spk)) % 4 == 0, 1, 2),  # every 4th clip _unknown_
            "pos_scores": np.where(misses, 0.2, 0.9), "threshold_at_op": 0.5, "misses_at_op": misses,
            "frr_at_op": float(misses.mean()), "unit_ids": np.array([f"u{i}" for i in range(units)]),
            "unit_hours": np.full(units, 0.02), "unit_source": np.array(["synthetic_speech"] * units),
@@ -36,6 +37,8 @@ def test_pooled_entry_pools_and_pairs():
     assert e["delta_fdph"] == 0 and e["parity_paired"] and e["verdict_agreement"] == 1.0
     assert e["accuracy_sd"] == pytest.approx(np.std([f["accuracy"] for f in floats], ddof=1))
     assert len(e["per_replicate"]) == 3 and all(r["verdict"] == "equivalent" for r in e["per_replicate"])
+    unk = np.concatenate([f["correct"][f["labels"] == 1] for f in floats])
+    assert e["unknown_recall"] == pytest.approx(unk.mean())
     assert e["frr_at_fdph"]["1"] is None and e["frr_at_fdph"]["10"] == pytest.approx(all_misses.mean())
     # a model that misses 15% more of the same clips is worse, by the paired difference
     worse = [fake_record(rng, base=f, shift=0.15) for f in floats]

@@ -48,6 +48,16 @@ def train_once(train, val, cfg, ckpt_dir=None, on_epoch_start=None):
     return m, h
 
 
+class Killed(Exception):
+    pass
+
+
+def kill_at_2(epoch, model):
+    """An on_epoch_start hook that kills the run as epoch 3 starts (epochs 1 and 2 are checkpointed)."""
+    if epoch == 2:
+        raise Killed()
+
+
 @pytest.fixture(scope="module")
 def data():
     return tone_clips(40, 0), tone_clips(4, 1)
@@ -72,13 +82,6 @@ def test_fit_is_deterministic(data):
 def test_resume_after_kill_gives_same_weights(data, tmp_path):
     train, val = data
     full, _ = train_once(train, val, small_cfg())
-
-    class Killed(Exception):
-        pass
-
-    def kill_at_2(epoch, model):
-        if epoch == 2:
-            raise Killed()
 
     with pytest.raises(Killed):
         train_once(train, val, small_cfg(), ckpt_dir=tmp_path, on_epoch_start=kill_at_2)
@@ -118,13 +121,6 @@ def test_fit_with_bank_learns_deterministic_and_resumes(data, tmp_path):
     assert h.epochs[-1]["val_acc"] >= 0.9 and h.epochs[-1]["train_loss"] < h.epochs[0]["train_loss"]
     plain, _ = train_once(train, val, small_cfg())
     assert not torch.equal(m.blocks[0].linear.weight, plain.blocks[0].linear.weight)  # the bank is used
-
-    class Killed(Exception):
-        pass
-
-    def kill_at_2(epoch, model):
-        if epoch == 2:
-            raise Killed()
 
     with pytest.raises(Killed):
         train_once(train, val, cfg, ckpt_dir=tmp_path, on_epoch_start=kill_at_2)
