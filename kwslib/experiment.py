@@ -234,6 +234,7 @@ def stage2_replicate(rep: Replicate, op: float, widths, s2cfg, log=None) -> dict
     from .errors import ConfigError
     from .quant import stage2 as s2
     from .quant.qat import load_qat_model
+    from .replicates import file_digest
 
     f_rec = float_record(rep)
     key_extra = dataclasses.asdict(s2cfg)
@@ -243,7 +244,8 @@ def stage2_replicate(rep: Replicate, op: float, widths, s2cfg, log=None) -> dict
         if not s1_file.is_file():
             raise ConfigError(f"replicate {rep.k}: no stage-1 model {s1_file}: run notebook 2 first")
         int_file = rep.paths.models / f"stage2_w{b}.int.npz"
-        rec = cached_record(rep, f"stage2_w{b}", int_file, key_extra={**key_extra, "stage1": file_digest_of(s1_file)})
+        run_key = {**key_extra, "stage1": file_digest(s1_file)}  # a new stage-1 model makes a new stage-2 run
+        rec = cached_record(rep, f"stage2_w{b}", int_file, key_extra=run_key)
         if rec is not None:
             out[b] = {"record": rec, "seconds": None, "history": None, "net": None, "int_model": None}
             continue
@@ -255,16 +257,9 @@ def stage2_replicate(rep: Replicate, op: float, widths, s2cfg, log=None) -> dict
         s2.save_stage2_model(rep.paths.models / f"stage2_w{b}.pt", net, extra={"history": hist})
         s2.save_int_model(int_file, im)
         seconds = time.time() - t0
-        rec = read_model(rep, f"stage2_w{b}", s2.int_posterior_fn(im), op, int_file, f_rec,
-                         key_extra={**key_extra, "stage1": file_digest_of(s1_file)})[1]
+        rec = read_model(rep, f"stage2_w{b}", s2.int_posterior_fn(im), op, int_file, f_rec, key_extra=run_key)[1]
         out[b] = {"record": rec, "seconds": seconds, "history": hist, "net": net, "int_model": im}
     return out
-
-
-def file_digest_of(path) -> str:
-    from .replicates import file_digest
-
-    return file_digest(path)
 
 
 def train_float(cfg: ExperimentConfig, corpus: Corpus, p: Paths, log=print, resume: bool = True, device="auto"):

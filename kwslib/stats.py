@@ -171,13 +171,19 @@ def _alpha(alpha, name: str = "alpha") -> float:
     return alpha
 
 
+def _finite(x, name: str, allow_zero: bool) -> float:
+    """``x`` as a float, finite and > 0 (>= 0 with ``allow_zero``); StatsError naming ``name`` otherwise."""
+    bound = ">= 0" if allow_zero else "> 0"
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        raise StatsError(f"{name}: must be a number {bound}, got {x!r}")
+    x = float(x)
+    if not math.isfinite(x) or x < 0.0 or (x == 0.0 and not allow_zero):
+        raise StatsError(f"{name}: must be finite and {bound}, got {x}")
+    return x
+
+
 def _se(se) -> float:
-    if isinstance(se, bool) or not isinstance(se, numbers.Real):
-        raise StatsError(f"se: must be a number >= 0, got {se!r}")
-    se = float(se)
-    if not math.isfinite(se) or se < 0.0:
-        raise StatsError(f"se: must be finite and >= 0, got {se}")
-    return se
+    return _finite(se, "se", allow_zero=True)
 
 
 # ----------------------------------------------------------------------------- bootstrap
@@ -317,11 +323,7 @@ def equivalence_verdict(ci, margin) -> str:
         raise StatsError(f"ci: bounds must be finite, got [{lo}, {hi}]")
     if lo > hi:
         raise StatsError(f"ci: lower bound {lo} is above upper bound {hi}")
-    if isinstance(margin, bool) or not isinstance(margin, numbers.Real):
-        raise StatsError(f"margin: must be a number > 0, got {margin!r}")
-    margin = float(margin)
-    if not math.isfinite(margin) or margin <= 0:
-        raise StatsError(f"margin: must be finite and > 0, got {margin}")
+    margin = _finite(margin, "margin", allow_zero=False)
     if lo >= -margin and hi <= margin:
         return "equivalent"
     if lo > 0 and hi > margin:
@@ -386,11 +388,7 @@ def poisson_ci(count, exposure, alpha=0.05) -> tuple[float, float]:
     k = int(count)
     if k < 0:
         raise StatsError(f"count: must be >= 0, got {k}")
-    if isinstance(exposure, bool) or not isinstance(exposure, numbers.Real):
-        raise StatsError(f"exposure: must be a number > 0, got {exposure!r}")
-    exposure = float(exposure)
-    if not math.isfinite(exposure) or exposure <= 0:
-        raise StatsError(f"exposure: must be finite and > 0, got {exposure}")
+    exposure = _finite(exposure, "exposure", allow_zero=False)
     alpha = _alpha(alpha)
     lower = 0.0 if k == 0 else float(_sps.chi2.ppf(alpha / 2.0, 2 * k)) / 2.0 / exposure
     upper = float(_sps.chi2.ppf(1.0 - alpha / 2.0, 2 * k + 2)) / 2.0 / exposure
