@@ -62,6 +62,10 @@ class NegativesConfig:
     real_noise: bool = True  # with real_speech: its noises/ recordings join the noise source
     synthetic_hours: float = 1.0  # espeak-ng non-keyword speech (0: none)
     synthetic_seed: int = 1000
+    # which half of the negative vocabulary (kwslib.negatives.vocabulary_part) the synthetic speech is drawn
+    # from: "test" (the default: rejection training, data.unknown_speech_hours, speaks the "train" half) or
+    # "train" (validation negatives for choosing settings: kwslib.tuning; never the test half)
+    synthetic_vocabulary: str = "test"
     noise: bool = True  # the test part of the corpus's noise recordings, as a source of its own
     noise_unit_s: float = 10.0  # noise is cut into units of this length for the bootstrap
     seed: int = 0  # clip order and gap noise of the speech streams
@@ -72,6 +76,8 @@ class NegativesConfig:
         if self.synthetic_hours < 0 or self.noise_unit_s <= 0:
             raise ConfigError(f"negatives: need synthetic_hours >= 0 and noise_unit_s > 0, got "
                               f"{self.synthetic_hours}, {self.noise_unit_s}")
+        if self.synthetic_vocabulary not in ("train", "test"):
+            raise ConfigError(f"negatives.synthetic_vocabulary must be 'train' or 'test', got {self.synthetic_vocabulary!r}")
         if not (self.real_speech or self.synthetic_hours > 0 or self.noise):
             raise ConfigError("negatives: every source is switched off (real_speech, synthetic_hours, noise)")
 
@@ -140,9 +146,9 @@ def negative_streams(corpus: Corpus, cfg: NegativesConfig) -> list:
         if cfg.real_noise:
             noise = noise + [c.audio for c in neg.load_real_negatives(cfg.real_root, cfg.real_env, kind="noise")]
     if cfg.synthetic_hours > 0:
-        # the "test" half of the vocabulary: rejection training (data.unknown_speech_hours) uses the other half
+        # by default the "test" half of the vocabulary: rejection training (data.unknown_speech_hours) uses the other
         synth = neg.synthetic_negative_speech(cfg.synthetic_hours, seed=cfg.synthetic_seed,
-                                              vocabulary=neg.vocabulary_part("test"))
+                                              vocabulary=neg.vocabulary_part(cfg.synthetic_vocabulary))
         streams.append(neg.build_negative_stream(synth, list(corpus.noise_test), seed=cfg.seed + 1,
                                                  source="synthetic_speech"))
     if cfg.noise and noise:

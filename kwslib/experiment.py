@@ -272,11 +272,46 @@ def train_float(cfg: ExperimentConfig, corpus: Corpus, p: Paths, log=print, resu
     ckpt_dir = p.checkpoints / "float" if resume else None
     from .distributed import resolve_device
 
+    extra = {}
+    if cfg.train.pretrain_epochs > 0:
+        pre = pretrain_synthetic(model, cfg, corpus, p, log=log, resume=resume, device=device)
+        extra["pretrain_history"] = pre.epochs
     hist = fit(model, corpus.train, corpus.val, cfg.features, cfg.train, noise_train=corpus.noise_train,
                ckpt_dir=ckpt_dir, log=log, progress=False, device=resolve_device(device))
     seconds = time.time() - t0
-    save_model(p.models / "float.pt", model, kind="float", extra={"history": hist.epochs})
+    save_model(p.models / "float.pt", model, kind="float", extra={"history": hist.epochs, **extra})
     return model, hist.epochs, seconds
+
+
+def pretrain_synthetic(model: KWSNet, cfg: ExperimentConfig, corpus: Corpus, p: Paths, log=print,
+                       resume: bool = True, device="auto"):
+    """Synthetic pretraining: ``cfg.train.pretrain_epochs`` epochs on the espeak-ng keyword corpus.
+
+    The corpus is ``data.synthetic`` at ``data.synthetic_seed`` (built and cached like any corpus); the
+    epochs select on the *real* validation split (``corpus.val``), so pretraining is judged by what it is
+    for. The model keeps the real data's input normalisation throughout. Returns the pretraining History;
+    ``model`` holds its (best-validation) weights, from which the fine-tuning on the real split starts.
+    Assumption: the schedule is the float run's TrainConfig with ``epochs = pretrain_epochs``
+    (same lr, warm-up, augmentation and bank; the synthetic clips already carry noise).
+    """
+    import dataclasses
+
+    from .data import DataConfig
+    from .distributed import resolve_device
+
+    if cfg.data.source == "synthetic":
+        from .errors import ConfigError
+
+        raise ConfigError("train.pretrain_epochs > 0: synthetic pretraining is for a real-speech source; "
+                          "data.source is already 'synthetic'")
+    synth = load_corpus(DataConfig(source="synthetic", synthetic=cfg.data.synthetic,
+                                   synthetic_seed=cfg.data.synthetic_seed), cache_dir=p.cache / "corpus")
+    pre_cfg = dataclasses.replace(cfg.train, epochs=cfg.train.pretrain_epochs, pretrain_epochs=0)
+    if log:
+        log(f"synthetic pretraining: {len(synth.train)} espeak-ng clips, {pre_cfg.epochs} epochs")
+    return fit(model, synth.train, corpus.val, cfg.features, pre_cfg, noise_train=corpus.noise_train,
+               ckpt_dir=p.checkpoints / "float_pretrain" if resume else None, log=log, progress=False,
+               device=resolve_device(device))
 
 
 def float_replicate(rep: "Replicate", op: float, log=None, device="auto"):
@@ -310,5 +345,5 @@ def data_summary(corpus: Corpus, data: EvalData) -> dict:
 
 __all__ = ["ExperimentConfig", "experiment_config", "paths", "prepare", "train_float", "load_float",
            "data_summary", "count_params", "replicate_runs", "read_model", "cached_record", "float_replicate", "float_record",
-           "stage1_replicate", "stage2_replicate", "Replicate",
+           "stage1_replicate", "stage2_replicate", "Replicate", "pretrain_synthetic",
            "config_key", "np", "torch"]

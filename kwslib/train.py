@@ -71,6 +71,15 @@ class TrainConfig:
     # epoch on 2 cores) is then paid K times instead of once per epoch.
     augment_bank: int = 0
     select_best: bool = True  # keep the weights of the best validation epoch
+    # mixup (Zhang et al. 2018) on the feature windows: each batch is mixed with a permutation of itself,
+    # x = lam * x + (1 - lam) * x[perm], loss = lam * CE(y) + (1 - lam) * CE(y[perm]), lam ~ Beta(a, a) per
+    # batch (drawn from the epoch's generator). 0: off. Single process only (the mix pairs clips across the
+    # global batch, which the ranks of a torchrun job hold apart).
+    mixup_alpha: float = 0.0
+    # Synthetic pretraining (kwslib.experiment.train_float): this many epochs on the espeak-ng keyword corpus
+    # of data.synthetic / data.synthetic_seed before the epochs on the real training split (0: none). The
+    # pretraining schedule is this config with `epochs` replaced; the fine-tuning starts from its weights.
+    pretrain_epochs: int = 0
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1:
@@ -79,6 +88,10 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if not (self.mixup_alpha >= 0 and math.isfinite(self.mixup_alpha)):
+            raise ValueError(f"mixup_alpha must be a finite number >= 0 (0: off), got {self.mixup_alpha}")
+        if self.pretrain_epochs < 0:
+            raise ValueError(f"pretrain_epochs must be >= 0 (0: no pretraining), got {self.pretrain_epochs}")
         if self.augment_bank < 0:
             raise ValueError(f"augment_bank must be >= 0 (0: no bank), got {self.augment_bank}")
         if self.warmup_epochs < 0 or not 0.0 <= self.final_lr_fraction <= 1.0:
@@ -236,6 +249,16 @@ def _batch_windows(train_audio, idx, rows, noise, feat_cfg: FeatureConfig, cfg: 
     return torch.where(keep.to(device), window, fill.to(device).expand_as(window))
 
 
+def mixup_draw(n: int, alpha: float, g: torch.Generator) -> tuple[float, torch.Tensor]:
+    """One mixup draw for a batch of ``n``: ``(lam, pair)``, lam ~ Beta(alpha, alpha) and a permutation.
+
+    Both come from ``g`` (lam through a numpy generator seeded from it), so a resumed epoch replays them.
+    """
+    seed = int(torch.randint(0, 2**62, (1,), generator=g))
+    lam = float(np.random.default_rng(seed).beta(alpha, alpha))
+    return lam, torch.randperm(n, generator=g)
+
+
 def fit(model: nn.Module, train: ClipSet, val: ClipSet, feat_cfg: FeatureConfig, cfg: TrainConfig,
         noise_train: list | None = None, ckpt_dir=None, on_epoch_start: Callable | None = None,
         log: Callable[[str], None] | None = print, progress: bool = True, device=None,
@@ -308,6 +331,8 @@ def fit(model: nn.Module, train: ClipSet, val: ClipSet, feat_cfg: FeatureConfig,
         elif log:
             log(f"{ckpt} was written by another run (other start weights, config, features or data): starting over")
 
+    if cfg.mixup_alpha > 0 and env.distributed:
+        raise ValueError("train.mixup_alpha > 0 needs a single process (mixup pairs clips across the global batch)")
     net = wrap_ddp(model, env) if env.distributed else model
     n = len(train)
     steps = steps_per_epoch(n, cfg.batch_size)
@@ -334,8 +359,14 @@ def fit(model: nn.Module, train: ClipSet, val: ClipSet, feat_cfg: FeatureConfig,
                     group["lr"] = lr_at(epoch + step / steps, cfg)
                 windows = _batch_windows(train_audio, idx, rows, noise, feat_cfg, cfg, context, g, fill, dev, bank)
                 labels = train_labels[idx][rows].to(dev)
+                if cfg.mixup_alpha > 0:
+                    lam, pair = mixup_draw(len(idx), cfg.mixup_alpha, g)
+                    windows = lam * windows + (1.0 - lam) * windows[pair]
                 logits = net(windows)
-                if env.distributed:
+                if cfg.mixup_alpha > 0:
+                    loss = lam * loss_fn(logits, labels) + (1.0 - lam) * loss_fn(logits, labels[pair])
+                    tot_loss += float(loss.detach()) * len(idx)
+                elif env.distributed:
                     loss_sum = sum_loss_fn(logits, labels)
                     loss = loss_sum * local_loss_scale(len(idx), env)
                     tot_loss += float(loss_sum.detach())

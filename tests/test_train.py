@@ -135,3 +135,41 @@ def test_lr_schedule_warmup_and_cosine():
     assert lr_at(2.0, cfg) == pytest.approx(1.0)
     assert lr_at(6.0, cfg) == pytest.approx(0.1 + 0.9 * 0.5)
     assert lr_at(10.0, cfg) == pytest.approx(0.1)
+
+
+def test_mixup_draw_is_seeded_and_in_range():
+    from kwslib.train import mixup_draw
+
+    lam, pair = mixup_draw(10, 0.4, torch.Generator().manual_seed(3))
+    lam2, pair2 = mixup_draw(10, 0.4, torch.Generator().manual_seed(3))
+    assert lam == lam2 and torch.equal(pair, pair2)  # replayed by a resumed epoch
+    assert 0.0 <= lam <= 1.0 and sorted(pair.tolist()) == list(range(10))
+    # Beta(a, a) has mean 1/2 and variance 1 / (4 (2a + 1)): checked on many draws
+    g = torch.Generator().manual_seed(0)
+    lams = np.array([mixup_draw(4, 0.4, g)[0] for _ in range(4000)])
+    assert abs(lams.mean() - 0.5) < 0.02 and abs(lams.var() - 1 / (4 * 1.8)) < 0.01
+
+
+def test_fit_with_mixup_mixes_learns_and_resumes(data, tmp_path, monkeypatch):
+    from kwslib import train as tr
+
+    train, val = data
+    cfg = small_cfg(mixup_alpha=0.4)
+    m, h = train_once(train, val, cfg)
+    assert h.epochs[-1]["val_acc"] >= 0.9  # the tones are still learnt under mixup
+    plain, _ = train_once(train, val, small_cfg())
+    assert not torch.equal(m.blocks[0].linear.weight, plain.blocks[0].linear.weight)  # mixup changed training
+    with pytest.raises(Killed):
+        train_once(train, val, cfg, ckpt_dir=tmp_path, on_epoch_start=kill_at_2)
+    resumed, _ = train_once(train, val, cfg, ckpt_dir=tmp_path)
+    for (k, va), vb in zip(m.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(va, vb), k
+    # lam = 1 for every batch (the identity mix) gives exactly the run without mixup
+    monkeypatch.setattr(tr, "mixup_draw", lambda n, a, g: (1.0, torch.arange(n)))
+    same, _ = train_once(train, val, cfg)
+    for (k, va), vb in zip(plain.state_dict().items(), same.state_dict().values()):
+        assert torch.equal(va, vb), k
+    with pytest.raises(ValueError, match="mixup_alpha"):
+        small_cfg(mixup_alpha=-0.1)
+    with pytest.raises(ValueError, match="pretrain_epochs"):
+        small_cfg(pretrain_epochs=-1)
