@@ -84,11 +84,23 @@ def confusion(cm, fig_dir=None, name="confusion", title="Confusion matrix (test)
     return fig
 
 
-def det_curves(curves: dict, op_fdph=None, fig_dir=None, name="det", kind="stream", title=None):
+def det_curves(curves: dict, op_fdph=None, fig_dir=None, name="det", kind="stream", title=None, hours=None,
+               min_events=None):
     """DET curves: FRR vs false detections per hour (kind='stream') or vs per-clip FDR ('clip').
 
-    ``curves``: label -> curve dict from kwslib.metrics.
+    ``curves``: label -> curve dict from kwslib.metrics. ``hours`` and ``min_events`` (stream only,
+    both or neither): the rates below ``min_events / hours`` rest on fewer than ``min_events`` false
+    detections of the negative audio, and are shaded and labelled so.
     """
+    if (hours is None) != (min_events is None):
+        raise ValueError("det_curves: give both hours and min_events (to shade the unsupported rates) or neither")
+    if hours is not None:
+        if kind != "stream":
+            raise ValueError("det_curves: hours/min_events only apply to kind='stream'")
+        if not (isinstance(hours, (int, float)) and np.isfinite(hours) and hours > 0):
+            raise ValueError(f"det_curves: hours must be a number > 0, got {hours!r}")
+        if not (isinstance(min_events, (int, np.integer)) and min_events >= 1):
+            raise ValueError(f"det_curves: min_events must be an integer >= 1, got {min_events!r}")
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for label, c in curves.items():
         x = np.asarray(c["fdph"] if kind == "stream" else c["fdr"])
@@ -99,6 +111,9 @@ def det_curves(curves: dict, op_fdph=None, fig_dir=None, name="det", kind="strea
         ax.set_xlabel("false detections per hour")
         if op_fdph is not None:
             ax.axvline(op_fdph, color="k", ls=":", lw=1, label=f"operating point ({op_fdph:g}/h)")
+        if hours is not None:
+            ax.axvspan(0, min_events / hours, color="0.5", alpha=0.15, lw=0,
+                       label=f"< {min_events} false detections in {hours:.2f} h (below {min_events / hours:.3g}/h)")
     else:
         ax.set_xscale("log")
         ax.set_xlabel("false detection rate per clip")

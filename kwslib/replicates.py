@@ -249,15 +249,26 @@ def _pooled_frr_at_levels(recs: list) -> dict:
 
 
 def pooled_entry(recs: list, float_recs: list | None, margin: float, n_boot: int = 2000, seed: int = 0,
-                 alpha: float = 0.05) -> dict:
+                 alpha: float = 0.05, op_fdph: float | None = None, min_events: int = 20) -> dict:
     """Pool one model's records over the replicates (``float_recs``: the float model's, same order;
-    None when this is the float model). Keys: see docs/DESIGN.md section 8."""
+    None when this is the float model). Keys: see docs/DESIGN.md section 8.
+
+    ``op_fdph`` (the run's operating point, false detections per hour) and ``min_events``
+    (``eval.min_events``) only shape the ``real_speech`` entry: with ``op_fdph`` it also reads every
+    model at that rate on real speech alone (``real_speech.at_op_rate``, paired with float), and a
+    real-speech rate counts as ``supported`` when the real speech holds ``>= min_events`` false
+    detections at it."""
     if not recs:
         raise ValueError("pooled_entry: no records")
     if float_recs is not None and len(float_recs) != len(recs):
         raise ValueError(f"pooled_entry: {len(recs)} records but {len(float_recs)} float records")
     if not margin > 0:
         raise ConfigError(f"parity margin must be > 0, got {margin!r}")
+    if op_fdph is not None and (isinstance(op_fdph, bool) or not isinstance(op_fdph, (int, float))
+                                or not np.isfinite(op_fdph) or op_fdph <= 0):
+        raise ConfigError(f"pooled_entry: op_fdph must be a number of false detections per hour > 0, got {op_fdph!r}")
+    if isinstance(min_events, bool) or not isinstance(min_events, (int, np.integer)) or min_events < 1:
+        raise ConfigError(f"pooled_entry: min_events must be an integer >= 1, got {min_events!r}")
     strata_pos = np.concatenate([np.full(len(r["pos_scores"]), i) for i, r in enumerate(recs)])
     pos_groups = np.concatenate([r["pos_speakers"] for r in recs])
     misses = np.concatenate([r["misses_at_op"] for r in recs]).astype(float)
@@ -291,7 +302,8 @@ def pooled_entry(recs: list, float_recs: list | None, margin: float, n_boot: int
                           for r in recs],
     }
     if "real_speech" in recs[0]["hours_by_source"]:
-        entry["real_speech"] = _real_speech(recs)
+        entry["real_speech"] = _real_speech(recs, float_recs, op_fdph, min_events, n_boot=n_boot, seed=seed,
+                                            alpha=alpha)
     if float_recs is None:
         return entry
     f_misses = np.concatenate([r["misses_at_op"] for r in float_recs]).astype(float)
@@ -351,45 +363,122 @@ def _verdict(diff: dict, margin: float) -> str:
     return stats.equivalence_verdict(diff["ci"], margin)
 
 
-def _real_speech(recs: list) -> dict:
-    """FRR at 1, 5 and 10 false detections per hour of real speech alone, and the FD/h there at the op."""
-    hours = float(sum(r["hours_by_source"]["real_speech"] for r in recs))
-    out = {}
-    for level in (1.0, 5.0, 10.0):
-        misses = []
-        for r in recs:
-            fd = np.asarray(r["curve_source_false_detections"]["real_speech"]) / r["hours_by_source"]["real_speech"]
-            ok = np.flatnonzero(fd <= level)
-            thr = float(np.asarray(r["curve_thresholds"])[ok].min()) if ok.size else np.inf
-            misses.append(np.asarray(r["pos_scores"]) < thr)
-        out[str(int(level))] = float(np.concatenate(misses).mean())
-    c = sum(int(np.asarray(r["counts_at_op"])[np.asarray(r["unit_source"]) == "real_speech"].sum()) for r in recs)
-    return {"hours": hours / len(recs), "frr_at_fdph": out, "fdph_at_op": float(c / hours)}
+#: False detections per hour of real speech alone at which the FRR is reported (``real_speech.frr_at_fdph``).
+REAL_SPEECH_LEVELS = (1.0, 5.0, 10.0)
 
 
-def pooled_curve(recs: list) -> dict:
+def _source_threshold(rec: dict, source: str, fdph: float) -> float:
+    """The lowest grid threshold whose false detections per hour of ``source`` alone are <= ``fdph``
+    (inf, every clip missed, when none is)."""
+    fd = np.asarray(rec["curve_source_false_detections"][source]) / rec["hours_by_source"][source]
+    ok = np.flatnonzero(fd <= fdph)
+    return float(np.asarray(rec["curve_thresholds"])[ok].min()) if ok.size else np.inf
+
+
+def _misses_on_source(recs: list, source: str, fdph: float) -> np.ndarray:
+    """Per keyword clip of every replicate (concatenated): missed at the model's own threshold for
+    ``fdph`` false detections per hour of ``source`` alone (1.0) or not (0.0)."""
+    return np.concatenate([np.asarray(r["pos_scores"]) < _source_threshold(r, source, fdph)
+                           for r in recs]).astype(float)
+
+
+def _real_speech(recs: list, float_recs: list | None = None, op_fdph: float | None = None, min_events: int = 20,
+                 n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> dict:
+    """The model read on real non-keyword speech alone (docs/DESIGN.md sections 6.3 and 8).
+
+    - ``hours``: hours of real speech per replicate (the same audio in every replicate);
+      ``fdph_at_op``: its FD/h at the thresholds of the operating point on all negatives;
+    - ``frr_at_fdph`` {"1", "5", "10"}: FRR pooled over replicates, each replicate's model at its own
+      threshold for that many FD/h of real speech; ``frr_at_fdph_ci``: 95% speaker bootstrap within
+      replicates (as ``frr_at_op_ci``; the thresholds held fixed);
+    - ``events_at_fdph``: the false detections that rate allows in the real speech (rate x hours),
+      ``supported``: whether that is ``>= min_events`` (``min_events`` beside it). A rate resting on
+      fewer events has a threshold set by a handful of detections: read its FRR as indicative;
+    - with ``op_fdph``, ``at_op_rate``: the same reading at the run's operating-point rate
+      (``fdph``, ``events``, ``supported``, ``frr``, ``frr_ci``, ``threshold`` of replicate 0), and for a
+      quantized model the paired ``delta_frr`` (minus the float model's at the same rate of real
+      speech, same clips), ``delta_frr_ci``, ``delta_frr_se``, ``delta_frr_all_negatives`` (the
+      entry's ``delta_frr``) and ``excess_delta_frr`` = real-speech delta minus all-negatives delta,
+      with ``excess_delta_frr_ci`` from the same speaker bootstrap (> 0: quantization costs more
+      when the threshold is set on real speech).
+    """
+    src = "real_speech"
+    total_hours = float(sum(r["hours_by_source"][src] for r in recs))
+    hours = total_hours / len(recs)
+    groups = np.concatenate([r["pos_speakers"] for r in recs])
+    strata = np.concatenate([np.full(len(r["pos_scores"]), i) for i, r in enumerate(recs)])
+
+    def boot(a, b) -> dict:
+        return stats.grouped_bootstrap_diff(groups, a, b, strata=strata, n_boot=n_boot, seed=seed, alpha=alpha)
+
+    out, ci, events = {}, {}, {}
+    for level in REAL_SPEECH_LEVELS:
+        misses = _misses_on_source(recs, src, level)
+        key = str(int(level))
+        out[key] = float(misses.mean())
+        ci[key] = [float(x) for x in boot(np.zeros_like(misses), misses)["ci"]]
+        events[key] = float(level * hours)
+    c = sum(int(np.asarray(r["counts_at_op"])[np.asarray(r["unit_source"]) == src].sum()) for r in recs)
+    entry = {"hours": hours, "frr_at_fdph": out, "fdph_at_op": float(c / total_hours),
+             "frr_at_fdph_ci": ci, "events_at_fdph": events,
+             "supported": {k: bool(v >= min_events) for k, v in events.items()}, "min_events": int(min_events)}
+    if op_fdph is None:
+        return entry
+    m = _misses_on_source(recs, src, op_fdph)
+    at = {"fdph": float(op_fdph), "events": float(op_fdph * hours), "supported": bool(op_fdph * hours >= min_events),
+          "frr": float(m.mean()), "frr_ci": [float(x) for x in boot(np.zeros_like(m), m)["ci"]],
+          "threshold": _source_threshold(recs[0], src, op_fdph)}
+    if float_recs is not None:
+        f = _misses_on_source(float_recs, src, op_fdph)
+        d = boot(f, m)
+        q_all = np.concatenate([r["misses_at_op"] for r in recs]).astype(float)
+        f_all = np.concatenate([r["misses_at_op"] for r in float_recs]).astype(float)
+        x = boot(q_all - f_all, m - f)  # per clip: (real-speech delta) - (all-negatives delta)
+        at.update(delta_frr=d["diff"], delta_frr_ci=[float(v) for v in d["ci"]], delta_frr_se=d["se"],
+                  delta_frr_all_negatives=x["a"], excess_delta_frr=x["diff"],
+                  excess_delta_frr_ci=[float(v) for v in x["ci"]])
+    entry["at_op_rate"] = at
+    return entry
+
+
+def pooled_curve(recs: list, source: str | None = None) -> dict:
     """The DET curve pooled over replicates: FRR over all keyword clips and FD/h over all negative hours
-    at each threshold of the shared grid."""
+    at each threshold of the shared grid; with ``source`` (``"real_speech"``, ``"synthetic_speech"``,
+    ``"noise"``) FD/h over that source's hours alone."""
+    if not recs:
+        raise ValueError("pooled_curve: no records")
     thr = np.asarray(recs[0]["curve_thresholds"])
     n_pos = np.array([len(r["pos_scores"]) for r in recs], float)
     frr = sum(np.asarray(r["curve_frr"]) * n for r, n in zip(recs, n_pos)) / n_pos.sum()
-    fd = sum(np.asarray(r["curve_false_detections"]) for r in recs)
-    hours = sum(r["hours"] for r in recs)
+    if source is None:
+        fd = sum(np.asarray(r["curve_false_detections"]) for r in recs)
+        hours = sum(r["hours"] for r in recs)
+    else:
+        for i, r in enumerate(recs):
+            have = r.get("curve_source_false_detections") or {}
+            if source not in have or source not in (r.get("hours_by_source") or {}):
+                raise ValueError(f"pooled_curve: the record of replicate {i} has no negative source {source!r} "
+                                 f"(it has {sorted(have)})")
+        fd = sum(np.asarray(r["curve_source_false_detections"][source]) for r in recs)
+        hours = sum(r["hours_by_source"][source] for r in recs)
+        if not hours > 0:
+            raise ValueError(f"pooled_curve: negative source {source!r} has no audio ({hours} h)")
     return {"thresholds": thr, "frr": frr, "fdph": fd / hours, "false_detections": fd}
 
 
-def load_pooled_curves(p, n: int, names=None) -> dict:
-    """name -> DET curve pooled over replicates 0..n-1, for every model whose record every replicate has."""
+def load_pooled_curves(p, n: int, names=None, source: str | None = None) -> dict:
+    """name -> DET curve pooled over replicates 0..n-1 (FD/h of ``source`` alone when given, see
+    :func:`pooled_curve`), for every model whose record every replicate has."""
     folder = p.results / "records"
     names = sorted(f.stem for f in folder.glob("*.npz")) if names is None else list(names)
     out = {}
     for name in names:
         recs = [load_record(record_path(replicate_paths(p, k), name)) for k in range(n)]
         if recs and all(r is not None for r in recs):
-            out[name] = pooled_curve(recs)
+            out[name] = pooled_curve(recs, source)
     return out
 
 
 __all__ = ["load_pooled_curves", "ReplicatesConfig", "replicates_config", "replicate_config", "replicate_paths", "model_record",
            "save_record", "load_record", "record_path", "pooled_entry", "pooled_curve", "file_digest",
-           "REPORT_LEVELS"]
+           "REPORT_LEVELS", "REAL_SPEECH_LEVELS"]

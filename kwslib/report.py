@@ -160,6 +160,122 @@ def claims(summary: dict) -> list[dict]:
     return out
 
 
+def _pts(v, ci=None) -> str:
+    """'+6.1 [+5.0, +7.2]': a difference of rates and its interval in percentage points."""
+    if v is None:
+        return "not measured"
+    text = f"{100 * v:+.1f}"
+    if ci is not None and len(ci) == 2 and None not in ci:
+        text += f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
+    return text
+
+
+def _real_models(summary: dict) -> list[tuple[str, dict]]:
+    """(name, entry) of float and every stage-2 width (widest first) that were read on real speech."""
+    models = summary.get("models") or {}
+    names = ["float"] + sorted((k for k in models if k.startswith("stage2_w")),
+                               key=lambda k: -((models[k] or {}).get("weight_bits") or 0))
+    return [(k, models[k]) for k in names if isinstance(models.get(k), dict) and
+            isinstance(models[k].get("real_speech"), dict)]
+
+
+def real_speech_rows(summary: dict) -> list[dict]:
+    """Float and every stage-2 width on real non-keyword speech alone (``models.<name>.real_speech``).
+
+    One row per model: FRR at 1, 5 and 10 false detections per hour of real speech (each replicate's
+    model at its own threshold on that curve, pooled) with the 95% speaker-bootstrap interval; a
+    trailing ``*`` marks a rate resting on fewer than ``min_events`` false detections of real speech
+    (:func:`real_speech_note` says how many). ``[]`` when no model was read on real speech.
+    """
+    rows = []
+    for name, m in _real_models(summary):
+        rs = m["real_speech"]
+        row = {"model": name, "bits": m.get("weight_bits"), "hours": rs.get("hours")}
+        for level, frr in (rs.get("frr_at_fdph") or {}).items():
+            if frr is None:
+                row[f"FRR @ {level}/h"] = "not measured"
+                continue
+            ci = _get(rs, "frr_at_fdph_ci", level)
+            text = f"{100 * frr:.1f}%" + ("" if ci is None or None in ci else
+                                          f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]")
+            row[f"FRR @ {level}/h"] = text + ("*" if _get(rs, "supported", level) is False else "")
+        rows.append(row)
+    return rows
+
+
+def real_speech_note(summary: dict) -> str | None:
+    """How many false detections of real speech each reported rate rests on, and which fall short."""
+    for _, m in _real_models(summary):
+        rs = m["real_speech"]
+        events = rs.get("events_at_fdph") or {}
+        if not events:
+            return None
+        need = rs.get("min_events", 20)
+        short = [k for k, ok in (rs.get("supported") or {}).items() if ok is False]
+        listing = ", ".join(f"{k}/h: {v:.3g}" for k, v in events.items())
+        return (f"{rs.get('hours', 0):.2f} h of real speech allow {listing} false detections at these rates. "
+                + (f"`*`: fewer than {need}, the events the operating point asks for; the threshold there is "
+                   f"set by a handful of detections, so read those FRRs as indicative (the interval holds the "
+                   f"thresholds fixed and does not include that)." if short else
+                   f"Every rate rests on at least {need}."))
+    return None
+
+
+def real_speech_cost_rows(summary: dict) -> list[dict]:
+    """Does quantization cost more on real speech? One row per stage-2 width with ``real_speech.at_op_rate``.
+
+    ``delta FRR, all negatives``: the paired FRR difference (minus float, points) at the operating point
+    read on all negative audio (``delta_frr``, ``delta_frr_ci``); ``delta FRR, real speech``: the same
+    with each model's threshold read at the same rate of real speech alone; ``real minus all``: their
+    difference on the same clips with its speaker-bootstrap interval; ``reading``: "costs more on real
+    speech" / "costs less on real speech" when that interval excludes 0, else "no clear difference",
+    with the events of real speech at that rate when fewer than ``min_events``. ``[]`` without any.
+    """
+    rows = []
+    for name, m in _real_models(summary):
+        at = m["real_speech"].get("at_op_rate") or {}
+        if name == "float" or at.get("delta_frr") is None:
+            continue
+        ex, ci = at.get("excess_delta_frr"), at.get("excess_delta_frr_ci") or [None, None]
+        reading = ("not measured" if ex is None or None in ci else "costs more on real speech" if ci[0] > 0 else
+                   "costs less on real speech" if ci[1] < 0 else "no clear difference")
+        events = at.get("events")
+        if at.get("supported") is False and events is not None:
+            reading += (f" (the real-speech threshold rests on {events:.3g} false detections, fewer than "
+                        f"{m['real_speech'].get('min_events', 20)})")
+        rate = "not measured" if at.get("fdph") is None else f"{at['fdph']:g}/h"
+        rows.append({"model": name, "bits": m.get("weight_bits"), "rate": rate,
+                     "delta FRR, all negatives": _pts(m.get("delta_frr"), m.get("delta_frr_ci")),
+                     "delta FRR, real speech": _pts(at.get("delta_frr"), at.get("delta_frr_ci")),
+                     "real minus all": _pts(ex, ci), "reading": reading})
+    return rows
+
+
+REAL_SPEECH_COST_COLUMNS = ["model", "bits", "rate", "delta FRR, all negatives", "delta FRR, real speech",
+                            "real minus all", "reading"]
+
+
+def _real_speech_section(summary: dict) -> list[str]:
+    rows = real_speech_rows(summary)
+    if not rows:
+        return []
+    parts = ["", "## Real non-keyword speech", "",
+             "FRR of the keyword clips with each model's threshold read on the DET curve of real non-keyword speech "
+             "alone (false detections per hour of real speech), pooled over the replicates, with the 95% "
+             "speaker-bootstrap interval (figure `report_det_real_speech`).", "",
+             _md_table(rows, list(rows[0]))]
+    note = real_speech_note(summary)
+    if note:
+        parts += ["", note]
+    cost = real_speech_cost_rows(summary)
+    parts += ["", "Does quantization cost more on real speech? The paired FRR difference of each stage-2 width "
+              "(minus the float model of the same replicate, percentage points, 95% speaker-bootstrap interval) at "
+              "the operating-point rate, the thresholds read on all negative audio or on real speech alone:", ""]
+    parts += [_md_table(cost, REAL_SPEECH_COST_COLUMNS)] if cost else [
+        "not measured (this summary has no `real_speech.at_op_rate`: rerun notebooks 1-3)"]
+    return parts
+
+
 def _md_table(rows: list[dict], cols: list[str]) -> str:
     def fmt(v):
         if isinstance(v, float):
@@ -222,6 +338,7 @@ def report_markdown(summary: dict, assumptions: list[str] | None = None, figures
              _md_table(model_rows(summary), ["model", "stage", "bits", "accuracy", "frr_at_op", "delta_frr",
                                              "delta_frr_ci", "verdict", "agreement", "mdd", "fdph_at_float_frr",
                                              "parity", "no_worse"])]
+    parts += _real_speech_section(summary)
     abl = [(title, ablation_rows(summary, metric))
            for metric, title in (("accuracy", "12-class accuracy"), ("frr_at_op", "FRR at the operating point"))]
     if abl[0][1]:
@@ -358,6 +475,11 @@ def update_readme(readme, results_root) -> str:
         parts += [f"### `{prof}`", "", data_phrase(s) + ".",
                   "", _md_table(claims(s), ["claim", "paper", "ours", "verdict"]), "",
                   readme_table({prof: s}), ""]
+        cost = real_speech_cost_rows(s)
+        if cost:
+            parts += ["Stage 2 against float with the threshold read on real non-keyword speech alone vs on all "
+                      "negative audio (FRR difference in points, 95% interval):", "",
+                      _md_table(cost, REAL_SPEECH_COST_COLUMNS), ""]
         timings = s.get("timings") or {}
         if timings:
             parts += [f"Notebook wall times on {machine_phrase(results_root / prof / 'bench.json')}: " + ", ".join(

@@ -120,6 +120,69 @@ def test_export_stores_the_operating_point_of_its_results_folder(tmp_path, capsy
     assert "none" in out and "0.5" in out
 
 
+def _op_record(threshold: float, seed: int, n_spk: int = 25, clips: int = 4) -> dict:
+    """A replicate's record (replicates.model_record's keys) whose model sits at ``threshold`` at the operating point."""
+    rng = np.random.default_rng(seed)
+    spk = np.repeat([f"s{i}" for i in range(n_spk)], clips)
+    scores = rng.random(len(spk))
+    misses = scores < threshold
+    units = 10
+    counts = rng.poisson(0.5, units)
+    return {"accuracy": 0.8, "correct": ~misses, "labels": np.full(len(spk), 2), "speakers": spk,
+            "pos_speakers": spk, "pos_scores": scores, "threshold_at_op": float(threshold), "misses_at_op": misses,
+            "frr_at_op": float(misses.mean()), "unit_ids": np.array([f"u{i}" for i in range(units)]),
+            "unit_hours": np.full(units, 0.1), "unit_source": np.array(["synthetic_speech"] * units),
+            "counts_at_op": counts, "hours": 1.0, "hours_by_source": {"synthetic_speech": 1.0},
+            "thresholds_at_levels": {"1.0": None, "5.0": None, "10.0": float(threshold), "50.0": None},
+            "counts_at_float_frr": counts, "curve_source_false_detections": {}}
+
+
+def test_exported_threshold_is_the_reports_replicate_0_threshold_of_that_model(tmp_path, capsys):
+    """A results folder as notebooks 1 and 3 leave it (records of two replicates, summary entries pooled by
+    replicates.pooled_entry): ``kwslib export`` stores summary.json's ``threshold_at_op`` of the exported model,
+    which is replicate 0's, not another replicate's, another model's or a pooled value; detect and the C header use it."""
+    from kwslib import replicates as R
+    from kwslib.experiment import Paths
+    from kwslib.pipeline import detector_settings
+    from kwslib.quant.intfile import save_int_model
+    from kwslib.summary import load_summary, update_summary
+
+    p = Paths(tmp_path / "results" / "demo", tmp_path / "cache")
+    p.models.mkdir(parents=True, exist_ok=True)
+    # every model and replicate its own threshold at the operating point (values from the shared grid)
+    thresholds = {"float": (0.5, 0.6), "stage2_w8": (0.955, 0.97), "stage2_w4": (0.975, 0.93)}
+    recs = {name: [] for name in thresholds}
+    for name, per_rep in thresholds.items():
+        for k, thr in enumerate(per_rep):
+            rec = _op_record(thr, seed=10 * k + len(name))
+            R.save_record(R.record_path(R.replicate_paths(p, k), name), rec)
+            recs[name].append(R.load_record(R.record_path(R.replicate_paths(p, k), name)))
+    models = {"float": R.pooled_entry(recs["float"], None, 0.02, n_boot=50, op_fdph=10.0)}
+    for b in (8, 4):
+        save_int_model(p.models / f"stage2_w{b}.int.npz", random_int_model(b, seed=b))
+        models[f"stage2_w{b}"] = dict(R.pooled_entry(recs[f"stage2_w{b}"], recs["float"], 0.02, n_boot=50,
+                                                     op_fdph=10.0), int_model_file=f"models/stage2_w{b}.int.npz")
+    update_summary(p.results, "demo", {"operating_point": {"false_detections_per_hour": 10.0}, "models": models})
+    summary = load_summary(p.results)
+
+    for b in (4, 8):
+        key = f"stage2_w{b}"
+        want = summary["models"][key]["threshold_at_op"]
+        rep0 = R.load_record(R.record_path(p, key))["threshold_at_op"]
+        assert want == rep0 == thresholds[key][0]  # the report's threshold is replicate 0's
+        assert summary["models"][key]["per_replicate"][1]["threshold_at_op"] == thresholds[key][1] != want
+        dst, header = tmp_path / f"{key}.kws", tmp_path / f"{key}.h"
+        rc, out, err = run(["export", str(p.models / f"{key}.int.npz"), str(dst), "--header", str(header)], capsys)
+        assert rc == 0, err
+        art = export.load_artifact(dst)
+        assert art.extra["threshold"] == want and art.extra["operating_point_fdph"] == 10.0
+        others = [t for name, ts in thresholds.items() for t in ts if t != want]
+        assert art.extra["threshold"] not in others  # not another replicate's or another model's
+        assert key in art.extra["threshold_source"] and f"stored detection threshold: {want:g}" in out
+        assert detector_settings(art.model, art.extra)["threshold"] == want  # what kwslib detect uses
+        assert f"#define KWS_MODEL_THRESHOLD {want!r}" in header.read_text()
+
+
 def test_operating_point_extra_rejects_unmeasured_thresholds():
     assert export.operating_point_extra({"models": {"m": {"threshold_at_op": None}}}, "m") == {}
     assert export.operating_point_extra({"models": {}}, "m") == {}

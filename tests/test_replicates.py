@@ -117,3 +117,132 @@ def test_a_finished_replicate_is_reused(tmp_path):
     rep_other = next(experiment.replicate_runs(other, p))
     with pytest.raises(ConfigError, match="run notebook 1"):
         experiment.float_record(rep_other)  # a record of another training config is not this run's
+
+
+# --------------------------------------------------------------------------- real non-keyword speech alone
+
+GRID = np.linspace(0.0, 1.0, 11)
+#: false detections on the real speech at each threshold of GRID (0.5 h: 200 ... 0 FD/h)
+REAL_FD = np.array([100, 80, 60, 40, 20, 10, 8, 4, 1, 0, 0])
+
+
+def real_record(scores, speakers, real_hours=0.5, real_fd=REAL_FD, misses_at_op=None):
+    """A record with keyword scores and a real-speech DET curve (FD/h = real_fd / real_hours) on GRID."""
+    scores = np.asarray(scores, float)
+    misses = scores < 0.5 if misses_at_op is None else np.asarray(misses_at_op, bool)
+    syn_fd = np.zeros_like(real_fd)
+    return {"accuracy": 0.5, "correct": ~misses, "labels": np.full(len(scores), 2), "speakers": speakers,
+            "pos_speakers": speakers, "pos_scores": scores, "threshold_at_op": 0.5, "misses_at_op": misses,
+            "frr_at_op": float(misses.mean()), "unit_ids": np.array(["r0", "s0"]), "unit_hours": np.array([real_hours, 1.0]),
+            "unit_source": np.array(["real_speech", "synthetic_speech"]), "counts_at_op": np.array([3, 1]),
+            "hours": real_hours + 1.0, "hours_by_source": {"real_speech": real_hours, "synthetic_speech": 1.0},
+            "curve_thresholds": GRID, "curve_frr": np.array([np.mean(scores < t) for t in GRID]),
+            "curve_false_detections": real_fd + syn_fd,
+            "curve_source_false_detections": {"real_speech": real_fd, "synthetic_speech": syn_fd},
+            "thresholds_at_levels": {"1.0": None, "5.0": None, "10.0": 0.5, "50.0": 0.5},
+            "counts_at_float_frr": np.array([3, 1])}
+
+
+def _speakers(n_spk, clips):
+    return np.repeat([f"s{i}" for i in range(n_spk)], clips)
+
+
+def test_real_speech_entry_reads_each_replicate_on_real_speech_alone():
+    """Thresholds from the real-speech curve of each replicate (10/h -> 0.7, 5/h -> 0.8, 1/h -> 0.9), FRR pooled,
+    the speaker-bootstrap interval of the existing code, and the events each rate rests on per replicate."""
+    rng = np.random.default_rng(3)
+    spk = _speakers(30, 6)
+    recs = [real_record(rng.random(len(spk)), spk) for _ in range(3)]
+    e = R.pooled_entry(recs, None, margin=0.02, n_boot=300, op_fdph=20.0)
+    rs = e["real_speech"]
+    scores = np.concatenate([r["pos_scores"] for r in recs])
+    for level, thr in (("10", 0.7), ("5", 0.8), ("1", 0.9)):
+        assert rs["frr_at_fdph"][level] == pytest.approx(np.mean(scores < thr))
+        ref = stats.grouped_bootstrap_diff(np.concatenate([spk] * 3), np.zeros(len(scores)),
+                                           (scores < thr).astype(float), strata=np.repeat([0, 1, 2], len(spk)),
+                                           n_boot=300)
+        assert rs["frr_at_fdph_ci"][level] == pytest.approx(ref["ci"])
+        lo, hi = rs["frr_at_fdph_ci"][level]
+        assert lo <= rs["frr_at_fdph"][level] <= hi
+    # the existing keys keep their meaning: hours per replicate, FD/h at the all-negatives operating point
+    assert rs["hours"] == pytest.approx(0.5) and rs["fdph_at_op"] == pytest.approx(3 / 0.5)
+    # 0.5 h of real speech: 10/h is 5 events, below 20 (the same audio in every replicate: not 3 x 5)
+    assert rs["events_at_fdph"] == pytest.approx({"1": 0.5, "5": 2.5, "10": 5.0})
+    assert rs["supported"] == {"1": False, "5": False, "10": False} and rs["min_events"] == 20
+    at = rs["at_op_rate"]  # 20/h of real speech -> threshold 0.5 (FD/h 40 at 0.4, 20 at 0.5)
+    assert at["fdph"] == 20.0 and at["threshold"] == pytest.approx(0.5) and at["events"] == pytest.approx(10.0)
+    assert at["frr"] == pytest.approx(np.mean(scores < 0.5)) and at["supported"] is False
+    assert "delta_frr" not in at  # the float model has nothing to be paired with
+    # enough events: 3 h of real speech support 10/h (30 >= 20), not 5/h (15); min_events moves the line
+    big = [real_record(r["pos_scores"], spk, real_hours=3.0) for r in recs]
+    rs_big = R.pooled_entry(big, None, margin=0.02, n_boot=50)["real_speech"]
+    assert rs_big["supported"] == {"1": False, "5": False, "10": True} and "at_op_rate" not in rs_big
+    rs_low = R.pooled_entry(recs, None, margin=0.02, n_boot=50, min_events=5)["real_speech"]
+    assert rs_low["supported"] == {"1": False, "5": False, "10": True} and rs_low["min_events"] == 5
+
+
+def test_real_speech_delta_at_the_operating_rate_is_paired_with_float():
+    """A quantized model whose real-speech detections rise needs a higher threshold there: its real-speech delta
+    exceeds its all-negatives delta, by the per-clip difference of the two, with a paired interval."""
+    rng = np.random.default_rng(4)
+    spk = _speakers(40, 5)
+    floats = [real_record(rng.random(len(spk)), spk) for _ in range(2)]
+    # same scores, same misses on all negatives; on real speech 4x the detections -> 10/h reads at 0.8, not 0.7
+    quants = [real_record(f["pos_scores"], spk, real_fd=REAL_FD * 4) for f in floats]
+    e = R.pooled_entry(quants, floats, margin=0.02, n_boot=300, op_fdph=10.0)
+    at = e["real_speech"]["at_op_rate"]
+    scores = np.concatenate([f["pos_scores"] for f in floats])
+    want = np.mean(scores < 0.8) - np.mean(scores < 0.7)
+    assert want > 0.05 and e["delta_frr"] == 0
+    assert at["frr"] == pytest.approx(np.mean(scores < 0.8)) and at["threshold"] == pytest.approx(0.8)
+    assert at["delta_frr"] == pytest.approx(want) and at["delta_frr_all_negatives"] == pytest.approx(0.0)
+    assert at["excess_delta_frr"] == pytest.approx(want)
+    assert 0 < at["excess_delta_frr_ci"][0] <= want <= at["excess_delta_frr_ci"][1]
+    assert at["delta_frr_ci"][0] <= want <= at["delta_frr_ci"][1] and at["delta_frr_se"] > 0
+    # a model equal to float on real speech but worse on all negatives: the excess is negative
+    worse_all = [real_record(f["pos_scores"], spk, misses_at_op=f["misses_at_op"] | (f["pos_scores"] < 0.6))
+                 for f in floats]
+    w = R.pooled_entry(worse_all, floats, margin=0.02, n_boot=300, op_fdph=10.0)
+    aw = w["real_speech"]["at_op_rate"]
+    assert w["delta_frr"] > 0 and aw["delta_frr"] == 0
+    assert aw["delta_frr_all_negatives"] == pytest.approx(w["delta_frr"])
+    assert aw["excess_delta_frr"] == pytest.approx(-w["delta_frr"]) and aw["excess_delta_frr_ci"][1] < 0
+
+
+def test_real_speech_bad_input_and_pooled_curve_by_source():
+    spk = _speakers(5, 2)
+    r = real_record(np.linspace(0, 1, 10), spk)
+    for bad in (0, -1.0, float("nan"), "10", True):
+        with pytest.raises(ConfigError, match="op_fdph"):
+            R.pooled_entry([r], None, margin=0.02, n_boot=10, op_fdph=bad)
+    for bad in (0, 2.5, None):
+        with pytest.raises(ConfigError, match="min_events"):
+            R.pooled_entry([r], None, margin=0.02, n_boot=10, min_events=bad)
+    # no real speech in the records (quick): no real_speech entry, whatever op_fdph says
+    syn = fake_record(np.random.default_rng(0))
+    assert "real_speech" not in R.pooled_entry([syn], None, margin=0.02, n_boot=10, op_fdph=10.0)
+    # the DET curve of one source: its false detections over its hours, pooled over replicates
+    r2 = real_record(np.linspace(0, 1, 10), spk, real_hours=1.5, real_fd=REAL_FD * 2)
+    c = R.pooled_curve([r, r2], source="real_speech")
+    np.testing.assert_allclose(c["fdph"], (REAL_FD + REAL_FD * 2) / 2.0)
+    np.testing.assert_allclose(c["frr"], (r["curve_frr"] + r2["curve_frr"]) / 2)
+    np.testing.assert_allclose(R.pooled_curve([r, r2])["fdph"], (REAL_FD * 3) / (1.5 + 2.5))
+    with pytest.raises(ValueError, match="replicate 0 .* no negative source 'real_speech'.*synthetic_speech"):
+        R.pooled_curve([dict(r, curve_source_false_detections={"synthetic_speech": np.zeros(11)},
+                             hours_by_source={"synthetic_speech": 1.0})], source="real_speech")
+    with pytest.raises(ValueError, match="no records"):
+        R.pooled_curve([], source="real_speech")
+
+
+def test_load_pooled_curves_by_source(tmp_path):
+    from kwslib.experiment import Paths
+
+    p = Paths(tmp_path / "res", tmp_path / "cache")
+    spk = _speakers(5, 2)
+    for k, h in enumerate((0.5, 1.0)):
+        q = R.replicate_paths(p, k)
+        (q.results / "records").mkdir(parents=True, exist_ok=True)
+        R.save_record(R.record_path(q, "float"), real_record(np.linspace(0, 1, 10), spk, real_hours=h))
+    c = R.load_pooled_curves(p, 2, source="real_speech")["float"]
+    np.testing.assert_allclose(c["fdph"], 2 * REAL_FD / 1.5)
+    assert R.load_pooled_curves(p, 3, source="real_speech") == {}  # replicate 2 has no record

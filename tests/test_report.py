@@ -165,3 +165,87 @@ def test_whole_detector_cpu_claim():
     s["pipeline"] = {"aarch64_instructions_per_audio_second": {"float32": None}, "reason": "not measured in this run: x"}
     c = {r["claim"]: r for r in report.claims(s)}["CPU, whole detector (front end to detections)"]
     assert c["verdict"] == "not measured (not measured in this run: x)"
+
+
+def _real_summary():
+    """_summary() with real speech read: 0.85 h per replicate, operating point 10 FD/h (8.5 events)."""
+    s = _summary()
+    s["operating_point"] = {"false_detections_per_hour": 10.0, "min_events": 20}
+    s["negatives"] = {"hours": {"real_speech": 0.85, "synthetic_speech": 1.2}}
+
+    def rs(frr10, delta=None, delta_ci=None, excess=None, excess_ci=None):
+        at = {"fdph": 10.0, "events": 8.5, "supported": False, "frr": frr10, "frr_ci": [frr10 - 0.02, frr10 + 0.02],
+              "threshold": 0.97}
+        if delta is not None:
+            at.update(delta_frr=delta, delta_frr_ci=delta_ci, delta_frr_se=0.01, excess_delta_frr=excess,
+                      excess_delta_frr_ci=excess_ci)
+        return {"hours": 0.85, "fdph_at_op": 15.0, "frr_at_fdph": {"1": 0.97, "5": 0.88, "10": frr10},
+                "frr_at_fdph_ci": {"1": [0.96, 0.98], "5": [0.86, 0.90], "10": [frr10 - 0.02, frr10 + 0.02]},
+                "events_at_fdph": {"1": 0.85, "5": 4.25, "10": 8.5}, "supported": {"1": False, "5": False, "10": False},
+                "min_events": 20, "at_op_rate": at}
+
+    m = s["models"]
+    m["float"]["real_speech"] = rs(0.77)
+    m["stage2_w8"].update(delta_frr=0.061, delta_frr_ci=[0.050, 0.072], verdict="worse",
+                          real_speech=rs(0.84, 0.067, [0.05, 0.09], 0.006, [-0.01, 0.02]))
+    m["stage2_w4"].update(delta_frr=0.035, delta_frr_ci=[0.026, 0.045], verdict="worse",
+                          real_speech=rs(0.90, 0.13, [0.10, 0.16], 0.095, [0.07, 0.12]))
+    m["stage2_w5"].update(delta_frr=0.04, delta_frr_ci=[0.03, 0.05], verdict="worse",
+                          real_speech=rs(0.75, -0.02, [-0.04, 0.0], -0.06, [-0.08, -0.04]))
+    return s
+
+
+def test_real_speech_rows_show_intervals_and_mark_unsupported_rates():
+    s = _real_summary()
+    rows = report.real_speech_rows(s)
+    assert [r["model"] for r in rows] == ["float", "stage2_w8", "stage2_w5", "stage2_w4"]
+    assert rows[0]["FRR @ 10/h"] == "77.0% [75.0, 79.0]*" and rows[0]["FRR @ 1/h"] == "97.0% [96.0, 98.0]*"
+    assert rows[3]["FRR @ 10/h"] == "90.0% [88.0, 92.0]*"
+    note = report.real_speech_note(s)
+    assert "0.85 h of real speech" in note and "1/h: 0.85, 5/h: 4.25, 10/h: 8.5 false" in note and "fewer than 20" in note
+    # a supported rate has no star, and the note says every rate is supported when they all are
+    for e in s["models"].values():
+        if "real_speech" in e:
+            e["real_speech"]["supported"] = {"1": True, "5": True, "10": True}
+    assert report.real_speech_rows(s)[0]["FRR @ 10/h"] == "77.0% [75.0, 79.0]"
+    assert "Every rate rests on at least 20" in report.real_speech_note(s)
+    # no real speech (quick): no rows, no note, no section
+    q = _summary()
+    assert report.real_speech_rows(q) == [] and report.real_speech_note(q) is None
+    assert report.real_speech_cost_rows(q) == [] and "Real non-keyword speech" not in report.report_markdown(q)
+
+
+def test_real_speech_cost_rows_compare_real_speech_with_all_negatives(tmp_path):
+    s = _real_summary()
+    rows = {r["model"]: r for r in report.real_speech_cost_rows(s)}
+    assert list(rows) == ["stage2_w8", "stage2_w5", "stage2_w4"]  # float is the reference, not a row
+    w4 = rows["stage2_w4"]
+    assert w4["delta FRR, all negatives"] == "+3.5 [+2.6, +4.5]" and w4["delta FRR, real speech"] == "+13.0 [+10.0, +16.0]"
+    assert w4["real minus all"] == "+9.5 [+7.0, +12.0]" and w4["rate"] == "10/h"
+    assert w4["reading"].startswith("costs more on real speech") and "8.5 false detections, fewer than 20" in w4["reading"]
+    assert rows["stage2_w8"]["reading"].startswith("no clear difference")
+    assert rows["stage2_w5"]["reading"].startswith("costs less on real speech")
+    s["models"]["stage2_w4"]["real_speech"]["at_op_rate"]["supported"] = True
+    assert report.real_speech_cost_rows(s)[2]["reading"] == "costs more on real speech"
+    text = report.write_report(tmp_path / "R.md", s)
+    assert "## Real non-keyword speech" in text and "| stage2_w4 | 4 | 10/h | +3.5 [+2.6, +4.5] |" in text
+    assert "77.0% [75.0, 79.0]*" in text
+    # a summary written before at_op_rate existed: the FRR table, and the comparison "not measured"
+    for e in s["models"].values():
+        e.get("real_speech", {}).pop("at_op_rate", None)
+    assert report.real_speech_cost_rows(s) == []
+    assert "not measured (this summary has no `real_speech.at_op_rate`" in report.report_markdown(s)
+
+
+def test_update_readme_carries_the_real_speech_comparison(tmp_path):
+    import json
+
+    (tmp_path / "results" / "t").mkdir(parents=True)
+    (tmp_path / "results" / "t" / "summary.json").write_text(json.dumps(_real_summary()))
+    (tmp_path / "results" / "q").mkdir(parents=True)
+    (tmp_path / "results" / "q" / "summary.json").write_text(json.dumps(_summary()))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{report.START}\n{report.END}\n")
+    text = report.update_readme(readme, tmp_path / "results")
+    assert text.count("threshold read on real non-keyword speech alone") == 1  # t only: q has no real speech
+    assert "| stage2_w4 | 4 | 10/h | +3.5 [+2.6, +4.5] | +13.0 [+10.0, +16.0] | +9.5 [+7.0, +12.0] |" in text

@@ -42,3 +42,26 @@ def test_plots_write_pngs(tmp_path):
     for name in ("training_curve", "confusion", "det", "det_clip", "spectrograms"):
         data = (tmp_path / f"{name}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+
+
+def test_det_curve_shades_the_rates_below_min_events(tmp_path):
+    """0.85 h of real speech and 20 events: every rate below 20 / 0.85 = 23.5 FD/h is shaded and labelled."""
+    curve = {"thresholds": np.linspace(0, 1, 5), "frr": np.linspace(0, 1, 5), "fdph": np.linspace(50, 0, 5)}
+    fig = plots.det_curves({"float": curve}, op_fdph=10, fig_dir=tmp_path, name="det_real", hours=0.85, min_events=20)
+    assert (tmp_path / "det_real.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ax = fig.axes[0]
+    spans = [pt for pt in ax.patches]
+    assert len(spans) == 1
+    x0, x1 = spans[0].get_x(), spans[0].get_x() + spans[0].get_width()
+    assert x0 == 0 and x1 == pytest.approx(20 / 0.85)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "< 20 false detections in 0.85 h (below 23.5/h)" in labels and "operating point (10/h)" in labels
+    assert not plots.det_curves({"float": curve}, op_fdph=10).axes[0].patches  # nothing shaded unless asked
+    with pytest.raises(ValueError, match="both hours and min_events"):
+        plots.det_curves({"float": curve}, hours=0.85)
+    with pytest.raises(ValueError, match="hours must be a number > 0"):
+        plots.det_curves({"float": curve}, hours=0.0, min_events=20)
+    with pytest.raises(ValueError, match="min_events must be an integer >= 1"):
+        plots.det_curves({"float": curve}, hours=1.0, min_events=0)
+    with pytest.raises(ValueError, match="only apply to kind='stream'"):
+        plots.det_curves({"float": curve}, kind="clip", hours=1.0, min_events=20)
