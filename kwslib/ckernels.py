@@ -39,7 +39,7 @@ KISSFFT = ["kws_kissfft.c"]  # kissfft/kiss_fft.c + kiss_fftr.c in double precis
 # The streaming detector (front end + window + network + detector) and everything it runs on.
 PIPELINE_SOURCES = ["kws_fc_s8.c", "kws_fc_s4.c", "kws_fc_f32.c", "kws_requantize.c", "kws_net.c",
                     "kws_artifact.c", "kws_frontend.c", "kws_pipeline.c"] + KISSFFT
-LIB_SOURCES = PIPELINE_SOURCES + ["kws_floor.c"]
+LIB_SOURCES = PIPELINE_SOURCES + ["kws_floor.c", "kws_detcount.c"]  # kws_detcount.c: evaluation (kwslib.metrics)
 PIPELINE_HARNESS_SOURCES = PIPELINE_SOURCES + ["kws_pipeline_harness.c"]
 HARNESS_SOURCES = ["kws_fc_s8.c", "kws_fc_s4.c", "kws_fc_f32.c", "kws_requantize.c", "kws_net.c", "kws_artifact.c",
                    "kws_harness.c"]
@@ -213,6 +213,7 @@ def _setup(lib: ctypes.CDLL) -> ctypes.CDLL:
         "kws_pipeline_ram_bytes": (I64, [P]),
         "kws_pipeline_weight_bytes": (I64, [P]),
         "kws_pipeline_windows": (I64, [P]),
+        "kws_count_detections": (I32, [P, I64, P, I64, I64, P, P]),
     }
     for name, (res, args) in sig.items():
         fn = getattr(lib, name)
@@ -404,6 +405,23 @@ def load_artifact_c(data: bytes, lib: CLib | None = None, kernel: str = "auto"):
 
 
 # --- aarch64 NEON under qemu ----------------------------------------------------------------------
+
+def count_detections_c(scores: np.ndarray, thresholds: np.ndarray, gap: int, false_at: np.ndarray,
+                       lib: CLib | None = None) -> np.ndarray:
+    """``kws_count_detections``: per threshold, the detections at ``false_at`` steps (see
+    :func:`kwslib.metrics.count_detections_many`, the specification). CKernelsUnavailable without C."""
+    lib = lib or load_library()
+    s = np.ascontiguousarray(scores, np.float64)
+    thr = np.ascontiguousarray(thresholds, np.float64)
+    fa = np.ascontiguousarray(false_at, np.uint8)
+    if s.ndim != 1 or fa.shape != s.shape or thr.ndim != 1:
+        raise ValueError(f"count_detections_c: scores {s.shape} and false_at {fa.shape} must be one matching 1-D "
+                         f"shape, thresholds 1-D (got {thr.shape})")
+    out = np.zeros(len(thr), np.int64)
+    _check(lib.lib.kws_count_detections(_ptr(s), len(s), _ptr(thr), len(thr), max(int(gap), 1), _ptr(fa), _ptr(out)),
+           "kws_count_detections")
+    return out
+
 
 def neon_tools() -> tuple[str, str]:
     """(cross compiler, qemu) paths; CKernelsUnavailable naming what is missing."""

@@ -121,15 +121,22 @@ def count_detections(scores: np.ndarray, threshold: float, refractory: int,
 
 
 def count_detections_many(scores: np.ndarray, thresholds: np.ndarray, refractory: int,
-                          allowed: np.ndarray | None = None, max_cells: int = 10_000_000) -> np.ndarray:
+                          allowed: np.ndarray | None = None, max_cells: int = 10_000_000,
+                          backend: str = "auto") -> np.ndarray:
     """:func:`count_detections` for many thresholds at once: ``[len(thresholds)]`` int64 counts.
 
-    Vectorised over thresholds: ``nxt[j, t]`` is the first step >= t whose
+    ``backend``: ``"numpy"`` (the specification below), ``"c"`` (``kws_count_detections`` of the C
+    kernels: the same counts, ~10x faster on long streams; CKernelsUnavailable without a compiler) or
+    ``"auto"`` (C when it loads, else numpy).
+
+    numpy: vectorised over thresholds: ``nxt[j, t]`` is the first step >= t whose
     score reaches threshold j (T when there is none); the detections of all
     thresholds are then followed together, one per threshold per iteration:
     ``t -> nxt[j, t + gap]``. Thresholds are processed in blocks of at most
     ``max_cells`` (threshold, step) cells to bound memory.
     """
+    if backend not in ("auto", "numpy", "c"):
+        raise ValueError(f"count_detections_many: backend must be 'auto', 'numpy' or 'c', got {backend!r}")
     scores = np.asarray(scores)
     thresholds = np.atleast_1d(np.asarray(thresholds, dtype=np.float64))
     T = len(scores)
@@ -139,6 +146,14 @@ def count_detections_many(scores: np.ndarray, thresholds: np.ndarray, refractory
     counts = np.zeros(len(thresholds), np.int64)
     if T == 0:
         return counts
+    if backend != "numpy" and scores.ndim == 1:
+        from .ckernels import CKernelsUnavailable, count_detections_c
+
+        try:
+            return count_detections_c(scores, thresholds, refractory, false_at)
+        except CKernelsUnavailable:
+            if backend == "c":
+                raise
     gap = max(int(refractory), 1)
     steps = np.arange(T, dtype=np.int32)
     block = max(1, max_cells // T)

@@ -77,9 +77,44 @@ def test_vectorised_counting_equals_reference():
         allowed = None if trial % 3 == 0 else rng.random(T) < 0.3
         for refr in (0, 1, 2, 3, 5, 17, 200):
             want = [count_detections(s, x, refr, allowed) for x in thr]
-            np.testing.assert_array_equal(count_detections_many(s, thr, refr, allowed), want)
+            np.testing.assert_array_equal(count_detections_many(s, thr, refr, allowed, backend="numpy"), want)
             # a tiny block size exercises the block loop
-            np.testing.assert_array_equal(count_detections_many(s, thr, refr, allowed, max_cells=1), want)
+            np.testing.assert_array_equal(count_detections_many(s, thr, refr, allowed, max_cells=1,
+                                                                backend="numpy"), want)
+            if C_OK:
+                np.testing.assert_array_equal(count_detections_many(s, thr, refr, allowed, backend="c"), want)
+
+
+C_OK = __import__("kwslib.ckernels", fromlist=["availability"]).availability()[0]
+
+
+@pytest.mark.skipif(not C_OK, reason="no C compiler: the numpy counter is the one in use")
+def test_c_counting_equals_numpy_on_long_streams():
+    """kws_count_detections against the numpy specification: float32 and float64 scores (compared in
+    float64, as numpy does), thresholds on score values (ties), NaN, an all-above column, masks."""
+    rng = np.random.default_rng(7)
+    T = 20_000
+    s32 = metrics_smooth(rng.beta(0.3, 6, T), rng).astype(np.float32)
+    s64 = s32.astype(np.float64) + 1e-9  # not float32-representable
+    thr = np.unique(np.r_[np.linspace(0, 1, 101), s32[rng.integers(0, T, 20)].astype(np.float64), 1.0 - 1e-7])
+    allowed = rng.random(T) < 0.05
+    s_nan = s64.copy()
+    s_nan[::97] = np.nan
+    for s in (s32, s64, s_nan, np.ones(T)):
+        for refr in (1, 25):
+            for al in (None, allowed):
+                want = count_detections_many(s, thr, refr, al, backend="numpy")
+                np.testing.assert_array_equal(count_detections_many(s, thr, refr, al, backend="c"), want)
+    assert count_detections_many(np.ones(T), [0.5], 25, backend="c")[0] == T // 25  # one every gap steps
+    with pytest.raises(ValueError, match="backend"):
+        count_detections_many(s32, thr, 1, backend="fast")
+
+
+def metrics_smooth(x, rng):
+    x = x.copy()
+    bursts = rng.random(len(x)) < 0.003
+    x[bursts] = rng.uniform(0.3, 1.0, bursts.sum())
+    return np.convolve(x, np.ones(3) / 3, mode="same")
 
 
 def test_det_curve_clips_by_hand():
