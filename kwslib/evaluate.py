@@ -59,6 +59,9 @@ class NegativesConfig:
     real_speech: bool = False  # real non-keyword speech from real_root / $real_env (kwslib.negatives)
     real_root: str | None = None
     real_env: str = "KWS_REAL_NEGATIVES_ROOT"
+    # which parts of the real speech (kwslib.negatives.REAL_PARTS, split by source folder) the stream reads:
+    # None, every clip; ["test"], the part held out when a model trains on the others (data.unknown_real_parts)
+    real_parts: list[str] | None = None
     real_noise: bool = True  # with real_speech: its noises/ recordings join the noise source
     synthetic_hours: float = 1.0  # espeak-ng non-keyword speech (0: none)
     synthetic_seed: int = 1000
@@ -76,6 +79,13 @@ class NegativesConfig:
         if self.synthetic_hours < 0 or self.noise_unit_s <= 0:
             raise ConfigError(f"negatives: need synthetic_hours >= 0 and noise_unit_s > 0, got "
                               f"{self.synthetic_hours}, {self.noise_unit_s}")
+        if self.real_parts is not None:
+            from .negatives import REAL_PARTS
+
+            bad = sorted(set(self.real_parts) - set(REAL_PARTS))
+            if bad or not self.real_parts:
+                raise ConfigError(f"negatives.real_parts: {self.real_parts!r}; list parts from {list(REAL_PARTS)} "
+                                  "(or null: all real speech)")
         if self.synthetic_vocabulary not in ("train", "test"):
             raise ConfigError(f"negatives.synthetic_vocabulary must be 'train' or 'test', got {self.synthetic_vocabulary!r}")
         if not (self.real_speech or self.synthetic_hours > 0 or self.noise):
@@ -141,7 +151,8 @@ def negative_streams(corpus: Corpus, cfg: NegativesConfig) -> list:
     noise = list(corpus.noise_test)
     streams = []
     if cfg.real_speech:
-        real = neg.load_real_negatives(cfg.real_root, cfg.real_env, kind="speech")
+        real = (neg.load_real_negatives(cfg.real_root, cfg.real_env, kind="speech") if cfg.real_parts is None
+                else neg.real_part_clips(cfg.real_parts, cfg.real_root, cfg.real_env))
         streams.append(neg.build_negative_stream(real, noise, seed=cfg.seed, source="real_speech"))
         if cfg.real_noise:
             noise = noise + [c.audio for c in neg.load_real_negatives(cfg.real_root, cfg.real_env, kind="noise")]

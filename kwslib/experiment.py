@@ -39,6 +39,13 @@ class ExperimentConfig:
 
         if self.model.n_mels != self.features.n_mels:
             raise ConfigError(f"model.n_mels ({self.model.n_mels}) must equal features.n_mels ({self.features.n_mels})")
+        if self.data.unknown_real_parts and self.negatives.real_speech:
+            tested = set(self.negatives.real_parts or ["train", "val", "test"])
+            both = sorted(tested & set(self.data.unknown_real_parts))
+            if both:
+                raise ConfigError(f"data.unknown_real_parts trains on the real-negative part(s) {both} that "
+                                  f"negatives.real_parts reads as test audio ({self.negatives.real_parts!r}); "
+                                  "set negatives.real_parts: [test]")
 
 
 def experiment_config(data=None, features=None, model=None, train=None, eval=None, negatives=None,

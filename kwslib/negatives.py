@@ -548,15 +548,24 @@ def unknown_training_clips(hours: float, seed: int, vocabulary=None):
     """Synthetic non-keyword speech cut into 1-s clips, as ``_unknown_`` training clips (a ClipSet).
 
     Each utterance of :func:`synthetic_negative_speech` (``vocabulary`` default: the ``"train"``
-    half) gives its consecutive 1-s pieces; a last piece of at least 0.5 s is zero-padded at the end,
-    shorter ones are dropped, and an utterance under 1 s is centred in zeros. The speaker of a clip is
+    half) gives its consecutive 1-s pieces (:func:`one_second_clips`). The speaker of a clip is
     its voice (``negspeech:<voice>``), so splits by speaker stay apart.
+    """
+    vocab = vocabulary_part("train") if vocabulary is None else vocabulary
+    clips = synthetic_negative_speech(hours, seed=seed, vocabulary=vocab)
+    return one_second_clips(clips, lambda c: f"negspeech:{c.source.removeprefix('synthetic:')}")
+
+
+def one_second_clips(clips: list[NegativeClip], speaker_of):
+    """Negative clips cut into 1-s ``_unknown_`` clips (a ClipSet), the speaker of each ``speaker_of(clip)``.
+
+    Each clip gives its consecutive 1-s pieces; a last piece of at least 0.5 s is zero-padded at the end,
+    shorter ones are dropped, and a clip under 1 s is centred in zeros.
     """
     from .data.base import CLASS_INDEX, CLIP_SAMPLES, UNKNOWN, ClipSet
 
-    vocab = vocabulary_part("train") if vocabulary is None else vocabulary
     audio, speakers, origins = [], [], []
-    for c in synthetic_negative_speech(hours, seed=seed, vocabulary=vocab):
+    for c in clips:
         x = np.asarray(c.audio, np.float32)
         if len(x) < CLIP_SAMPLES:
             pad = CLIP_SAMPLES - len(x)
@@ -566,8 +575,43 @@ def unknown_training_clips(hours: float, seed: int, vocabulary=None):
             pieces = [np.pad(p, (0, CLIP_SAMPLES - len(p))) for p in pieces if len(p) >= CLIP_SAMPLES // 2]
         for k, piece in enumerate(pieces):
             audio.append(piece)
-            speakers.append(f"negspeech:{c.source.removeprefix('synthetic:')}")
+            speakers.append(speaker_of(c))
             origins.append(f"{c.file}#{k}")
     if not audio:
         return ClipSet.empty()
     return ClipSet(np.stack(audio), [CLASS_INDEX[UNKNOWN]] * len(audio), speakers, origins)
+
+
+#: The three parts of the real non-keyword speech (:func:`real_negative_parts`).
+REAL_PARTS = ("train", "val", "test")
+
+
+def real_negative_parts(clips: list[NegativeClip], seed: int = 0, test_fraction: float = 0.5,
+                        val_fraction: float = 1 / 3) -> dict[str, list[NegativeClip]]:
+    """The real non-keyword speech in three parts by source folder: ``{"train", "val", "test"}``.
+
+    ``test``: :func:`split_by_source` with ``test_fraction`` and ``seed`` (the held-out audio the
+    per-hour axis reads when a model trains on real negatives); of the rest, ``val``: the same split with
+    ``val_fraction`` and ``seed + 1`` (validation negatives for choosing settings, kwslib.tuning);
+    ``train``: what remains. Every source folder lies in exactly one part. Assumption: with the
+    ``real_negatives`` folder of 10 speech sources and seed 0 this puts 4 sources (~21 min) in test.
+    """
+    rest, test = split_by_source(clips, test_fraction=test_fraction, seed=seed)
+    train, val = split_by_source(rest, test_fraction=val_fraction, seed=seed + 1)
+    return {"train": train, "val": val, "test": test}
+
+
+def real_part_clips(parts, root=None, env_var: str = ENV_VAR, seed: int = 0) -> list[NegativeClip]:
+    """The real speech clips of the listed ``parts`` (names from :data:`REAL_PARTS`), in manifest order."""
+    bad = sorted(set(parts) - set(REAL_PARTS))
+    if bad:
+        raise ConfigError(f"real negatives: unknown part(s) {bad}; the parts are {list(REAL_PARTS)}")
+    clips = load_real_negatives(root, env_var, kind="speech")
+    split = real_negative_parts(clips, seed=seed)
+    keep = {id(c) for part in parts for c in split[part]}
+    return [c for c in clips if id(c) in keep]
+
+
+def real_unknown_training_clips(parts, root=None, env_var: str = ENV_VAR, seed: int = 0):
+    """The real speech of ``parts`` cut into 1-s ``_unknown_`` training clips (speaker ``realneg:<source>``)."""
+    return one_second_clips(real_part_clips(parts, root, env_var, seed), lambda c: f"realneg:{c.source}")

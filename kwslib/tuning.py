@@ -12,8 +12,12 @@ Assumptions (each is a parameter below):
 - **Validation negatives** are espeak-ng non-keyword speech from the *train* half of the negative
   vocabulary (``synthetic_vocabulary: train``) with their own seed (3000; rejection training uses
   2000, the test negatives the *test* half with seed 1000), plus the test part of the noise
-  recordings; about 1 h, so 20 FD/h rests on >= 20 events. Real non-keyword speech is test audio
-  and is never read here.
+  recordings; about 1 h, so 20 FD/h rests on >= 20 events. The FRR columns read these alone.
+- **Real validation speech**: when the real non-keyword speech is there (``$KWS_REAL_NEGATIVES_ROOT``)
+  and the trial does not train on it, its ``val`` part (by source folder,
+  :func:`kwslib.negatives.real_negative_parts`) is read too: ``val_real_fdph`` is its false detections
+  per hour at the threshold of 20 FD/h of the synthetic validation negatives (~0.1 h: a coarse,
+  indicative number). The ``test`` part is never read here.
 - A trial trains from scratch into ``results/scratch/tuning/<profile>/<name>/`` (ignored by git);
   the corpus and negative-stream caches are shared by all trials of a profile.
 - Seconds are wall-clock seconds of training plus evaluation; on a shared machine they are indicative.
@@ -96,41 +100,72 @@ def trial_config(profile: str, overrides=(), params_root=None):
     return replicate_config(cfg, cfg.replicates, 0)
 
 
-def validation_data(cfg, cache_dir, negative_hours: float | None = None):
+def validation_data(cfg, cache_dir, negative_hours: float | None = None, real_val: bool | None = None):
     """(corpus, EvalData): the corpus of ``cfg`` and its *validation* split prepared as the test data.
 
     ``negative_hours``: hours of synthetic validation negatives (default :data:`VALIDATION_NEGATIVES`'s).
+    ``real_val``: also read the ``val`` part of the real non-keyword speech (None: when
+    ``$KWS_REAL_NEGATIVES_ROOT`` is set and ``cfg`` does not train on that part).
     """
     import dataclasses
+    import os
 
     from .data import load_corpus
     from .evaluate import NegativesConfig, prepare_eval
 
+    if real_val is None:
+        real_val = bool(os.environ.get(cfg.data.real_env) or cfg.data.real_root) \
+            and "val" not in cfg.data.unknown_real_parts
+    neg = {**VALIDATION_NEGATIVES, **({} if negative_hours is None else {"synthetic_hours": negative_hours})}
+    if real_val:
+        neg.update(real_speech=True, real_parts=["val"], real_noise=False, real_root=cfg.data.real_root,
+                   real_env=cfg.data.real_env)
     corpus = load_corpus(cfg.data, cache_dir=Path(cache_dir) / "corpus")
     as_test = dataclasses.replace(corpus, test=corpus.val)
     data = prepare_eval(as_test, cfg.features, cfg.model.context_frames, cfg.model.step_frames, cfg.eval,
-                        NegativesConfig(**{**VALIDATION_NEGATIVES, **({} if negative_hours is None else
-                                                                       {"synthetic_hours": negative_hours})}),
-                        cache_dir=Path(cache_dir) / "negatives")
+                        NegativesConfig(**neg), cache_dir=Path(cache_dir) / "negatives")
     return corpus, data
 
 
 def validation_record(res, data) -> dict:
-    """The numbers a trial reports from an EvalResult on validation data."""
+    """The numbers a trial reports from an EvalResult on validation data.
+
+    FRR at each level of :data:`FDPH_LEVELS` is read on the synthetic validation negatives and noise
+    alone (the sources of :data:`VALIDATION_NEGATIVES`); ``val_real_fdph``: false detections per hour of
+    the real validation speech (source ``real_speech``, when read) at the threshold of 20 FD/h.
+    """
+    import numpy as np
+
     from . import metrics
     from .data.base import CLASS_INDEX
 
     u = CLASS_INDEX["_unknown_"]
     conf = res.confusion
-    frr = {}
+    hours = data.hours_by_source()
+    base = [k for k in res.curve_by_source if k != "real_speech"] if res.curve_by_source else []
+    if base:
+        thr = np.asarray(res.curve_by_source[base[0]]["thresholds"])
+        fd = sum(np.asarray(res.curve_by_source[k]["false_detections"]) for k in base)
+        curve = {"thresholds": thr, "fdph": fd / sum(hours[k] for k in base)}
+    else:  # a result without per-source curves: its pooled curve
+        curve = res.curve_stream
+    frr, thresholds = {}, {}
     for level in FDPH_LEVELS:
         try:
-            frr[str(level)] = metrics.frr_at(res.pos_scores, metrics.threshold_at_fdph(res.curve_stream, level))
+            thresholds[level] = metrics.threshold_at_fdph(curve, level)
+            frr[str(level)] = metrics.frr_at(res.pos_scores, thresholds[level])
         except ValueError:
             frr[str(level)] = None
+    real = None
+    if "real_speech" in res.curve_by_source and FDPH_LEVELS[0] in thresholds:
+        rc = res.curve_by_source["real_speech"]
+        j = int(np.flatnonzero(np.asarray(rc["thresholds"]) == thresholds[FDPH_LEVELS[0]])[0])
+        real = float(rc["false_detections"][j] / hours["real_speech"])
     return {"val_acc": float(res.accuracy),
             "unknown_recall": float(conf[u, u] / conf[u].sum()) if conf[u].sum() else None,
-            "val_frr_at_fdph": frr, "val_negative_hours": float(data.negative_hours)}
+            "val_frr_at_fdph": frr, "val_negative_hours": float(sum(hours[k] for k in base) if base else
+                                                                data.negative_hours),
+            "val_real_fdph": real, "val_real_hours": hours.get("real_speech")}
 
 
 def run_trial(profile: str, name: str, overrides=(), work_dir=None, params_root=None, log=print,
@@ -212,13 +247,14 @@ def _fmt(x, digits=3):
 def trials_table(records: list[dict]) -> str:
     """The markdown table of trial records, in log order."""
     head = ("| trial | change (over the profile) | train clips | params | val acc | `_unknown_` recall | "
-            "val FRR @ " + " / ".join(str(x) for x in FDPH_LEVELS) + " FD/h | seconds | commit |")
-    lines = [head, "|" + "---|" * 9]
+            "val FRR @ " + " / ".join(str(x) for x in FDPH_LEVELS) + " FD/h | real val speech FD/h | seconds | commit |")
+    lines = [head, "|" + "---|" * 10]
     for r in records:
         change = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in r.get("overrides", {}).items()) or "profile as is"
         frr = " / ".join(_fmt(r.get("val_frr_at_fdph", {}).get(str(x))) for x in FDPH_LEVELS)
         lines.append(f"| {r['name']} | {change} | {r.get('train_clips', 'n/a')} | {r.get('params', 'n/a')} | "
                      f"{_fmt(r.get('val_acc'))} | {_fmt(r.get('unknown_recall'))} | {frr} | "
+                     f"{_fmt(r.get('val_real_fdph'), 1)} | "
                      f"{_fmt(r.get('seconds'), 0)} | {r.get('commit') or 'n/a'} |")
     return "\n".join(lines) + "\n"
 

@@ -9,7 +9,7 @@ import soundfile as sf
 
 from kwslib import negatives as N
 from kwslib.data import synthetic as S
-from kwslib.data.base import KEYWORDS, SAMPLE_RATE
+from kwslib.data.base import CLASS_INDEX, CLIP_SAMPLES, KEYWORDS, SAMPLE_RATE
 from kwslib.errors import AudioError, ConfigError, DatasetError
 
 SR = SAMPLE_RATE
@@ -375,3 +375,78 @@ def test_rejection_training_clips_join_the_train_split_only():
     assert not set(extra.speakers) & set(more.test.speakers)
     with pytest.raises(ConfigError, match="unknown_speech_hours"):
         DataConfig(unknown_speech_hours=-1.0)
+
+
+def test_real_negative_parts_keep_sources_apart(tmp_path):
+    _write_folder(tmp_path)
+    clips = N.load_real_negatives(tmp_path)
+    for seed in range(6):
+        try:
+            parts = N.real_negative_parts(clips, seed=seed)
+        except ConfigError as exc:  # 4 fake sources: a seed may leave a single source after the test part
+            assert "at least 2 sources" in str(exc)
+            continue
+        assert set(parts) == set(N.REAL_PARTS)
+        src = {k: {c.source for c in v} for k, v in parts.items()}
+        assert all(src[k] for k in N.REAL_PARTS)  # no empty part
+        assert not (src["train"] & src["val"] or src["train"] & src["test"] or src["val"] & src["test"])
+        assert sorted(c.file for v in parts.values() for c in v) == sorted(c.file for c in clips)
+        total = sum(c.duration_s for c in clips)
+        assert sum(c.duration_s for c in parts["test"]) >= 0.5 * total
+        # the same parts from the folder, in manifest order
+        for part in N.REAL_PARTS:
+            got = N.real_part_clips([part], tmp_path, seed=seed)
+            assert [c.file for c in got] == [c.file for c in clips if c.source in src[part]]
+        both = N.real_part_clips(["train", "val"], tmp_path, seed=seed)
+        assert [c.file for c in both] == [c.file for c in clips if c.source in src["train"] | src["val"]]
+        # cut into 1-s _unknown_ clips whose speaker is the source folder
+        cut = N.real_unknown_training_clips(["train"], tmp_path, seed=seed)
+        assert len(cut) and set(cut.speakers) == {f"realneg:{s}" for s in src["train"]}
+        assert set(cut.labels.tolist()) == {CLASS_INDEX["_unknown_"]} and cut.audio.shape[1] == CLIP_SAMPLES
+        break
+    else:
+        pytest.fail("no seed gave three parts")
+    with pytest.raises(ConfigError, match="unknown part"):
+        N.real_part_clips(["dev"], tmp_path)
+
+
+def test_training_on_real_negatives_refuses_to_test_on_them(tmp_path, monkeypatch):
+    from kwslib.data import DataConfig
+    from kwslib.evaluate import NegativesConfig
+    from kwslib.experiment import experiment_config
+
+    with pytest.raises(ConfigError, match="unknown_real_parts"):
+        DataConfig(unknown_real_parts=["test"])
+    with pytest.raises(ConfigError, match="real_parts"):
+        NegativesConfig(real_speech=True, real_parts=["holdout"])
+    with pytest.raises(ConfigError, match=r"set negatives.real_parts: \[test\]"):
+        experiment_config(data={"unknown_real_parts": ["train"]}, negatives={"real_speech": True})
+    with pytest.raises(ConfigError, match=r"\['val'\]"):
+        experiment_config(data={"unknown_real_parts": ["train", "val"]},
+                          negatives={"real_speech": True, "real_parts": ["val", "test"]})
+    cfg = experiment_config(data={"unknown_real_parts": ["train", "val"]},
+                            negatives={"real_speech": True, "real_parts": ["test"]})
+    assert cfg.negatives.real_parts == ["test"]
+
+
+def test_real_rejection_clips_join_training_and_the_stream_reads_the_test_part(tmp_path):
+    from kwslib.data import DataConfig, build_corpus
+    from kwslib.evaluate import NegativesConfig, negative_streams
+
+    _write_folder(tmp_path)
+    clips = N.load_real_negatives(tmp_path)
+    parts = N.real_negative_parts(clips, seed=0)
+    tiny = {"n_voices": 6, "clips_per_class_per_voice": 1, "noise_seconds": 30.0}
+    plain = build_corpus(DataConfig(source="synthetic", synthetic=tiny))
+    more = build_corpus(DataConfig(source="synthetic", synthetic=tiny, unknown_real_parts=["train"],
+                                   real_root=str(tmp_path)))
+    n = more.notes["unknown_real_train_clips"]
+    assert n == len(N.one_second_clips(parts["train"], lambda c: c.source)) and len(more.train) == len(plain.train) + n
+    assert len(more.val) == len(plain.val) and len(more.test) == len(plain.test)
+    streams = negative_streams(plain, NegativesConfig(real_speech=True, real_root=str(tmp_path), real_parts=["test"],
+                                                      synthetic_hours=0.0, noise=False))
+    real = [s for s in streams if s.source == "real_speech"][0]
+    # one unit per clip of the test part (its gap and the clip), none of the other parts
+    assert sorted(u[2] for u in real.units) == sorted(c.file for c in parts["test"])
+    assert {u[3] for u in real.units} == {c.source for c in parts["test"]}
+    assert real.hours * 3600 >= sum(c.duration_s for c in parts["test"])

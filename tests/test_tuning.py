@@ -72,7 +72,7 @@ def test_trials_table_lists_every_trial_with_its_change():
             {"name": "mix", "overrides": {"train.mixup_alpha": 0.2}, "val_acc": 0.9}]
     table = tuning.trials_table(recs).splitlines()
     assert len(table) == 4 and table[0].startswith("| trial |")
-    assert table[2] == "| base | profile as is | 10 | 5 | 0.812 | n/a | 0.500 / n/a / 0.250 | 12 | abc |"
+    assert table[2] == "| base | profile as is | 10 | 5 | 0.812 | n/a | 0.500 / n/a / 0.250 | n/a | 12 | abc |"
     assert "`train.mixup_alpha=0.2`" in table[3] and "| 0.900 |" in table[3]
 
 
@@ -121,18 +121,35 @@ def test_validation_record_reads_the_curve_and_unknown_recall():
     conf = np.zeros((12, 12), np.int64)
     conf[u, u], conf[u, 0] = 3, 1
     pos = np.array([0.1, 0.6, 0.9, 0.95])
-    curve = {"thresholds": np.array([0.0, 0.5, 0.8, 1.0]), "fdph": np.array([300.0, 60.0, 15.0, 0.0])}
+    thr = np.array([0.0, 0.5, 0.8, 1.0])
+    curve = {"thresholds": thr, "fdph": np.array([300.0, 60.0, 15.0, 0.0])}
     res = EvalResult(0.75, conf, None, None, pos, {}, curve, {}, {})
 
     class D:
         negative_hours = 1.5
 
+        def __init__(self, hours=None):
+            self.hours = hours or {}
+
+        def hours_by_source(self):
+            return self.hours
+
     rec = tuning.validation_record(res, D())
-    assert rec["unknown_recall"] == 0.75 and rec["val_acc"] == 0.75
+    assert rec["unknown_recall"] == 0.75 and rec["val_acc"] == 0.75 and rec["val_real_fdph"] is None
     # 20 and 50 FD/h: the lowest threshold with fdph <= level is 0.8 -> FRR 2/4; 100 FD/h: 0.5 -> FRR 1/4
     assert rec["val_frr_at_fdph"] == {"20": 0.5, "50": 0.5, "100": 0.25}
     curve["fdph"] = np.array([300.0, 60.0, 30.0, 25.0])
     assert tuning.validation_record(res, D())["val_frr_at_fdph"]["20"] is None  # not reachable: None
+    # per-source curves: the FRR levels read synthetic speech + noise alone (1 h), the real speech apart
+    by_src = {"synthetic_speech": {"thresholds": thr, "false_detections": np.array([280, 50, 10, 0])},
+              "noise": {"thresholds": thr, "false_detections": np.array([20, 10, 4, 0])},
+              "real_speech": {"thresholds": thr, "false_detections": np.array([90, 40, 3, 0])}}
+    res = EvalResult(0.75, conf, None, None, pos, {}, curve, by_src, {})
+    rec = tuning.validation_record(res, D({"synthetic_speech": 0.9, "noise": 0.1, "real_speech": 0.25}))
+    # synthetic + noise: 300 / 60 / 14 / 0 FD/h -> 20 FD/h at threshold 0.8 (FRR 0.5), where real speech has 3 / 0.25 h
+    assert rec["val_frr_at_fdph"] == {"20": 0.5, "50": 0.5, "100": 0.25}
+    assert rec["val_real_fdph"] == pytest.approx(12.0) and rec["val_real_hours"] == 0.25
+    assert rec["val_negative_hours"] == pytest.approx(1.0)
 
 
 def test_cli_writes_table_and_rejects_set_without_name(tmp_path, capsys):

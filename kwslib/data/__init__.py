@@ -42,6 +42,13 @@ class DataConfig:
     # vocabulary; kwslib.negatives.unknown_training_clips), cut into 1-s _unknown_ clips, join the train split.
     unknown_speech_hours: float = 0.0
     unknown_speech_seed: int = 2000
+    # Rejection training on real speech: these parts (kwslib.negatives.REAL_PARTS: "train", "val") of the real
+    # non-keyword speech (split by source folder, kwslib.negatives.real_negative_parts), cut into 1-s _unknown_
+    # clips, join the train split. The folder: real_root, else $real_env. The "test" part is held out for the
+    # per-hour axis (negatives.real_parts); ExperimentConfig refuses a run that would test on what it trained on.
+    unknown_real_parts: list[str] = field(default_factory=list)
+    real_root: str | None = None
+    real_env: str = "KWS_REAL_NEGATIVES_ROOT"
     # speech_commands_test_set only: replicate `fold` of a speaker k-fold design (None: the split above)
     fold: int | None = None
     n_folds: int = 5
@@ -58,6 +65,10 @@ class DataConfig:
             raise ConfigError(f"data.split_fractions must be three positive numbers summing to 1, got {self.split_fractions}")
         if self.unknown_speech_hours < 0:
             raise ConfigError(f"data.unknown_speech_hours must be >= 0, got {self.unknown_speech_hours!r}")
+        bad = sorted(set(self.unknown_real_parts) - {"train", "val"})
+        if bad:
+            raise ConfigError(f"data.unknown_real_parts: {bad} cannot be trained on; choose from ['train', 'val'] "
+                              "(the 'test' part of the real negatives is held out)")
         if self.fold is not None and not (isinstance(self.fold, int) and 0 <= self.fold < self.n_folds):
             raise ConfigError(f"data.fold must be an integer in [0, data.n_folds={self.n_folds}), got {self.fold!r}")
 
@@ -97,6 +108,12 @@ def build_corpus(cfg: DataConfig) -> Corpus:
         extra = unknown_training_clips(cfg.unknown_speech_hours, seed=cfg.unknown_speech_seed)
         corpus.train = ClipSet.concat([corpus.train, extra])
         corpus.notes["unknown_speech_train_clips"] = len(extra)
+    if cfg.unknown_real_parts:
+        from ..negatives import real_unknown_training_clips
+
+        extra = real_unknown_training_clips(cfg.unknown_real_parts, cfg.real_root, cfg.real_env)
+        corpus.train = ClipSet.concat([corpus.train, extra])
+        corpus.notes["unknown_real_train_clips"] = len(extra)
     if cfg.mix_synthetic_train and cfg.source != "synthetic":
         synth = synthetic.generate_corpus(cfg.synthetic, seed=cfg.synthetic_seed)
         corpus.train = ClipSet.concat([corpus.train, synth.train])
@@ -115,4 +132,6 @@ def load_corpus(cfg: DataConfig, cache_dir=None) -> Corpus:
     key["_root"] = os.environ.get(cfg.root_env) if cfg.root is None else cfg.root
     key["_noise_root"] = os.environ.get(cfg.noise_env) if cfg.noise_root is None else cfg.noise_root
     key["_schema"] = 2  # 2: unknown_speech_hours applies to every source
+    if cfg.unknown_real_parts:
+        key["_real_root"] = os.environ.get(cfg.real_env) if cfg.real_root is None else cfg.real_root
     return cached(lambda: build_corpus(cfg), key, cache_dir)
