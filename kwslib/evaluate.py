@@ -222,6 +222,51 @@ def _negative_sources(corpus: Corpus, feat_cfg: FeatureConfig, context: int, ste
     return out
 
 
+def _clip_inputs(corpus: Corpus, feat_cfg: FeatureConfig, context: int, cfg: EvalConfig, cache_dir=None):
+    """(centred window of each test clip, features of each clip padded with test noise); with ``cache_dir``
+    read from / written to ``clips-<key>.npz`` there (keyed by the test audio, noise, features and padding),
+    so the notebooks of a run compute them once per replicate."""
+    from .features import clip_features
+
+    def build():
+        test = corpus.test
+        rng = np.random.default_rng(cfg.stream_seed)
+        windows = center_window(clip_features(test.audio, feat_cfg), context)
+        padded = np.stack([pad_clip(a, corpus.noise_test, cfg.pad_s, rng) for a in test.audio]) if len(test) else \
+            np.zeros((0, 1), np.float32)
+        return windows, clip_features(padded, feat_cfg)
+
+    if cache_dir is None:
+        return build()
+    import hashlib
+    from pathlib import Path
+
+    from .data.cache import config_hash
+    from .io import atomic_path
+
+    audio = np.ascontiguousarray(np.asarray(corpus.test.audio, np.float32))
+    h = hashlib.sha256(audio.tobytes() + np.asarray(corpus.test.labels, np.int64).tobytes())
+    for r in corpus.noise_test:
+        h.update(np.ascontiguousarray(r, np.float32).tobytes())
+    key = {"audio": h.hexdigest(), "shape": list(audio.shape), "features": dataclasses.asdict(feat_cfg),
+           "context": context, "pad_s": cfg.pad_s, "stream_seed": cfg.stream_seed, "schema": 1}
+    path = Path(cache_dir) / f"clips-{config_hash(key)}.npz"
+    if path.is_file():
+        try:
+            with np.load(path) as z:
+                return torch.from_numpy(z["windows"]), torch.from_numpy(z["padded"])
+        except (OSError, ValueError, KeyError) as exc:
+            import warnings
+
+            warnings.warn(f"clip-feature cache {path} is damaged ({exc}); rebuilding it", stacklevel=2)
+    windows, padded = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, windows=np.asarray(windows), padded=np.asarray(padded))
+    return windows, padded
+
+
 def prepare_eval(corpus: Corpus, feat_cfg: FeatureConfig, context_frames: int, step_frames: int,
                  cfg: EvalConfig, negatives: NegativesConfig | None = None, cache_dir=None,
                  keyword_stream: bool = False) -> EvalData:
@@ -230,14 +275,8 @@ def prepare_eval(corpus: Corpus, feat_cfg: FeatureConfig, context_frames: int, s
     ``keyword_stream``: also build the stream of every test clip with noise gaps (notebook 4 checks the
     streaming engines on it; it is no longer the per-hour axis).
     """
-    from .features import clip_features
-
     test = corpus.test
-    rng = np.random.default_rng(cfg.stream_seed)
-    clip_windows = center_window(clip_features(test.audio, feat_cfg), context_frames)
-    padded = np.stack([pad_clip(a, corpus.noise_test, cfg.pad_s, rng) for a in test.audio]) if len(test) else \
-        np.zeros((0, 1), np.float32)
-    padded_feats = clip_features(padded, feat_cfg)
+    clip_windows, padded_feats = _clip_inputs(corpus, feat_cfg, context_frames, cfg, cache_dir)
     neg_sources = _negative_sources(corpus, feat_cfg, context_frames, step_frames, negatives or NegativesConfig(),
                                     cache_dir)
     data = EvalData(test, clip_windows, padded_feats, neg_sources, context_frames, step_frames, feat_cfg)

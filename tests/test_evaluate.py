@@ -155,3 +155,25 @@ def test_records_count_every_detection_in_its_unit(tiny, tmp_path):
             assert back[k] == v, k
     assert R.load_record(tmp_path / "r.npz", "other") is None  # a record of another model file is not reused
     assert R.load_record(tmp_path / "missing.npz") is None
+
+
+def test_clip_inputs_cached_equal_to_computed_and_damage_rebuilt(tiny, tmp_path):
+    """The cached clip windows / padded features are the computed ones; a new corpus or padding gets its own
+    file; a damaged file is rebuilt with a warning."""
+    corpus, _, ecfg = tiny
+    fresh = evaluate._clip_inputs(corpus, FeatureConfig(), 96, ecfg, None)
+    first = evaluate._clip_inputs(corpus, FeatureConfig(), 96, ecfg, tmp_path)
+    files = list(tmp_path.glob("clips-*.npz"))
+    assert len(files) == 1
+    again = evaluate._clip_inputs(corpus, FeatureConfig(), 96, ecfg, tmp_path)
+    for a, b, c in zip(fresh, first, again):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+        np.testing.assert_array_equal(a.numpy(), c.numpy())
+    import dataclasses
+
+    evaluate._clip_inputs(corpus, FeatureConfig(), 96, dataclasses.replace(ecfg, pad_s=ecfg.pad_s + 0.1), tmp_path)
+    assert len(list(tmp_path.glob("clips-*.npz"))) == 2
+    files[0].write_bytes(b"not an npz")
+    with pytest.warns(UserWarning, match="damaged"):
+        rebuilt = evaluate._clip_inputs(corpus, FeatureConfig(), 96, ecfg, tmp_path)
+    np.testing.assert_array_equal(rebuilt[1].numpy(), fresh[1].numpy())
