@@ -40,7 +40,7 @@ NOTEBOOKS = [
     ("05_accelerator_memory", "05_memory"),
     ("06_report", "06_report"),
 ]
-DATA_ENV = ("KWS_SC12_ROOT", "KWS_SC_NOISE_ROOT", "KWS_SC_FULL_ROOT")
+DATA_ENV = ("KWS_SC12_ROOT", "KWS_SC_NOISE_ROOT", "KWS_SC_FULL_ROOT", "KWS_REAL_NEGATIVES_ROOT")
 
 
 def _hash_files(paths) -> str:
