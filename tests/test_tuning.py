@@ -91,6 +91,7 @@ def _tiny_profile(tmp_path):
 def test_run_trial_reads_validation_only_and_logs(tmp_path, monkeypatch):
     from kwslib import evaluate as ev
 
+    monkeypatch.delenv("KWS_REAL_NEGATIVES_ROOT", raising=False)  # no real speech: synthetic negatives only
     root = _tiny_profile(tmp_path)
     seen = []
     real_prepare = ev.prepare_eval
@@ -185,3 +186,27 @@ def test_pretrain_synthetic_starts_fine_tuning_from_pretrained_weights(tmp_path)
     cfg.train.pretrain_epochs = 0
     plain, _, _ = ex.train_float(cfg, corpus, ex.paths(tmp_path / "plain"), log=None, device="cpu")
     assert not torch.equal(net.blocks[0].linear.weight, plain.blocks[0].linear.weight)
+
+
+def test_validation_reads_the_real_val_part_only_when_not_trained_on(tmp_path, monkeypatch):
+    import kwslib.data as kd
+    from kwslib import evaluate as ev
+    from kwslib.data.base import ClipSet, Corpus
+
+    got = []
+    fake = Corpus("x", ClipSet.empty(), ClipSet.empty(), ClipSet.empty())
+    monkeypatch.setattr(kd, "load_corpus", lambda cfg, cache_dir=None: fake)
+    monkeypatch.setattr(ev, "prepare_eval", lambda corpus, *a, **kw: got.append(a[4]) or "data")
+    monkeypatch.setenv("KWS_REAL_NEGATIVES_ROOT", str(tmp_path))
+    cfg = tuning.trial_config("sc12")
+    assert tuning.validation_data(cfg, tmp_path) == (fake, "data")
+    assert got[-1].real_speech and got[-1].real_parts == ["val"] and got[-1].synthetic_vocabulary == "train"
+    cfg = tuning.trial_config("sc12", [(["data", "unknown_real_parts"], ["train", "val"]),
+                                       (["negatives", "real_parts"], ["test"])])
+    tuning.validation_data(cfg, tmp_path)
+    assert not got[-1].real_speech  # it trains on the val part: not read as validation audio
+    monkeypatch.delenv("KWS_REAL_NEGATIVES_ROOT")
+    tuning.validation_data(tuning.trial_config("sc12"), tmp_path)
+    assert not got[-1].real_speech  # no real speech here
+    tuning.validation_data(tuning.trial_config("sc12"), tmp_path, real_val=True)
+    assert got[-1].real_parts == ["val"]
