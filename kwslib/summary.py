@@ -66,10 +66,24 @@ def load_summary(results_dir) -> dict:
     return data
 
 
+def with_views(summary: dict) -> dict:
+    """``summary`` with the contract's derived keys set from what it holds (no value is computed anew):
+    ``negatives.fdph_by_source[<model>]`` is ``models.<model>.fdph_by_source`` (false detections per hour at
+    the operating point on each negative source), for every model that has it."""
+    by_model = {name: e["fdph_by_source"] for name, e in (summary.get("models") or {}).items()
+                if isinstance(e, dict) and isinstance(e.get("fdph_by_source"), dict)}
+    if by_model:
+        negatives = summary.setdefault("negatives", {})
+        if not isinstance(negatives, dict):
+            raise ConfigError(f"summary 'negatives' must be a mapping, got {type(negatives).__name__}")
+        negatives["fdph_by_source"] = by_model
+    return summary
+
+
 def update_summary(results_dir, profile: str, patch: dict) -> dict:
     """Deep-merge ``patch`` into ``results_dir/summary.json`` (atomic) and return the result."""
     summary = load_summary(results_dir)
-    summary = _merge(summary, _plain(patch))
+    summary = with_views(_merge(summary, _plain(patch)))
     summary["profile"] = profile
     summary["created"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     summary["git_commit"] = git_commit()

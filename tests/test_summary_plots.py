@@ -65,3 +65,22 @@ def test_det_curve_shades_the_rates_below_min_events(tmp_path):
         plots.det_curves({"float": curve}, hours=1.0, min_events=0)
     with pytest.raises(ValueError, match="only apply to kind='stream'"):
         plots.det_curves({"float": curve}, kind="clip", hours=1.0, min_events=20)
+
+
+def test_negatives_fdph_by_source_is_the_models_view(tmp_path):
+    from kwslib.summary import with_views
+
+    update_summary(tmp_path, "p", {"negatives": {"hours": {"real_speech": 0.8}},
+                                   "models": {"float": {"fdph_by_source": {"real_speech": 13.0, "noise": 0.0}}}})
+    s = update_summary(tmp_path, "p", {"models": {"stage2_w4": {"fdph_by_source": {"real_speech": 15.5, "noise": 1.0}},
+                                                  "ptq_w4": {"accuracy": 0.5}}})
+    assert s["negatives"] == {"hours": {"real_speech": 0.8},
+                              "fdph_by_source": {"float": {"real_speech": 13.0, "noise": 0.0},
+                                                 "stage2_w4": {"real_speech": 15.5, "noise": 1.0}}}
+    assert load_summary(tmp_path)["negatives"] == s["negatives"]
+    # a later run of a notebook that changes a model's reading changes the view with it
+    s = update_summary(tmp_path, "p", {"models": {"float": {"fdph_by_source": {"real_speech": 9.0, "noise": 0.0}}}})
+    assert s["negatives"]["fdph_by_source"]["float"]["real_speech"] == 9.0
+    assert with_views({"models": {"a": {"accuracy": 1.0}}}) == {"models": {"a": {"accuracy": 1.0}}}
+    with pytest.raises(ConfigError, match="negatives"):
+        with_views({"negatives": [], "models": {"a": {"fdph_by_source": {}}}})
