@@ -20,7 +20,23 @@ from .train import fit, normalization_stats, set_seed
 
 #: Keys of a notebook-1 params file that only the notebook uses (ignored here).
 _NOTEBOOK_ONLY_KEYS = {"profile", "results_dir"}
-_EXPERIMENT_KEYS = {"data", "features", "model", "train", "eval", "negatives", "replicates"}
+#: The sections of a params file that build an ExperimentConfig (kwslib.tuning reads them too).
+EXPERIMENT_KEYS = ("data", "features", "model", "train", "eval", "negatives", "replicates")
+_EXPERIMENT_KEYS = set(EXPERIMENT_KEYS)
+
+
+def merged_params(params_path) -> dict:
+    """A notebook-1 params file's keys merged (one level) over the experiment sections and ``cache_dir`` of the
+    ``shared.yaml`` next to it, as ``make reproduce`` merges them."""
+    from .config import load_yaml
+
+    params_path = Path(params_path)
+    own = load_yaml(params_path)
+    shared_path = params_path.parent / "shared.yaml"  # the profile's common keys, as kwslib.reproduce merges them
+    shared = load_yaml(shared_path) if shared_path.is_file() and shared_path != params_path else {}
+    params = {k: v for k, v in shared.items() if k in _EXPERIMENT_KEYS | {"cache_dir"}}
+    params.update(own)
+    return params
 
 
 def _params_config(params_path, epochs: int | None):
@@ -29,16 +45,11 @@ def _params_config(params_path, epochs: int | None):
     As ``make reproduce`` does, the file's keys are merged (one level) over the
     data/features/model/train/eval/cache_dir of ``shared.yaml`` next to it.
     """
-    from .config import load_yaml
     from .errors import ConfigError
     from .experiment import experiment_config
 
     params_path = Path(params_path)
-    own = load_yaml(params_path)
-    shared_path = params_path.parent / "shared.yaml"  # the profile's common keys, as kwslib.reproduce merges them
-    shared = load_yaml(shared_path) if shared_path.is_file() and shared_path != params_path else {}
-    params = {k: v for k, v in shared.items() if k in _EXPERIMENT_KEYS | {"cache_dir"}}
-    params.update(own)
+    params = merged_params(params_path)
     unknown = sorted(set(params) - _EXPERIMENT_KEYS - _NOTEBOOK_ONLY_KEYS - {"cache_dir"})
     if unknown:
         raise ConfigError(f"{params_path}: unknown parameter(s) {unknown}; a float-training params file has "

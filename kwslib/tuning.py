@@ -39,12 +39,12 @@ from pathlib import Path
 import yaml
 
 from .errors import ConfigError
+from .train_cli import EXPERIMENT_KEYS
 
 #: The validation-negatives settings of every trial (see the module docstring).
 VALIDATION_NEGATIVES = {"real_speech": False, "synthetic_hours": 1.0, "synthetic_seed": 3000,
                         "synthetic_vocabulary": "train", "noise": True}
 FDPH_LEVELS = (20, 50, 100)
-EXPERIMENT_KEYS = ("data", "features", "model", "train", "eval", "negatives", "replicates")
 
 
 def parse_override(text: str) -> tuple[list[str], object]:
@@ -79,15 +79,13 @@ def apply_overrides(params: dict, overrides) -> dict:
 
 
 def profile_params(profile: str, params_root=None) -> dict:
-    """The experiment sections of a profile's ``shared.yaml`` merged (one level) with ``01_float.yaml``."""
-    from .config import load_yaml, profile_dir
+    """The experiment sections of a profile's ``01_float.yaml`` merged over its ``shared.yaml``
+    (:func:`kwslib.train_cli.merged_params`, as ``python -m kwslib.train`` and ``make reproduce`` merge them)."""
+    from .config import profile_dir
+    from .train_cli import merged_params
 
-    d = profile_dir(profile, params_root)
-    shared = load_yaml(d / "shared.yaml") if (d / "shared.yaml").is_file() else {}
-    own = load_yaml(d / "01_float.yaml") if (d / "01_float.yaml").is_file() else {}
-    params = {k: shared[k] for k in EXPERIMENT_KEYS if k in shared}
-    params.update({k: v for k, v in own.items() if k in EXPERIMENT_KEYS})
-    return params
+    params = merged_params(profile_dir(profile, params_root) / "01_float.yaml")
+    return {k: v for k, v in params.items() if k in EXPERIMENT_KEYS}
 
 
 def trial_config(profile: str, overrides=(), params_root=None):
