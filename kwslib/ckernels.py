@@ -404,7 +404,7 @@ def load_artifact_c(data: bytes, lib: CLib | None = None, kernel: str = "auto"):
     return _Net()
 
 
-# --- aarch64 NEON under qemu ----------------------------------------------------------------------
+# --- evaluation: false-detection counts (kws_detcount.c) -------------------------------------------
 
 def count_detections_c(scores: np.ndarray, thresholds: np.ndarray, gap: int, false_at: np.ndarray,
                        lib: CLib | None = None) -> np.ndarray:
@@ -422,6 +422,8 @@ def count_detections_c(scores: np.ndarray, thresholds: np.ndarray, gap: int, fal
            "kws_count_detections")
     return out
 
+
+# --- aarch64 NEON under qemu ----------------------------------------------------------------------
 
 def neon_tools() -> tuple[str, str]:
     """(cross compiler, qemu) paths; CKernelsUnavailable naming what is missing."""

@@ -40,7 +40,9 @@ class ExperimentConfig:
         if self.model.n_mels != self.features.n_mels:
             raise ConfigError(f"model.n_mels ({self.model.n_mels}) must equal features.n_mels ({self.features.n_mels})")
         if self.data.unknown_real_parts and self.negatives.real_speech:
-            tested = set(self.negatives.real_parts or ["train", "val", "test"])
+            from .negatives import REAL_PARTS
+
+            tested = set(self.negatives.real_parts or REAL_PARTS)
             both = sorted(tested & set(self.data.unknown_real_parts))
             if both:
                 raise ConfigError(f"data.unknown_real_parts trains on the real-negative part(s) {both} that "

@@ -16,6 +16,7 @@ point per model, not per keyword).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,6 +121,14 @@ def count_detections(scores: np.ndarray, threshold: float, refractory: int,
     return count
 
 
+@functools.lru_cache(maxsize=1)
+def _c_counter_loads() -> bool:
+    """Whether the C kernels load here, asked once per process (a failed build is not retried per call)."""
+    from .ckernels import availability
+
+    return availability()[0]
+
+
 def count_detections_many(scores: np.ndarray, thresholds: np.ndarray, refractory: int,
                           allowed: np.ndarray | None = None, max_cells: int = 10_000_000,
                           backend: str = "auto") -> np.ndarray:
@@ -149,11 +158,12 @@ def count_detections_many(scores: np.ndarray, thresholds: np.ndarray, refractory
     if backend != "numpy" and scores.ndim == 1:
         from .ckernels import CKernelsUnavailable, count_detections_c
 
-        try:
-            return count_detections_c(scores, thresholds, refractory, false_at)
-        except CKernelsUnavailable:
-            if backend == "c":
-                raise
+        if backend == "c" or _c_counter_loads():
+            try:
+                return count_detections_c(scores, thresholds, refractory, false_at)
+            except CKernelsUnavailable:
+                if backend == "c":
+                    raise
     gap = max(int(refractory), 1)
     steps = np.arange(T, dtype=np.int32)
     block = max(1, max_cells // T)

@@ -65,9 +65,12 @@ class DataConfig:
             raise ConfigError(f"data.split_fractions must be three positive numbers summing to 1, got {self.split_fractions}")
         if self.unknown_speech_hours < 0:
             raise ConfigError(f"data.unknown_speech_hours must be >= 0, got {self.unknown_speech_hours!r}")
-        bad = sorted(set(self.unknown_real_parts) - {"train", "val"})
+        from ..negatives import REAL_PARTS
+
+        trainable = [p for p in REAL_PARTS if p != "test"]
+        bad = sorted(set(self.unknown_real_parts) - set(trainable))
         if bad:
-            raise ConfigError(f"data.unknown_real_parts: {bad} cannot be trained on; choose from ['train', 'val'] "
+            raise ConfigError(f"data.unknown_real_parts: {bad} cannot be trained on; choose from {trainable} "
                               "(the 'test' part of the real negatives is held out)")
         if self.fold is not None and not (isinstance(self.fold, int) and 0 <= self.fold < self.n_folds):
             raise ConfigError(f"data.fold must be an integer in [0, data.n_folds={self.n_folds}), got {self.fold!r}")
