@@ -38,12 +38,12 @@ CSRC = Path(__file__).resolve().parent / "csrc"
 KISSFFT = ["kws_kissfft.c"]  # kissfft/kiss_fft.c + kiss_fftr.c in double precision
 # The streaming detector (front end + window + network + detector) and everything it runs on.
 PIPELINE_SOURCES = ["kws_fc_s8.c", "kws_fc_s4.c", "kws_fc_f32.c", "kws_requantize.c", "kws_net.c",
-                    "kws_artifact.c", "kws_frontend.c", "kws_pipeline.c"] + KISSFFT
+                    "kws_artifact.c", "kws_frontend.c", "kws_intfrontend.c", "kws_pipeline.c"] + KISSFFT
 LIB_SOURCES = PIPELINE_SOURCES + ["kws_floor.c", "kws_detcount.c"]  # kws_detcount.c: evaluation (kwslib.metrics)
 PIPELINE_HARNESS_SOURCES = PIPELINE_SOURCES + ["kws_pipeline_harness.c"]
 HARNESS_SOURCES = ["kws_fc_s8.c", "kws_fc_s4.c", "kws_fc_f32.c", "kws_requantize.c", "kws_net.c", "kws_artifact.c",
                    "kws_harness.c"]
-HEADERS = ["kws_nn.h", "kws_artifact.h", "kws_frontend.h", "kws_pipeline.h", "kissfft/kiss_fft.h",
+HEADERS = ["kws_nn.h", "kws_artifact.h", "kws_frontend.h", "kws_intfrontend.h", "kws_pipeline.h", "kissfft/kiss_fft.h",
            "kissfft/kiss_fftr.h", "kissfft/_kiss_fft_guts.h", "kissfft/kiss_fft_log.h", "kissfft/kiss_fft.c",
            "kissfft/kiss_fftr.c"]
 # KISS FFT in double precision: the front end's arithmetic is float64 (kws_frontend.h); kws_kissfft.c and
@@ -205,6 +205,11 @@ def _setup(lib: ctypes.CDLL) -> ctypes.CDLL:
         "kws_frontend_free": (None, [P]),
         "kws_frontend_push_frames": (I32, [P, P, I32, P, I32]),
         "kws_frontend_bytes": (I64, [P]),
+        "kws_ifrontend_new": (P, [P]),
+        "kws_ifrontend_free": (None, [P]),
+        "kws_ifrontend_push_frames": (I32, [P, P, I32, P, I32]),
+        "kws_ifrontend_bytes": (I64, [P]),
+        "kws_icode_map": (I32, [P, P, I32, I32, ctypes.c_double, I32, P, P, P]),
         "kws_pipeline_create": (P, [P, P, I64, I32, P]),
         "kws_pipeline_free": (None, [P]),
         "kws_pipeline_reset": (None, [P]),
@@ -464,7 +469,8 @@ SETUP_ONLY = ("kws_artifact_parse", "kws_crc32", "kws_unpack_codes", "kws_net_fr
               "kws_fnet_from_artifact", "layer_arrays", "kws_net_set_layer", "kws_fnet_set_layer",
               "kws_fc_s8_prepare", "kws_fc_s4_prepare", "kws_fc_f32_prepare", "kws_net_new", "kws_fnet_new",
               "kws_net_finalize", "kws_fnet_finalize", "read_file",
-              "kws_pipeline_create", "kws_frontend_new", "kiss_fftr_alloc", "kiss_fft_alloc", "kf_factor")
+              "kws_pipeline_create", "kws_frontend_new", "kiss_fftr_alloc", "kiss_fft_alloc", "kf_factor",
+              "kws_ifrontend_new", "kws_frontend_mel_weights", "kws_icode_map")
 
 
 def _dfilter(binary: Path) -> str | None:

@@ -1,15 +1,20 @@
 """The whole streaming detector, PCM in, detections out, on two backends that give the same detections.
 
-- :class:`NumpyPipeline`: the executable specification in numpy: the log-mel front end
-  (:class:`kwslib.features.StreamingFrontend`, float64), the sliding window
+Two front ends (``frontend=``): ``"int"`` (the default, what a chipset runs): the integer front end
+of :mod:`kwslib.intfrontend`, whose int8 codes feed the network directly; ``"float"``: the float64
+log-mel front end the models were trained on (the reference; the network quantizes its output).
+
+- :class:`NumpyPipeline`: the executable specification in numpy: the front end
+  (:class:`kwslib.intfrontend.StreamingIntFrontend` or :class:`kwslib.features.StreamingFrontend`), the sliding window
   (:class:`kwslib.streaming.StreamingRunner`), the integer engine's numpy spec
   (:class:`kwslib.engine.Engine`), :func:`kwslib.engine.softmax` and :class:`kwslib.engine.Detector`.
-- :class:`CPipeline`: the same computation in C (``csrc/kws_pipeline.c``, ``csrc/kws_frontend.c``
-  with KISS FFT; ``kws_pipeline_push`` runs front end, window, network and detector with no
+- :class:`CPipeline`: the same computation in C (``csrc/kws_pipeline.c``, ``csrc/kws_intfrontend.c``
+  or ``csrc/kws_frontend.c`` with KISS FFT; ``kws_pipeline_push`` runs front end, window, network and detector with no
   allocation), through ctypes. Python only hands it int16 samples.
 
 Both take int16 PCM at the model's sample rate (a device's ADC format) and return detections as
-``(time_s, keyword, score)``; ``kwslib detect`` prints them. Agreement: the front end is float64
+``(time_s, keyword, score)``; ``kwslib detect`` prints them. Agreement: the integer front end is
+the same integers in both (bit-exact); the float front end is float64
 in both (KISS FFT vs numpy's FFT differ by ~1e-16 relative, far below the float32 rounding of the
 log-mel values), every later float step has the same operation order, so the detections are the
 same (tested on keyword, noise and speech streams). No torch, scipy or datasets is imported here.
@@ -25,6 +30,7 @@ from .errors import ArtifactError, ConfigError
 from .features import model_features
 
 MODES = {"int": 0, "s8": 1, "f32": 2}
+FRONTENDS = {"int": 0, "float": 1}  # kws_pipeline.h KWS_FE_INT, KWS_FE_FLOAT
 
 
 class _FrontendConfig(ctypes.Structure):
@@ -38,7 +44,8 @@ class _PipelineConfig(ctypes.Structure):
                 ("step_frames", ctypes.c_int32), ("norm_mean", ctypes.POINTER(ctypes.c_float)),
                 ("norm_std", ctypes.POINTER(ctypes.c_float)), ("n_classes", ctypes.c_int32),
                 ("class_names", ctypes.POINTER(ctypes.c_char_p)), ("threshold", ctypes.c_double),
-                ("smooth_windows", ctypes.c_int32), ("refractory_steps", ctypes.c_int32)]
+                ("smooth_windows", ctypes.c_int32), ("refractory_steps", ctypes.c_int32),
+                ("frontend_kind", ctypes.c_int32)]
 
 
 class _Detection(ctypes.Structure):
@@ -104,28 +111,52 @@ def as_pcm16(chunk) -> np.ndarray:
     return np.clip(np.rint(a.astype(np.float64) * 32768.0), -32768, 32767).astype(np.int16)
 
 
+def check_frontend(frontend: str, model) -> None:
+    """ConfigError unless ``frontend`` is ``int`` or ``float`` and the model's window suits it."""
+    if frontend not in FRONTENDS:
+        raise ConfigError(f"front end must be one of {sorted(FRONTENDS)}, got {frontend!r}")
+    if frontend == "int" and model.step_frames % model.decimate:
+        raise ConfigError(f"the integer front end needs step_frames ({model.step_frames}) to be a multiple of "
+                          f"decimate ({model.decimate}); use frontend='float'")
+
+
 class NumpyPipeline:
-    """The specification: numpy front end, window, integer engine (numpy), softmax, detector."""
+    """The specification: numpy front end (integer or float64), window, integer engine (numpy), softmax, detector."""
 
     backend = "numpy"
 
-    def __init__(self, artifact, threshold: float, smooth_windows: int, refractory_steps: int):
-        from .engine import Detector, Engine
+    def __init__(self, artifact, threshold: float, smooth_windows: int, refractory_steps: int, frontend: str = "int"):
+        from .engine import Detector, Engine, softmax
         from .export import load_artifact
         from .features import StreamingFrontend
+        from .intfrontend import StreamingIntFrontend, code_map, window_codes
+        from .streaming import StreamingRunner
 
         art = artifact if hasattr(artifact, "model") else load_artifact(artifact)
         self.model, self.feat = art.model, model_features(art.model)
+        check_frontend(frontend, self.model)
+        self.frontend = frontend
         self.engine = Engine(self.model, backend="numpy")
-        self._frontend, self._runner = StreamingFrontend(self.feat), self.engine.runner()
+        m = self.model
+        if frontend == "int":
+            cmap = code_map(m)
+
+            def posteriors(l_windows):
+                return softmax(m.logits(self.engine.forward_q(window_codes(l_windows, m, cmap))))
+
+            self._frontend = StreamingIntFrontend(self.feat)
+            self._runner = StreamingRunner(posteriors, m.context_frames, m.step_frames, m.n_mels, dtype=np.int32)
+        else:
+            self._frontend, self._runner = StreamingFrontend(self.feat), self.engine.runner()
         self._detector = Detector(self.model.class_names, threshold, smooth_windows, refractory_steps)
 
     def describe(self) -> str:
-        return "numpy (specification: float64 front end, numpy integer engine)"
+        fe = "integer front end" if self.frontend == "int" else "float64 front end"
+        return f"numpy (specification: {fe}, numpy integer engine)"
 
     def push(self, pcm) -> list[tuple[float, str, float]]:
-        x = as_pcm16(pcm).astype(np.float32) / 32768.0
-        frames = self._frontend.push(x)
+        x = as_pcm16(pcm)
+        frames = self._frontend.push(x if self.frontend == "int" else x.astype(np.float32) / 32768.0)
         if len(frames) == 0:
             return []
         post = self._runner.push(frames)
@@ -140,14 +171,15 @@ class CPipeline:
 
     ``mode``: ``"int"`` (4-bit kernel for layers of <= 4 bits, int8 containers otherwise),
     ``"s8"`` (int8 containers everywhere) or ``"f32"`` (the float32 network the integer one
-    quantizes; for cost comparisons). ``lib``: a :class:`kwslib.ckernels.CLib` (default: the best
+    quantizes; for cost comparisons). ``frontend``: ``"int"`` (default) or ``"float"``.
+    ``lib``: a :class:`kwslib.ckernels.CLib` (default: the best
     build for this CPU). Raises :class:`kwslib.ckernels.CKernelsUnavailable` without a compiler.
     """
 
     backend = "c"
 
     def __init__(self, artifact, threshold: float, smooth_windows: int, refractory_steps: int,
-                 mode: str = "int", lib=None):
+                 mode: str = "int", lib=None, frontend: str = "int"):
         from . import ckernels
         from .export import from_bytes
 
@@ -166,6 +198,8 @@ class CPipeline:
                     raise ArtifactError(f"{where}: cannot read ({exc})") from exc
             art = from_bytes(blob, where)  # validated in Python first: a clear error names the problem
         self.model, self.feat, self.mode = art.model, model_features(art.model), mode
+        check_frontend(frontend, self.model)
+        self.frontend = frontend
         self.lib = lib or ckernels.load_library()
         m = self.model
         self._mean = np.ascontiguousarray(m.norm_mean, np.float32)
@@ -174,7 +208,8 @@ class CPipeline:
         cfg = _PipelineConfig(frontend_config(self.feat), m.context_frames, m.decimate, m.step_frames,
                               self._mean.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
                               self._std.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), len(m.class_names),
-                              self._names, float(threshold), int(smooth_windows), int(refractory_steps))
+                              self._names, float(threshold), int(smooth_windows), int(refractory_steps),
+                              FRONTENDS[frontend])
         self._blob = ctypes.create_string_buffer(blob, len(blob))
         err = ctypes.c_int32(0)
         self._p = self.lib.lib.kws_pipeline_create(ctypes.byref(cfg), self._blob, len(blob), MODES[mode],
@@ -184,7 +219,8 @@ class CPipeline:
         self._out = None
 
     def describe(self) -> str:
-        return f"c (whole pipeline in C: KISS FFT front end, {self.lib.simd_path} {self.mode} network)"
+        fe = "integer front end" if self.frontend == "int" else "float64 KISS FFT front end"
+        return f"c (whole pipeline in C: {fe}, {self.lib.simd_path} {self.mode} network)"
 
     def push(self, pcm) -> list[tuple[float, str, float]]:
         x = np.ascontiguousarray(as_pcm16(pcm))
@@ -251,20 +287,69 @@ class CFrontend:
             self.lib.lib.kws_frontend_free(fe)
 
 
-def open_pipeline(artifact, threshold: float, smooth_windows: int, refractory_steps: int, backend: str = "auto"):
+class CIntFrontend:
+    """The C integer front end alone (``kws_intfrontend.c``): int16 chunks -> Q20 log2 mel frames (int32)."""
+
+    def __init__(self, feat, lib=None):
+        from . import ckernels
+
+        self.feat, self.lib = feat, lib or ckernels.load_library()
+        cfg = frontend_config(feat)
+        self._fe = self.lib.lib.kws_ifrontend_new(ctypes.byref(cfg))
+        if not self._fe:
+            raise ConfigError(f"the C integer front end refused the feature config {feat}")
+
+    def push(self, pcm) -> np.ndarray:
+        x = np.ascontiguousarray(as_pcm16(pcm))
+        most = (len(x) + self.feat.win_length) // self.feat.hop_length + 1
+        out = np.zeros((most, self.feat.n_mels), np.int32)
+        n = self.lib.lib.kws_ifrontend_push_frames(self._fe, x.ctypes.data, len(x), out.ctypes.data, most)
+        if n < 0:
+            raise RuntimeError(f"kws_ifrontend_push_frames failed ({n})")
+        return out[:n]
+
+    @property
+    def bytes(self) -> int:
+        return int(self.lib.lib.kws_ifrontend_bytes(self._fe))
+
+    def __del__(self):
+        fe, self._fe = getattr(self, "_fe", None), None
+        if fe:
+            self.lib.lib.kws_ifrontend_free(fe)
+
+
+def c_code_map(model, lib=None):
+    """The C code map (``kws_icode_map``) of an IntModel: (mult, add, shift), to check against
+    :func:`kwslib.intfrontend.code_map`. ConfigError when C refuses it."""
+    from . import ckernels
+
+    lib = lib or ckernels.load_library()
+    m = model.n_mels
+    mean = np.ascontiguousarray(model.norm_mean, np.float32)
+    std = np.ascontiguousarray(model.norm_std, np.float32)
+    mult, add, shift = np.zeros(m, np.int64), np.zeros(m, np.int64), np.zeros(m, np.int32)
+    rc = lib.lib.kws_icode_map(mean.ctypes.data, std.ctypes.data, m, int(model.decimate), float(model.input_scale),
+                               int(model.input_zero_point), mult.ctypes.data, add.ctypes.data, shift.ctypes.data)
+    if rc != 0:
+        raise ConfigError("kws_icode_map refused the model's normalisation")
+    return mult, add, shift
+
+
+def open_pipeline(artifact, threshold: float, smooth_windows: int, refractory_steps: int, backend: str = "auto",
+                  frontend: str = "int"):
     """A pipeline on ``backend``: ``numpy``, ``c``, or ``auto`` (C when a compiler is there, else numpy,
-    with the reason in ``fallback_reason``)."""
+    with the reason in ``fallback_reason``), with the ``int`` (default) or ``float`` front end."""
     if backend not in ("auto", "numpy", "c"):
         raise ConfigError(f"backend must be auto, numpy or c, got {backend!r}")
     if backend == "numpy":
-        return NumpyPipeline(artifact, threshold, smooth_windows, refractory_steps)
+        return NumpyPipeline(artifact, threshold, smooth_windows, refractory_steps, frontend=frontend)
     from . import ckernels
 
     try:
-        return CPipeline(artifact, threshold, smooth_windows, refractory_steps)
+        return CPipeline(artifact, threshold, smooth_windows, refractory_steps, frontend=frontend)
     except ckernels.CKernelsUnavailable as exc:
         if backend == "c":
             raise
-        pipe = NumpyPipeline(artifact, threshold, smooth_windows, refractory_steps)
+        pipe = NumpyPipeline(artifact, threshold, smooth_windows, refractory_steps, frontend=frontend)
         pipe.fallback_reason = str(exc)
         return pipe

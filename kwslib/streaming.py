@@ -45,18 +45,19 @@ class StreamingRunner:
     [t*step, t*step + context), exactly as :func:`sliding_windows`.
     """
 
-    def __init__(self, posterior_fn, context_frames: int, step_frames: int, n_mels: int):
+    def __init__(self, posterior_fn, context_frames: int, step_frames: int, n_mels: int, dtype=np.float32):
         self.fn = posterior_fn
         self.context, self.step, self.n_mels = context_frames, step_frames, n_mels
+        self.dtype = np.dtype(dtype)  # float32 log-mel frames, or int32 Q20 log2 frames (kwslib.intfrontend)
         self.reset()
 
     def reset(self):
-        self.buf = np.zeros((0, self.n_mels), np.float32)
+        self.buf = np.zeros((0, self.n_mels), self.dtype)
         self.frames_seen = 0  # frames pushed so far
         self.next_end = self.context  # frame count at which the next window is complete
 
     def push(self, frames: np.ndarray) -> np.ndarray:
-        frames = np.asarray(frames, np.float32).reshape(-1, self.n_mels)
+        frames = np.asarray(frames, self.dtype).reshape(-1, self.n_mels)
         self.buf = np.concatenate([self.buf, frames])
         self.frames_seen += len(frames)
         buf_start = self.frames_seen - len(self.buf)  # absolute index of buf[0]

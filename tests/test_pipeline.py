@@ -68,15 +68,16 @@ def detections(pipe, pcm, chunk):
     return out
 
 
+@pytest.mark.parametrize("frontend", ["int", "float"])
 @pytest.mark.parametrize("bits,threshold", [(4, 0.05), (4, 0.4), (8, 0.2), (1, 0.3)])
-def test_c_pipeline_detections_equal_the_numpy_specification(bits, threshold):
+def test_c_pipeline_detections_equal_the_numpy_specification(bits, threshold, frontend):
     m = model(bits, seed=bits)
     art = export.from_bytes(export.to_bytes(m))
     pcm = signal(12.0, seed=bits)
-    ref = detections(NumpyPipeline(art, threshold, 3, 25), pcm, 1600)
+    ref = detections(NumpyPipeline(art, threshold, 3, 25, frontend=frontend), pcm, 1600)
     assert len(ref) > 3, "the test needs detections"
     for chunk in (1600, 999, 16000):
-        got = detections(CPipeline(art, threshold, 3, 25), pcm, chunk)
+        got = detections(CPipeline(art, threshold, 3, 25, frontend=frontend), pcm, chunk)
         assert got == ref  # times, keywords and scores, exactly
 
 
@@ -89,7 +90,7 @@ def test_scores_are_the_numpy_engines_posteriors():
     pcm = signal(6.0, seed=3)
     post = Engine(m, backend="numpy")(sliding_windows(logmel_numpy(pcm.astype(np.float32) / 32768.0), 96, 4))
     want = Detector(m.class_names, 0.0, 3, 1).push(post)  # threshold 0, lockout 1: every keyword, every step
-    got = CPipeline(export.to_bytes(m), 0.0, 3, 1).push(pcm)
+    got = CPipeline(export.to_bytes(m), 0.0, 3, 1, frontend="float").push(pcm)
     assert [(s, k, v) for s, k, v in want] == [(round((t * 16000 - 400) / 160 - 95) // 4, k, v) for t, k, v in got]
 
 
@@ -110,7 +111,7 @@ def test_kernels_modes_and_reset():
 def test_float32_mode_runs_the_float_network():
     m = model(8, seed=6)
     pcm = signal(4.0, seed=6)
-    det = CPipeline(export.to_bytes(m), 0.0, 1, 1, mode="f32").push(pcm)
+    det = CPipeline(export.to_bytes(m), 0.0, 1, 1, mode="f32", frontend="float").push(pcm)
     from kwslib.streaming import sliding_windows
 
     w = sliding_windows(logmel_numpy(pcm.astype(np.float32) / 32768.0), 96, 4)
@@ -173,5 +174,6 @@ def test_real_speech_streams_give_identical_detections(name):
     feats = logmel_numpy(pcm.astype(np.float32) / 32768.0)
     m.norm_mean[:], m.norm_std[:] = feats.mean(axis=0), feats.std(axis=0) + 1e-3
     art = export.from_bytes(export.to_bytes(m))
-    ref = detections(NumpyPipeline(art, 0.15, 3, 25), pcm, 1600)
-    assert ref and detections(CPipeline(art, 0.15, 3, 25), pcm, 1000) == ref
+    for frontend in ("int", "float"):
+        ref = detections(NumpyPipeline(art, 0.15, 3, 25, frontend=frontend), pcm, 1600)
+        assert ref and detections(CPipeline(art, 0.15, 3, 25, frontend=frontend), pcm, 1000) == ref

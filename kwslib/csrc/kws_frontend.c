@@ -39,6 +39,27 @@ struct kws_frontend {
 static double hz_to_mel(double f) { return 2595.0 * log10(1.0 + f / 700.0); }
 static double mel_to_hz(double m) { return 700.0 * (pow(10.0, m / 2595.0) - 1.0); }
 
+/* features.mel_filterbank: edges equally spaced in mel (numpy.linspace: start + i * step, the last exact);
+   full: [n_mels][n_fft / 2 + 1] weights. Shared by the float and the integer front end. */
+int32_t kws_frontend_mel_weights(const kws_frontend_config *c, double *full) {
+    const int32_t nb = c->n_fft / 2 + 1, M = c->n_mels;
+    if (M <= 0 || nb < 2 || !(c->fmin >= 0.0 && c->fmin < c->fmax && c->fmax <= c->sample_rate / 2.0)) return -1;
+    double *edges = (double *)malloc(sizeof(double) * (M + 2));
+    if (!edges) return -1;
+    const double m0 = hz_to_mel(c->fmin), m1 = hz_to_mel(c->fmax), step = (m1 - m0) / (double)(M + 1);
+    for (int32_t i = 0; i < M + 2; i++) edges[i] = mel_to_hz(i == M + 1 ? m1 : (double)i * step + m0);
+    for (int32_t m = 0; m < M; m++) {
+        const double lo = edges[m], centre = edges[m + 1], hi = edges[m + 2];
+        for (int32_t k = 0; k < nb; k++) {
+            const double f = (double)((int64_t)k * c->sample_rate) / (double)c->n_fft;
+            const double rising = (f - lo) / (centre - lo), falling = (hi - f) / (hi - centre);
+            const double w = rising < falling ? rising : falling;
+            full[(size_t)m * nb + k] = w > 0.0 ? w : 0.0;
+        }
+    }
+    return 0;
+}
+
 void kws_frontend_free(kws_frontend *fe) {
     if (!fe) return;
     free(fe->fft);
@@ -74,11 +95,10 @@ kws_frontend *kws_frontend_new(const kws_frontend_config *c) {
     fe->mel_count = (int32_t *)calloc((size_t)M, sizeof(int32_t));
     fe->mel_offset = (int32_t *)calloc((size_t)M, sizeof(int32_t));
     fe->mel = (float *)calloc((size_t)M, sizeof(float));
-    double *edges = (double *)malloc(sizeof(double) * (M + 2)), *full = (double *)malloc(sizeof(double) * nb * M);
+    double *full = (double *)malloc(sizeof(double) * nb * M);
     if (!fe->fft || !fe->window || !fe->frame || !fe->spec || !fe->buf || !fe->mel_first || !fe->mel_count ||
-        !fe->mel_offset || !fe->mel || !edges || !full ||
+        !fe->mel_offset || !fe->mel || !full ||
         kiss_fftr_alloc(c->n_fft, 0, fe->fft, &fft_bytes) == NULL) {
-        free(edges);
         free(full);
         kws_frontend_free(fe);
         return NULL;
@@ -86,24 +106,19 @@ kws_frontend *kws_frontend_new(const kws_frontend_config *c) {
     /* features.hann_window: 0.5 - 0.5 cos(2 pi k / n), periodic */
     for (int32_t k = 0; k < c->win_length; k++)
         fe->window[k] = 0.5 - 0.5 * cos(2.0 * M_PI * (double)k / (double)c->win_length);
-    /* features.mel_filterbank: edges equally spaced in mel (numpy.linspace: start + i * step, the last exact) */
-    const double m0 = hz_to_mel(c->fmin), m1 = hz_to_mel(c->fmax), step = (m1 - m0) / (double)(M + 1);
-    for (int32_t i = 0; i < M + 2; i++) edges[i] = mel_to_hz(i == M + 1 ? m1 : (double)i * step + m0);
+    if (kws_frontend_mel_weights(c, full) != 0) {
+        free(full);
+        kws_frontend_free(fe);
+        return NULL;
+    }
     int32_t total = 0;
     for (int32_t m = 0; m < M; m++) {
-        const double lo = edges[m], centre = edges[m + 1], hi = edges[m + 2];
         int32_t first = -1, last = -1;
-        for (int32_t k = 0; k < nb; k++) {
-            const double f = (double)((int64_t)k * c->sample_rate) / (double)c->n_fft;
-            const double rising = (f - lo) / (centre - lo), falling = (hi - f) / (hi - centre);
-            double w = rising < falling ? rising : falling;
-            w = w > 0.0 ? w : 0.0;
-            full[(size_t)m * nb + k] = w;
-            if (w != 0.0) {
+        for (int32_t k = 0; k < nb; k++)
+            if (full[(size_t)m * nb + k] != 0.0) {
                 if (first < 0) first = k;
                 last = k;
             }
-        }
         fe->mel_first[m] = first < 0 ? 0 : first;
         fe->mel_count[m] = first < 0 ? 0 : last - first + 1;
         fe->mel_offset[m] = total;
@@ -111,7 +126,6 @@ kws_frontend *kws_frontend_new(const kws_frontend_config *c) {
     }
     fe->mel_w = (double *)malloc(sizeof(double) * (total ? total : 1));
     if (!fe->mel_w) {
-        free(edges);
         free(full);
         kws_frontend_free(fe);
         return NULL;
@@ -119,7 +133,6 @@ kws_frontend *kws_frontend_new(const kws_frontend_config *c) {
     for (int32_t m = 0; m < M; m++)
         for (int32_t j = 0; j < fe->mel_count[m]; j++)
             fe->mel_w[fe->mel_offset[m] + j] = full[(size_t)m * nb + fe->mel_first[m] + j];
-    free(edges);
     free(full);
     fe->bytes = (int64_t)sizeof(kws_frontend) + (int64_t)fft_bytes +
                 (int64_t)sizeof(double) * (2 * c->win_length + c->n_fft + total) +

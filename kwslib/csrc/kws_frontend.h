@@ -30,6 +30,10 @@ void kws_frontend_reset(kws_frontend *fe);
 /* Bytes the front end holds (state + tables + scratch). */
 int64_t kws_frontend_bytes(const kws_frontend *fe);
 
+/* The triangular HTK-mel filterbank of kwslib.features.mel_filterbank as [n_mels][n_fft/2 + 1] float64
+   weights into full (shared with the integer front end); 0, or -1 on a bad config / no memory. */
+int32_t kws_frontend_mel_weights(const kws_frontend_config *cfg, double *full);
+
 /* Feed samples until a frame completes: consumes up to n samples of pcm, stores in *consumed how many,
    returns 1 when a frame is ready (read it with kws_frontend_frame), 0 when the samples ran out first. */
 int32_t kws_frontend_push(kws_frontend *fe, const int16_t *pcm, int32_t n, int32_t *consumed);

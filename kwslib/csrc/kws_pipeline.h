@@ -1,14 +1,21 @@
 /*
  * The whole streaming keyword detector in C: PCM int16 in, detections out.
  *
- *   front end (kws_frontend.c)  ->  the last context_frames frames, normalised per mel bin
- *   -> every step_frames frames: average groups of `decimate` frames -> input vector
- *   -> network (kws_net: int8 kernels; or kws_fnet: the float32 network, for cost comparisons)
+ *   front end, one of two (kws_pipeline_config.frontend_kind):
+ *     KWS_FE_INT (the default): the integer front end (kws_intfrontend.c): Q20 log2 mel energies, summed in
+ *       groups of `decimate` frames and mapped to the network's int8 input codes by one multiply-shift per
+ *       mel bin (kwslib.intfrontend); needs step_frames to be a multiple of decimate.
+ *     KWS_FE_FLOAT: the float64 log-mel front end (kws_frontend.c), normalised per mel bin, groups of
+ *       `decimate` frames averaged into a float input vector that the network quantizes (the reference)
+ *   -> every step_frames frames: the input vector of the last context_frames frames
+ *   -> network (kws_net: int8 kernels; or kws_fnet: the float32 network, for cost comparisons; behind the
+ *      integer front end it reads the dequantized codes (q - z) * scale)
  *   -> softmax of the dequantized logits -> causal moving average over smooth_windows steps
  *   -> a keyword fires when its score >= threshold and refractory_steps have passed since it last fired.
  *
  * The specification of every step is kwslib's numpy code: kwslib.features (front end),
- * kwslib.streaming.StreamingRunner (windows), IntModel.input_vector (normalise, average),
+ * kwslib.intfrontend (integer front end and codes), kwslib.streaming.StreamingRunner (windows),
+ * IntModel.input_vector (normalise, average; float front end),
  * kwslib.quant.intspec (the integer network), kwslib.engine.softmax and kwslib.engine.Detector.
  * In integer mode the detections equal `kwslib detect --backend numpy` (tested).
  *
@@ -21,10 +28,14 @@
 #include <stdint.h>
 
 #include "kws_frontend.h"
+#include "kws_intfrontend.h"
 
 #define KWS_PIPE_INT 0 /* integer network: packed 4-bit kernel for layers of <= 4 bits, int8 containers otherwise */
 #define KWS_PIPE_S8 1  /* integer network, int8 containers for every layer */
 #define KWS_PIPE_F32 2 /* the float32 network the integer one quantizes (same front end and detector) */
+
+#define KWS_FE_INT 0   /* integer front end (default: a zero-initialised config gets it) */
+#define KWS_FE_FLOAT 1 /* float64 front end (the reference) */
 
 typedef struct {
     kws_frontend_config frontend;
@@ -34,6 +45,7 @@ typedef struct {
     const char *const *class_names;                /* [n_classes]; names starting with '_' are not keywords */
     double threshold;                              /* in [0, 1] */
     int32_t smooth_windows, refractory_steps;      /* >= 1 */
+    int32_t frontend_kind;                         /* KWS_FE_INT (0) or KWS_FE_FLOAT */
 } kws_pipeline_config;
 
 typedef struct {
