@@ -100,6 +100,10 @@ __all__ = [
     "poisson_ci",
     "mcnemar",
     "replicate_agreement",
+    "replicate_interval",
+    "replicate_interval_many",
+    "replicates_needed",
+    "variance_components",
 ]
 
 VERDICTS = ("equivalent", "worse", "better", "inconclusive")
@@ -333,22 +337,32 @@ def equivalence_verdict(ci, margin) -> str:
     return "inconclusive"
 
 
-def minimum_detectable_difference(se, alpha=0.05, power=0.8) -> float:
+def _quantile_fn(df):
+    """The standard normal quantile function (``df`` None) or Student's t with ``df`` degrees of freedom."""
+    if df is None:
+        return _sps.norm.ppf
+    df = _finite(df, "df", allow_zero=False)
+    return lambda q: _sps.t.ppf(q, df)
+
+
+def minimum_detectable_difference(se, alpha=0.05, power=0.8, df=None) -> float:
     """Smallest true difference a two-sided level-``alpha`` test detects with probability ``power``.
 
     With the estimate ``D ~ N(delta, se^2)`` and the test rejecting when
     ``|D| > z_{1-alpha/2} se``, the power at ``delta > 0`` is (neglecting the
     far tail) ``Phi(delta/se - z_{1-alpha/2})``; setting it to ``power`` gives
     ``delta = (z_{1-alpha/2} + z_{power}) * se`` (2.8016 se at the defaults).
+    With ``df`` (the degrees of freedom of a t-based interval, e.g.
+    :func:`replicate_interval`'s) Student's t quantiles replace the normal ones.
     """
     se = _se(se)
     alpha = _alpha(alpha)
     power = _alpha(power, "power")
-    z = _sps.norm.ppf
-    return float((z(1.0 - alpha / 2.0) + z(power)) * se)
+    q = _quantile_fn(df)
+    return float((q(1.0 - alpha / 2.0) + q(power)) * se)
 
 
-def equivalence_power_margin(se, alpha=0.05, power=0.8) -> float:
+def equivalence_power_margin(se, alpha=0.05, power=0.8, df=None) -> float:
     """Smallest margin at which a truly zero difference is called "equivalent" with probability ``power``.
 
     Consistent with :func:`equivalence_verdict` applied to the level
@@ -361,13 +375,13 @@ def equivalence_power_margin(se, alpha=0.05, power=0.8) -> float:
         margin = (z_{1-alpha/2} + z_{(1+power)/2}) * se     (3.2415 se at the defaults).
 
     (This is stricter than the textbook TOST margin, which uses a
-    ``1 - 2 alpha`` interval.)
+    ``1 - 2 alpha`` interval.)  With ``df``, Student's t quantiles replace the normal ones.
     """
     se = _se(se)
     alpha = _alpha(alpha)
     power = _alpha(power, "power")
-    z = _sps.norm.ppf
-    return float((z(1.0 - alpha / 2.0) + z((1.0 + power) / 2.0)) * se)
+    q = _quantile_fn(df)
+    return float((q(1.0 - alpha / 2.0) + q((1.0 + power) / 2.0)) * se)
 
 
 # ----------------------------------------------------------------------------- rates and tests
@@ -437,3 +451,176 @@ def replicate_agreement(per_replicate_verdicts: list, pooled_verdict) -> float:
     if not verdicts:
         raise StatsError("per_replicate_verdicts: is empty; need at least one replicate")
     return float(sum(1 for v in verdicts if v == pooled_verdict) / len(verdicts))
+
+
+# ----------------------------------------------------------------------------- replicate-level intervals
+#
+# The unit that a rerun changes is the replicate: a new float model, a new QAT run, (with speaker folds)
+# other test speakers, and a threshold read off that replicate's own DET curve. A speaker bootstrap within
+# replicates holds all but the speakers fixed and is too narrow (docs/DESIGN.md section 6). The functions
+# below treat the per-replicate paired differences d_r as the observations:
+#
+#     D = sum_r w_r d_r                                    (w_r >= 0, sum 1: the pooled ratio of sums when
+#                                                           w_r is replicate r's share of the clips)
+#     V_rep = n / (n - 1) * sum_r w_r^2 (d_r - D)^2         (s^2 / n for equal weights: the cluster-robust
+#                                                           variance with the replicate as the cluster)
+#     se^2 = V_rep + V_shared
+#     interval: D +- t_{1 - alpha/2, df} se, df = (V_rep + V_shared)^2 / (V_rep^2 / (n - 1))  (Satterthwaite)
+#
+# V_rep holds everything that differs between replicates (training, test speakers, the part of the threshold's
+# noise that is a replicate's own); ``shared_var`` is the variance of a component common to every replicate,
+# which the spread of the d_r cannot show: the negative audio, the same recordings in every replicate
+# (kwslib.replicates estimates it by resampling negative units and re-deriving every threshold). With
+# ``shared_var`` 0 the interval is the t-interval of the mean of the d_r, exact for normal d_r at any n >= 2.
+
+
+def _replicate_matrix(d, name: str = "d") -> np.ndarray:
+    try:
+        arr = np.asarray(d, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise StatsError(f"{name}: must be an array of numbers ({exc})") from None
+    if arr.ndim < 1:
+        raise StatsError(f"{name}: must hold one difference per replicate (last axis), got a scalar")
+    if arr.shape[-1] < 2:
+        raise StatsError(f"{name}: needs at least 2 replicates (last axis) to measure the training variance, "
+                         f"got {arr.shape[-1]}")
+    if not np.isfinite(arr).all():
+        raise StatsError(f"{name}: contains NaN or infinite values")
+    return arr
+
+
+def _weights(weights, d: np.ndarray) -> np.ndarray:
+    n = d.shape[-1]
+    if weights is None:
+        return np.full(n, 1.0 / n)
+    try:
+        w = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise StatsError(f"weights: must be numbers, one per replicate ({exc})") from None
+    if w.shape[-1:] != (n,):
+        raise StatsError(f"weights: must have one entry per replicate ({n}) on the last axis, got shape {w.shape}")
+    if not np.isfinite(w).all() or (w <= 0).any():
+        raise StatsError("weights: must be finite and > 0")
+    try:
+        np.broadcast_shapes(w.shape, d.shape)
+    except ValueError:
+        raise StatsError(f"weights: shape {w.shape} does not broadcast against d's {d.shape}") from None
+    return w / w.sum(axis=-1, keepdims=True)
+
+
+def replicate_interval_many(d, weights=None, shared_var=0.0, alpha=0.05) -> dict:
+    """The replicate-level interval (see the section comment above) of many experiments at once.
+
+    ``d``: per-replicate differences, replicates on the last axis (``[..., n]``, n >= 2); ``weights``:
+    ``[n]`` or broadcastable to ``d`` (None: equal); ``shared_var``: variance of a component common to
+    all replicates, a number or an array of ``d.shape[:-1]`` (>= 0). Returns numpy arrays of
+    ``d.shape[:-1]``: ``diff``, ``lo``, ``hi``, ``se``, ``se_replicates`` (sqrt V_rep) and ``df``.
+    """
+    d = _replicate_matrix(d)
+    alpha = _alpha(alpha)
+    w = _weights(weights, d)
+    try:
+        shared = np.broadcast_to(np.asarray(shared_var, dtype=np.float64), d.shape[:-1])
+    except (TypeError, ValueError):
+        raise StatsError(f"shared_var: must be a number >= 0 or an array of shape {d.shape[:-1]}") from None
+    if not np.isfinite(shared).all() or (shared < 0).any():
+        raise StatsError("shared_var: must be finite and >= 0")
+    n = d.shape[-1]
+    center = (w * d).sum(axis=-1)
+    v_rep = n / (n - 1.0) * (w ** 2 * (d - center[..., None]) ** 2).sum(axis=-1)
+    v = v_rep + shared
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = np.where(v_rep > 0, v ** 2 / np.where(v_rep > 0, v_rep, 1.0) ** 2 * (n - 1.0),
+                      np.where(shared > 0, np.inf, n - 1.0))
+    t = _sps.t.ppf(1.0 - alpha / 2.0, df)
+    se = np.sqrt(v)
+    return {"diff": center, "lo": center - t * se, "hi": center + t * se, "se": se,
+            "se_replicates": np.sqrt(v_rep), "df": df}
+
+
+def replicate_interval(d, weights=None, shared_var=0.0, alpha=0.05) -> dict:
+    """Interval of the pooled paired difference with the replicate as the top-level unit (one experiment).
+
+    ``d``: the ``n >= 2`` per-replicate differences ``B - A``; ``weights``: one per replicate (e.g. its
+    clips; None: equal); ``shared_var``: the variance of a component that every replicate shares (the
+    negative audio), >= 0. Returns ``diff``, ``ci``, ``se``, ``se_replicates`` (the replicates' part),
+    ``se_shared`` (sqrt ``shared_var``), ``df`` (Satterthwaite; ``None`` when infinite), ``n_replicates``
+    and ``sd_replicates`` (plain sd of the d_r). See the section comment for the formulas.
+    """
+    arr = _replicate_matrix(d)
+    if arr.ndim != 1:
+        raise StatsError(f"d: must be 1-D (one difference per replicate), got shape {arr.shape}; "
+                         f"use replicate_interval_many for many experiments")
+    shared = _finite(shared_var, "shared_var", allow_zero=True)
+    r = replicate_interval_many(arr, weights, shared, alpha)
+    df = float(r["df"])
+    return {"diff": float(r["diff"]), "ci": [float(r["lo"]), float(r["hi"])], "se": float(r["se"]),
+            "se_replicates": float(r["se_replicates"]), "se_shared": math.sqrt(shared),
+            "df": df if math.isfinite(df) else None, "n_replicates": int(arr.size),
+            "sd_replicates": float(np.std(arr, ddof=1))}
+
+
+def replicates_needed(sd_replicate, margin, shared_sd=0.0, alpha=0.05, max_n=1000) -> int | None:
+    """Replicates for a conclusive verdict at ``margin``, at the measured variance.
+
+    An interval no wider than the margin cannot hold both 0 and a margin edge, so whatever the estimate
+    :func:`equivalence_verdict` calls it "equivalent", "better" or "worse", never "inconclusive". This is
+    the smallest ``n >= 2`` whose expected interval (:func:`replicate_interval` with per-replicate sd
+    ``sd_replicate`` and a shared component of sd ``shared_sd``) has ``2 t_{df} se_n <= margin``,
+    ``se_n^2 = sd_replicate^2 / n + shared_sd^2``. ``None`` when no ``n <= max_n`` reaches it (in
+    particular when the shared component alone is too wide: ``2 z shared_sd > margin``; more replicates
+    cannot fix that, more negative audio can).
+    """
+    sd = _finite(sd_replicate, "sd_replicate", allow_zero=True)
+    shared = _finite(shared_sd, "shared_sd", allow_zero=True)
+    margin = _finite(margin, "margin", allow_zero=False)
+    alpha = _alpha(alpha)
+    if isinstance(max_n, bool) or not isinstance(max_n, numbers.Integral) or max_n < 2:
+        raise StatsError(f"max_n: must be an integer >= 2, got {max_n!r}")
+    n = np.arange(2, int(max_n) + 1, dtype=np.float64)
+    v_rep = sd ** 2 / n
+    v = v_rep + shared ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = np.where(v_rep > 0, v ** 2 / np.where(v_rep > 0, v_rep, 1.0) ** 2 * (n - 1.0), np.inf)
+    width = 2.0 * _sps.t.ppf(1.0 - alpha / 2.0, df) * np.sqrt(v)
+    ok = np.flatnonzero(width <= margin)
+    return int(n[ok[0]]) if ok.size else None
+
+
+def variance_components(d, speaker_var, threshold_var=None) -> dict:
+    """Method-of-moments split of the spread of per-replicate differences ``d`` (n >= 2) into named parts.
+
+    ``speaker_var``: per replicate (or one number), the variance of that replicate's difference from
+    resampling its test speakers (the square of a speaker bootstrap's se); ``threshold_var``: likewise
+    from resampling the negative audio with the threshold re-derived (None when not measured). With
+    independent parts, ``Var(d_r) = training + speakers + threshold``, so
+
+        training = max(0, s^2 - mean(speaker_var) - mean(threshold_var))
+
+    where ``s`` is the sd of the ``d_r`` (noisy at small n: with 5 replicates s^2 is within a factor of
+    about 3 of the truth; 0 when the other parts already explain the spread). Returns standard
+    deviations in the units of ``d``: ``per_replicate_total`` (s), ``test_speakers``,
+    ``threshold_negatives`` (None without ``threshold_var``), ``training`` (with the threshold's part
+    in it when that is not measured: ``training_includes_threshold``) and ``dominant``, the largest part.
+    """
+    arr = _replicate_matrix(d)
+    if arr.ndim != 1:
+        raise StatsError(f"d: must be 1-D, got shape {arr.shape}")
+
+    def per_rep(v, name):
+        x = np.asarray(v, dtype=np.float64) if not isinstance(v, bool) else None
+        if x is None or x.ndim > 1 or (x.ndim == 1 and x.size != arr.size):
+            raise StatsError(f"{name}: must be a number or one variance per replicate ({arr.size})")
+        if not np.isfinite(x).all() or (x < 0).any():
+            raise StatsError(f"{name}: must be finite and >= 0")
+        return float(np.mean(x))
+
+    s2 = float(np.var(arr, ddof=1))
+    spk = per_rep(speaker_var, "speaker_var")
+    thr = None if threshold_var is None else per_rep(threshold_var, "threshold_var")
+    train = max(0.0, s2 - spk - (thr or 0.0))
+    parts = {"test_speakers": math.sqrt(spk), "threshold_negatives": None if thr is None else math.sqrt(thr),
+             "training": math.sqrt(train)}
+    dominant = max((k for k, v in parts.items() if v is not None), key=lambda k: parts[k])
+    return {"per_replicate_total": math.sqrt(s2), **parts, "training_includes_threshold": thr is None,
+            "dominant": dominant}
