@@ -92,8 +92,11 @@ def export_cmd(src, dst, header=None, prefix="kws_model", containers=False, thre
         extra.update({k: v for k, v in export.load_artifact(src).extra.items() if k != "source"})
     if threshold is not None:
         extra.update(threshold=float(threshold), threshold_source="--threshold at export")
-    elif "threshold" not in extra:
-        extra.update(export.results_extra(src))  # the report's operating point, when src is in a results folder
+    why_none = "not in a results folder with a summary.json, no --threshold"
+    if threshold is None and "threshold" not in extra:
+        found, note = export.find_results_threshold(src)  # its replicate's operating point, in a results tree
+        extra.update(found)
+        why_none = note or why_none
     blob = export.to_bytes(model, packed=not containers, extra=extra)  # fails before anything is written
     if header:
         try:
@@ -116,8 +119,7 @@ def export_cmd(src, dst, header=None, prefix="kws_model", containers=False, thre
          + (f"; C header {header}" if header else ""))
     info(f"stored detection threshold: {extra['threshold']:g} ({extra.get('threshold_source', 'stored')})"
          if "threshold" in extra else
-         "stored detection threshold: none (not in a results folder with a summary.json, no --threshold): "
-         "kwslib detect will use 0.5")
+         f"stored detection threshold: none ({why_none}; no --threshold): kwslib detect will use 0.5")
     return size
 
 

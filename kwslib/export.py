@@ -343,50 +343,127 @@ def load_model(path) -> IntModel:
     return load_artifact(path).model
 
 
-def operating_point_extra(summary: dict, model_name: str) -> dict:
+def operating_point_extra(summary: dict, model_name: str, replicate: int = 0) -> dict:
     """The artifact ``extra`` fields that make ``kwslib detect`` behave like the report, for one model.
 
     ``summary`` is a results folder's ``summary.json`` (as a dict), ``model_name`` a key of its
-    ``models`` (``stage2_w4``). Returns ``threshold`` (the model's own threshold at the run's
-    operating point, ``models.<name>.threshold_at_op``), ``threshold_source`` (one phrase saying
-    which operating point), ``operating_point_fdph`` and ``profile``; an empty dict when the summary
-    has no measured threshold for that model (then nothing is stored and detect says so).
+    ``models`` (``stage2_w4``), ``replicate`` which replicate's model it is (0: the profile's own
+    folder). Returns ``threshold`` (that replicate's threshold at the run's operating point:
+    ``models.<name>.per_replicate[k].threshold_at_op``, or ``models.<name>.threshold_at_op`` for
+    replicate 0 of a summary without ``per_replicate``), ``threshold_source`` (one phrase naming the
+    replicate, the rate and the model), ``threshold_replicate``, ``operating_point_fdph`` and
+    ``profile``; an empty dict when the summary has no measured threshold for that model and replicate
+    (then nothing is stored and detect says so).
     """
     entry = (summary.get("models") or {}).get(model_name) or {}
-    thr = entry.get("threshold_at_op")
-    if thr is None or not (isinstance(thr, (int, float)) and math.isfinite(thr) and 0.0 <= thr <= 1.0):
+    per = entry.get("per_replicate")
+    if isinstance(per, list) and 0 <= replicate < len(per) and isinstance(per[replicate], dict):
+        thr = per[replicate].get("threshold_at_op")
+    else:
+        thr = entry.get("threshold_at_op") if replicate == 0 else None
+    if not _valid_threshold(thr):
         return {}
     op = (summary.get("operating_point") or {}).get("false_detections_per_hour")
-    profile = summary.get("profile")
+    return _threshold_extra(float(thr), replicate, summary.get("profile"), op, model_name, "summary.json")
+
+
+def _valid_threshold(thr) -> bool:
+    return isinstance(thr, (int, float)) and not isinstance(thr, bool) and math.isfinite(thr) and 0.0 <= thr <= 1.0
+
+
+def _threshold_extra(thr: float, replicate: int, profile, op, model_name: str, where: str) -> dict:
     rate = f"{op:g} false detections/h" if isinstance(op, (int, float)) else "its operating point"
-    return {"threshold": float(thr), "operating_point_fdph": op, "profile": profile,
-            "threshold_source": f"operating point of results/{profile}: {rate}, model {model_name}"}
+    return {"threshold": thr, "operating_point_fdph": op, "profile": profile, "threshold_replicate": replicate,
+            "threshold_source": f"replicate {replicate} of results/{profile}, operating point {rate}, "
+                                f"model {model_name} (from {where})"}
 
 
-def results_extra(src) -> dict:
-    """:func:`operating_point_extra` for a model file inside a results folder, else ``{}``.
+def _record_threshold(path: Path, model_file: Path):
+    """``(threshold_at_op, why_not)`` from a replicate's record ``records/<name>.npz``.
 
-    ``src`` is ``results/<profile>/models/<name>.int.npz`` (or ``.kws``); the summary is
-    ``results/<profile>/summary.json``; the model is the entry whose ``int_model_file`` names
-    ``src`` (or, failing that, the entry called ``<name>``).
+    Only the record's JSON meta is read, here rather than with :func:`kwslib.replicates.load_record`,
+    because the inference path must not import kwslib.replicates (it loads scipy); and of the meta
+    only ``threshold_at_op`` and ``model_digest``, so any record version that keeps those two works.
+    The record must be of this very model file (``model_digest``: the sha256 of the ``.int.npz`` it
+    read) unless it names none; ``why_not`` says why a record was not used.
+    """
+    if not path.is_file():
+        return None, f"no record {path}"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["__meta__"]).decode())
+    except (OSError, ValueError, KeyError) as exc:
+        return None, f"record {path} unreadable ({exc})"
+    digest = meta.get("model_digest")
+    if digest is not None and model_file.suffix == ".npz" and digest != hashlib.sha256(model_file.read_bytes()).hexdigest():
+        return None, f"record {path} was made from another {model_file.name} (stale)"
+    thr = meta.get("threshold_at_op")
+    if not _valid_threshold(thr):
+        return None, f"record {path} holds no threshold in [0, 1]"
+    return float(thr), None
+
+
+def locate_in_results(src) -> tuple[Path, int] | None:
+    """``(profile folder, replicate k)`` of a model file in a results tree, else None.
+
+    ``results/<profile>/models/<name>`` is replicate 0; ``results/<profile>/replicates/r<k>/models/<name>``
+    is replicate k (the layout of :func:`kwslib.replicates.replicate_paths`). A file beside
+    ``summary.json`` (no ``models/`` folder) counts as replicate 0 of that folder.
+    """
+    src = Path(src)
+    folder = src.parent.parent if src.parent.name == "models" else src.parent
+    rep = folder.name
+    if folder.parent.name == "replicates" and rep.startswith("r") and rep[1:].isdigit() and int(rep[1:]) > 0:
+        return folder.parent.parent, int(rep[1:])
+    if (folder / "summary.json").exists() or (folder / "records").is_dir():
+        return folder, 0
+    return None
+
+
+def find_results_threshold(src) -> tuple[dict, str]:
+    """The operating-point threshold of a model file inside a results tree: ``(extra, note)``.
+
+    The threshold is the one its own replicate measured: first the replicate's record
+    (``records/<name>.npz`` beside its ``models/``, checked to be of this model file), else that
+    replicate's entry in the profile's ``summary.json``. ``extra`` holds :func:`operating_point_extra`'s
+    fields (empty when none is found); ``note`` says, in one phrase, why none was found.
     """
     from .errors import ConfigError
     from .summary import load_summary
 
     src = Path(src)
-    folder = src.parent.parent if src.parent.name == "models" else src.parent
-    if not (folder / "summary.json").exists():
-        return {}
+    where = locate_in_results(src)
+    if where is None:
+        return {}, "not in a results folder (results/<profile>/models/ or .../replicates/r<k>/models/)"
+    folder, k = where
     try:
         summary = load_summary(folder)
     except ConfigError:
-        return {}
+        summary = {}
     name = src.name.split(".")[0]
-    for key, entry in (summary.get("models") or {}).items():
-        if isinstance(entry, dict) and Path(str(entry.get("int_model_file", ""))).name == src.name:
-            name = key
-            break
-    return operating_point_extra(summary, name)
+    if k == 0:
+        for key, entry in (summary.get("models") or {}).items():
+            if isinstance(entry, dict) and Path(str(entry.get("int_model_file", ""))).name == src.name:
+                name = key
+                break
+    rep_folder = folder if k == 0 else folder / "replicates" / f"r{k}"
+    record = rep_folder / "records" / f"{name}.npz"
+    thr, why = _record_threshold(record, src)
+    if thr is not None:
+        op = (summary.get("operating_point") or {}).get("false_detections_per_hour")
+        return _threshold_extra(thr, k, summary.get("profile") or folder.name, op, name,
+                                f"its record records/{name}.npz"), ""
+    if record.exists():  # a record that is not this model's: the summary was pooled from it, so no fallback
+        return {}, f"replicate {k} of {folder}: {why}"
+    extra = operating_point_extra(summary, name, k)
+    if extra:
+        return extra, ""
+    return {}, f"replicate {k} of {folder}: {why}, and summary.json has no threshold for {name}"
+
+
+def results_extra(src) -> dict:
+    """:func:`find_results_threshold`'s ``extra`` alone (``{}`` when the model is not in a results tree)."""
+    return find_results_threshold(src)[0]
 
 
 # --- memory accounting ---------------------------------------------------------------------------

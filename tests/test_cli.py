@@ -137,34 +137,47 @@ def _op_record(threshold: float, seed: int, n_spk: int = 25, clips: int = 4) -> 
             "counts_at_float_frr": counts, "curve_source_false_detections": {}}
 
 
-def test_exported_threshold_is_the_reports_replicate_0_threshold_of_that_model(tmp_path, capsys):
-    """A results folder as notebooks 1 and 3 leave it (records of two replicates, summary entries pooled by
-    replicates.pooled_entry): ``kwslib export`` stores summary.json's ``threshold_at_op`` of the exported model,
-    which is replicate 0's, not another replicate's, another model's or a pooled value; detect and the C header use it."""
+def _results_tree(tmp_path, thresholds=None):
+    """A results folder as notebooks 1 and 3 leave it: int models and records (with the model file's digest)
+    of two replicates, summary entries pooled by replicates.pooled_entry. Returns (paths, thresholds, summary)."""
     from kwslib import replicates as R
     from kwslib.experiment import Paths
-    from kwslib.pipeline import detector_settings
     from kwslib.quant.intfile import save_int_model
     from kwslib.summary import load_summary, update_summary
 
     p = Paths(tmp_path / "results" / "demo", tmp_path / "cache")
     p.models.mkdir(parents=True, exist_ok=True)
     # every model and replicate its own threshold at the operating point (values from the shared grid)
-    thresholds = {"float": (0.5, 0.6), "stage2_w8": (0.955, 0.97), "stage2_w4": (0.975, 0.93)}
+    thresholds = thresholds or {"float": (0.5, 0.6), "stage2_w8": (0.955, 0.97), "stage2_w4": (0.975, 0.93)}
     recs = {name: [] for name in thresholds}
     for name, per_rep in thresholds.items():
         for k, thr in enumerate(per_rep):
+            rp = R.replicate_paths(p, k)
+            digest = None
+            if name != "float":
+                b = int(name.split("_w")[1])
+                save_int_model(rp.models / f"{name}.int.npz", random_int_model(b, seed=10 * k + b))
+                digest = R.file_digest(rp.models / f"{name}.int.npz")
             rec = _op_record(thr, seed=10 * k + len(name))
-            R.save_record(R.record_path(R.replicate_paths(p, k), name), rec)
-            recs[name].append(R.load_record(R.record_path(R.replicate_paths(p, k), name)))
+            R.save_record(R.record_path(rp, name), rec, digest)
+            recs[name].append(R.load_record(R.record_path(rp, name)))
     models = {"float": R.pooled_entry(recs["float"], None, 0.02, n_boot=50, op_fdph=10.0)}
-    for b in (8, 4):
-        save_int_model(p.models / f"stage2_w{b}.int.npz", random_int_model(b, seed=b))
-        models[f"stage2_w{b}"] = dict(R.pooled_entry(recs[f"stage2_w{b}"], recs["float"], 0.02, n_boot=50,
-                                                     op_fdph=10.0), int_model_file=f"models/stage2_w{b}.int.npz")
+    for name in thresholds:
+        if name != "float":
+            models[name] = dict(R.pooled_entry(recs[name], recs["float"], 0.02, n_boot=50, op_fdph=10.0),
+                                int_model_file=f"models/{name}.int.npz")
     update_summary(p.results, "demo", {"operating_point": {"false_detections_per_hour": 10.0}, "models": models})
-    summary = load_summary(p.results)
+    return p, thresholds, load_summary(p.results)
 
+
+def test_exported_threshold_is_the_reports_replicate_0_threshold_of_that_model(tmp_path, capsys):
+    """A results folder as notebooks 1 and 3 leave it (records of two replicates, summary entries pooled by
+    replicates.pooled_entry): ``kwslib export`` stores summary.json's ``threshold_at_op`` of the exported model,
+    which is replicate 0's, not another replicate's, another model's or a pooled value; detect and the C header use it."""
+    from kwslib import replicates as R
+    from kwslib.pipeline import detector_settings
+
+    p, thresholds, summary = _results_tree(tmp_path)
     for b in (4, 8):
         key = f"stage2_w{b}"
         want = summary["models"][key]["threshold_at_op"]
@@ -183,10 +196,80 @@ def test_exported_threshold_is_the_reports_replicate_0_threshold_of_that_model(t
         assert f"#define KWS_MODEL_THRESHOLD {want!r}" in header.read_text()
 
 
+def test_export_of_replicate_k_takes_that_replicates_threshold_and_says_so(tmp_path, capsys):
+    """``kwslib export results/<p>/replicates/r1/models/stage2_w4.int.npz`` stores replicate 1's own threshold
+    (from its record), not replicate 0's (issue 26 item 8), and its message names the replicate and the rate."""
+    from kwslib import replicates as R
+    from kwslib.pipeline import detector_settings
+
+    p, thresholds, summary = _results_tree(tmp_path)
+    for key in ("stage2_w4", "stage2_w8"):
+        want = thresholds[key][1]
+        assert want != thresholds[key][0] and summary["models"][key]["per_replicate"][1]["threshold_at_op"] == want
+        src = R.replicate_paths(p, 1).models / f"{key}.int.npz"
+        dst = tmp_path / f"r1_{key}.kws"
+        rc, out, err = run(["export", str(src), str(dst)], capsys)
+        assert rc == 0, err
+        art = export.load_artifact(dst)
+        assert art.extra["threshold"] == want and art.extra["threshold_replicate"] == 1
+        assert art.extra["operating_point_fdph"] == 10.0 and art.extra["profile"] == "demo"
+        src_text = art.extra["threshold_source"]
+        assert "replicate 1" in src_text and "10 false detections/h" in src_text and key in src_text
+        assert "record" in src_text  # read from the replicate's own record
+        assert f"stored detection threshold: {want:g} (replicate 1 of results/demo" in out
+        assert detector_settings(art.model, art.extra)["threshold"] == want
+
+
+def test_export_falls_back_to_the_summary_when_the_record_is_gone(tmp_path):
+    """Without the record file, that replicate's summary entry (per_replicate[k]) gives the threshold."""
+    from kwslib import replicates as R
+
+    p, thresholds, _ = _results_tree(tmp_path)
+    rp = R.replicate_paths(p, 1)
+    R.record_path(rp, "stage2_w4").unlink()
+    extra, note = export.find_results_threshold(rp.models / "stage2_w4.int.npz")
+    assert note == "" and extra["threshold"] == thresholds["stage2_w4"][1] and extra["threshold_replicate"] == 1
+    assert "summary.json" in extra["threshold_source"]
+    # replicate 0 through the summary alone too
+    R.record_path(p, "stage2_w8").unlink()
+    extra, _ = export.find_results_threshold(p.models / "stage2_w8.int.npz")
+    assert extra["threshold"] == thresholds["stage2_w8"][0] and extra["threshold_replicate"] == 0
+
+
+def test_export_refuses_a_stale_record(tmp_path, capsys):
+    """A record made from another model file (retrained since) gives no threshold, and the reason is printed."""
+    from kwslib import replicates as R
+    from kwslib.quant.intfile import save_int_model
+
+    p, _, _ = _results_tree(tmp_path)
+    rp = R.replicate_paths(p, 1)
+    save_int_model(rp.models / "stage2_w4.int.npz", random_int_model(4, seed=99))  # a new model, old record
+    extra, note = export.find_results_threshold(rp.models / "stage2_w4.int.npz")
+    assert extra == {} and "stale" in note and "replicate 1" in note
+    rc, out, err = run(["export", str(rp.models / "stage2_w4.int.npz"), str(tmp_path / "x.kws")], capsys)
+    assert rc == 0 and "threshold" not in export.load_artifact(tmp_path / "x.kws").extra
+    assert "stale" in out and "will use 0.5" in out
+
+
+def test_locate_in_results():
+    from pathlib import Path
+
+    assert export.locate_in_results("/x/results/sc12/replicates/r3/models/stage2_w4.int.npz") == (
+        Path("/x/results/sc12"), 3)
+    assert export.locate_in_results("/nowhere/stage2_w4.int.npz") is None
+    assert export.locate_in_results("/x/results/sc12/replicates/r0/models/a.int.npz") is None  # r0 is the profile
+    assert export.locate_in_results("/x/results/sc12/replicates/rx/models/a.int.npz") is None
+
+
 def test_operating_point_extra_rejects_unmeasured_thresholds():
     assert export.operating_point_extra({"models": {"m": {"threshold_at_op": None}}}, "m") == {}
     assert export.operating_point_extra({"models": {}}, "m") == {}
     assert export.operating_point_extra({"models": {"m": {"threshold_at_op": 1.5}}}, "m") == {}
+    assert export.operating_point_extra({"models": {"m": {"threshold_at_op": True}}}, "m") == {}
+    summ = {"models": {"m": {"threshold_at_op": 0.9, "per_replicate": [{"threshold_at_op": 0.9},
+                                                                      {"threshold_at_op": 0.7}]}}}
+    assert export.operating_point_extra(summ, "m", 1)["threshold"] == 0.7
+    assert export.operating_point_extra(summ, "m", 2) == {}  # no such replicate: nothing, not replicate 0's
 
 
 @pytest.mark.parametrize("case", ["missing", "corrupt", "truncated", "nonfinite", "empty", "dir"])
