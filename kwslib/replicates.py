@@ -18,14 +18,24 @@ threshold grid. :func:`pooled_entry` pools the records of one model over the rep
 them with the float model of the same replicate on the same clips:
 
 - ``delta_frr``: FRR of the model at its threshold for the operating point minus the float model's,
-  with a 95% bootstrap interval that resamples speakers within each replicate
-  (:func:`kwslib.stats.grouped_bootstrap_diff`);
+  pooled over the replicates (each replicate weighted by its keyword clips). Its interval of record,
+  ``delta_frr_ci``, has the *replicate* as its unit, because a rerun changes the float model, the QAT run,
+  (with speaker folds) the test speakers and the thresholds read off each model's own DET curve: the
+  t-interval of the per-replicate differences (:func:`kwslib.stats.replicate_interval`), widened by the
+  variance that all replicates share, the negative audio (the same recordings in each), measured by
+  :func:`negative_bootstrap`, which resamples the units of negative audio and re-derives every threshold
+  in each draw. ``delta_frr_ci_speakers_only`` is the former interval (speakers resampled within each
+  replicate, models and thresholds held fixed): too narrow for a verdict, kept as a secondary field;
+- ``variance_components`` (FRR points, as sd): test speakers, threshold/negatives, training (what of the
+  spread between replicates the other two do not explain) and the shared negative part;
+  ``replicates_needed``: replicates for an interval no wider than the margin (always a conclusive
+  verdict) at the measured spread;
 - ``delta_fdph``: false detections per hour at the float model's FRR minus the float model's at the
-  operating point, resampling units of negative audio (the same audio in every replicate, so one unit
-  is one cluster across replicates);
-- parity (paired): the interval of ``delta_frr`` inside ``[-margin, margin]``
-  (:func:`kwslib.stats.equivalence_verdict`), with the design's power beside it; the single-run
-  "inside the float interval" test stays as a secondary column (``parity``).
+  operating point, with the same replicate-level interval (``delta_fdph_ci_units_only``: the former one,
+  units of negative audio resampled with the models fixed); ``delta_accuracy`` likewise;
+- the verdict (:func:`kwslib.stats.equivalence_verdict`) reads ``delta_frr_ci`` against the margin:
+  "equivalent" (parity), "better", "worse" or "inconclusive", with 1 replicate or fewer than 20 speakers
+  always "inconclusive" (``verdict_reason``); ``verdict_speakers_only`` is the former interval's.
 
 Replicate 0 writes into the profile's own results folder (the models notebooks 4 and 5 read and that
 ``kwslib export`` exports); replicate k > 0 into ``replicates/r<k>/`` below it.
@@ -47,29 +57,36 @@ from .errors import ConfigError
 KINDS = ("seeds", "speaker_folds")
 #: False-detection rates at which the FRR is also reported, where the negative hours support them.
 REPORT_LEVELS = (1.0, 5.0, 10.0, 50.0)
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: per-unit counts at the band of thresholds (unit_curve_*)
 
 
 @dataclass
 class ReplicatesConfig:
     n: int = 1
     kind: str = "seeds"  # "seeds" (synthetic) or "speaker_folds" (speech_commands_test_set)
-    seeds: list[int] | None = None  # one per replicate (training seed; synthetic corpus seed too); None: 0..n-1
+    seeds: list[int] | None = None  # one per replicate (training seed; synthetic corpus seed too); None: seed..seed+n-1
+    seed: int = 0  # base seed: replicate k trains with seed + k (two runs with different bases are two samples)
 
     def __post_init__(self):
-        if not isinstance(self.n, int) or self.n < 1:
+        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
             raise ConfigError(f"replicates.n must be an integer >= 1, got {self.n!r}")
         if self.kind not in KINDS:
             raise ConfigError(f"replicates.kind must be one of {list(KINDS)}, got {self.kind!r}")
-        if self.seeds is not None and len(self.seeds) != self.n:
-            raise ConfigError(f"replicates.seeds must have n={self.n} entries, got {self.seeds!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"replicates.seed must be an integer >= 0, got {self.seed!r}")
+        if self.seeds is not None:
+            if len(self.seeds) != self.n:
+                raise ConfigError(f"replicates.seeds must have n={self.n} entries, got {self.seeds!r}")
+            if self.seed != 0:
+                raise ConfigError("replicates.seeds and replicates.seed: give one of them (seeds lists every "
+                                  "replicate's seed, seed is the base of seed..seed+n-1)")
 
     @property
     def seed_list(self) -> list[int]:
-        return list(self.seeds) if self.seeds is not None else list(range(self.n))
+        return list(self.seeds) if self.seeds is not None else [self.seed + k for k in range(self.n)]
 
     def describe(self) -> dict:
-        return {"n": self.n, "kind": self.kind, "seeds": self.seed_list}
+        return {"n": self.n, "kind": self.kind, "seeds": self.seed_list, "seed": self.seed}
 
 
 def replicates_config(d: dict | None) -> ReplicatesConfig:
@@ -133,6 +150,52 @@ def _unit_counts(res, data, threshold: float) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
+#: A record keeps the false detections of every unit of negative audio at every grid threshold from the
+#: lowest one past which the DET curve stays at or under BAND_FACTOR x the operating point's rate: what it
+#: takes to re-derive the operating-point threshold from resampled negative audio (a resample whose rate
+#: at a threshold is 4x lower than the whole audio's, at >= 20 events, does not happen).
+BAND_FACTOR = 4.0
+
+
+def _steps_from_above(above: np.ndarray, gap: int) -> np.ndarray:
+    """metrics.detection_steps given the sorted steps at or above the threshold."""
+    out, i = [], 0
+    while i < len(above):
+        t = int(above[i])
+        out.append(t)
+        i = int(np.searchsorted(above, t + gap, side="left"))
+    return np.asarray(out, np.int64)
+
+
+def _unit_curve(res, data, op_fdph: float) -> dict:
+    """Per-unit false detections at the band of grid thresholds (see BAND_FACTOR), sparse: the
+    ``(unit, threshold index, count)`` triplets of the non-zero counts and the band's first index."""
+    thr = np.asarray(res.curve_stream["thresholds"], np.float64)
+    fdph = np.asarray(res.curve_stream["fdph"], np.float64)
+    suffix_max = np.maximum.accumulate(fdph[::-1])[::-1]
+    ok = np.flatnonzero(suffix_max <= BAND_FACTOR * op_fdph)
+    j_lo = int(ok[0]) if ok.size else len(thr) - 1
+    gap = max(int(res.refractory), 1)
+    n_units = sum(len(src.unit_ids) for src in data.negatives.values())
+    counts = np.zeros((len(thr) - j_lo, n_units), np.int64)
+    offset = 0
+    for name, src in data.negatives.items():
+        sc = res.negative_scores[name]
+        unit_of_step = np.asarray(src.unit_of_step)
+        for k in range(sc.shape[1]):
+            col = np.asarray(sc[:, k])
+            pos = np.flatnonzero(col >= thr[j_lo])
+            vals = col[pos]
+            for j in range(j_lo, len(thr)):
+                steps = _steps_from_above(pos[vals >= thr[j]], gap)
+                if steps.size:
+                    np.add.at(counts[j - j_lo], offset + unit_of_step[steps], 1)
+        offset += len(src.unit_ids)
+    jj, uu = np.nonzero(counts)
+    return {"unit_curve_from": j_lo, "unit_curve_index": (jj + j_lo).astype(np.int32),
+            "unit_curve_unit": uu.astype(np.int32), "unit_curve_count": counts[jj, uu].astype(np.int32)}
+
+
 def _lowest_fdph_threshold(curve: dict, target_frr: float) -> float:
     """The threshold with the lowest FD/h among those whose FRR is <= ``target_frr`` (metrics.fdph_at_frr's)."""
     frr, fdph, thr = (np.asarray(curve[k]) for k in ("frr", "fdph", "thresholds"))
@@ -176,6 +239,7 @@ def model_record(res, data, cfg, op_fdph: float, float_record: dict | None = Non
                                               if level * hours >= cfg.min_events else None)
                                  for level in REPORT_LEVELS},
     }
+    rec.update(_unit_curve(res, data, op_fdph))
     if float_record is not None:
         t2 = _lowest_fdph_threshold(res.curve_stream, float_record["frr_at_op"])
         rec["threshold_at_float_frr"] = t2
@@ -246,6 +310,115 @@ def _pooled_frr_at_levels(recs: list) -> dict:
         misses = np.concatenate([np.asarray(r["pos_scores"]) < t for r, t in zip(recs, thr)])
         out[str(int(level))] = float(misses.mean())
     return out
+
+
+def _has_unit_curve(rec: dict) -> bool:
+    return all(k in rec for k in ("unit_curve_from", "unit_curve_index", "unit_curve_unit", "unit_curve_count",
+                                  "curve_thresholds"))
+
+
+def _band(rec: dict, n_units: int):
+    """(first grid index, sparse [units, band thresholds] matrix of false detections) of a record."""
+    from scipy import sparse
+
+    j_lo = int(rec["unit_curve_from"])
+    n_thr = len(rec["curve_thresholds"]) - j_lo
+    jj = np.asarray(rec["unit_curve_index"], np.int64) - j_lo
+    uu = np.asarray(rec["unit_curve_unit"], np.int64)
+    if n_thr < 1 or (jj.size and (jj.min() < 0 or jj.max() >= n_thr or uu.min() < 0 or uu.max() >= n_units)):
+        raise ValueError("record: its per-unit threshold counts do not fit its grid or its units")
+    mat = sparse.csr_matrix((np.asarray(rec["unit_curve_count"], np.float64), (uu, jj)), shape=(n_units, n_thr))
+    return j_lo, mat
+
+
+def _first_at_or_under(rate: np.ndarray, target: float) -> np.ndarray:
+    """Per row of ``rate`` [B, J], the first column with ``rate <= target`` (the lowest threshold meeting
+    the budget; the last column when none does)."""
+    ok = rate <= target * (1.0 + 1e-12)
+    return np.where(ok.any(axis=1), ok.argmax(axis=1), rate.shape[1] - 1)
+
+
+def negative_bootstrap(recs: list, float_recs: list, op_fdph: float, n_boot: int = 1000, seed: int = 0) -> dict | None:
+    """What resampling the negative audio does to each replicate's paired differences, every threshold re-derived.
+
+    Each draw resamples the units of negative audio with replacement (one draw for every replicate: the
+    audio is the same recordings in each), recomputes every model's DET curve on the resampled audio from
+    the per-unit counts of its record, and reads again, with the keyword clips held fixed:
+
+    - the float model's and the quantized model's thresholds at ``op_fdph`` (the lowest grid threshold whose
+      resampled rate is <= ``op_fdph``) and the FRR difference there;
+    - the quantized model's FD/h at the float model's FRR (its lowest resampled rate among thresholds whose
+      FRR is at most the float model's) minus the float model's FD/h at its threshold.
+
+    Returns ``{"delta_frr": [B, n], "delta_fdph": [B, n], "n_boot", "units", "below_band"}`` (``below_band``:
+    share of quantized readings at the float FRR that needed a threshold under the stored band, read at the
+    band's edge), or None when a record has no per-unit counts (records written before version 2).
+    """
+    if not recs or len(recs) != len(float_recs):
+        raise ValueError(f"negative_bootstrap: {len(recs)} records but {len(float_recs)} float records")
+    if not all(_has_unit_curve(r) for r in list(recs) + list(float_recs)):
+        return None
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 2:
+        raise ValueError(f"negative_bootstrap: n_boot must be an integer >= 2, got {n_boot!r}")
+    ids = np.asarray(recs[0]["unit_ids"]).astype(str)
+    for r in list(recs) + list(float_recs):
+        if not np.array_equal(np.asarray(r["unit_ids"]).astype(str), ids):
+            raise ValueError("negative_bootstrap: the replicates were read on different negative audio")
+    n_units = ids.size
+    hours = np.asarray(recs[0]["unit_hours"], np.float64)
+    rng = np.random.default_rng(seed)
+    w = rng.multinomial(n_units, np.full(n_units, 1.0 / n_units), size=int(n_boot)).astype(np.float64)
+    w_hours = w @ hours
+    d_frr = np.empty((int(n_boot), len(recs)))
+    d_fdph = np.empty_like(d_frr)
+    below = 0
+    for i, (q, f) in enumerate(zip(recs, float_recs)):
+        thr = np.asarray(f["curve_thresholds"], np.float64)
+        if not np.array_equal(thr, np.asarray(q["curve_thresholds"], np.float64)):
+            raise ValueError("negative_bootstrap: the model and the float model have different threshold grids")
+        jf, cf = _band(f, n_units)
+        jq, cq = _band(q, n_units)
+        rate_f = (cf.T @ w.T).T / w_hours[:, None]  # [B, band of f]
+        rate_q = (cq.T @ w.T).T / w_hours[:, None]
+        pf = np.asarray(f["pos_scores"], np.float64)
+        pq = np.asarray(q["pos_scores"], np.float64)
+        frr_f = (pf[None, :] < thr[jf:, None]).mean(axis=1)  # FRR at each band threshold
+        frr_q = (pq[None, :] < thr[jq:, None]).mean(axis=1)
+        kf = _first_at_or_under(rate_f, op_fdph)
+        kq = _first_at_or_under(rate_q, op_fdph)
+        rows = np.arange(int(n_boot))
+        f_frr_b = frr_f[kf]
+        d_frr[:, i] = frr_q[kq] - f_frr_b
+        # the quantized model at the float model's FRR: lowest resampled FD/h among thresholds with FRR <= it
+        allowed = frr_q[None, :] <= f_frr_b[:, None] + 1e-12
+        none = ~allowed.any(axis=1)
+        below += int(none.sum())
+        allowed[none, 0] = True
+        q_rate = np.where(allowed, rate_q, np.inf).min(axis=1)
+        d_fdph[:, i] = q_rate - rate_f[rows, kf]
+    return {"delta_frr": d_frr, "delta_fdph": d_fdph, "n_boot": int(n_boot), "units": int(n_units),
+            "below_band": below / float(n_boot * len(recs))}
+
+
+def _shared_var(draws: np.ndarray, weights: np.ndarray) -> tuple[float, np.ndarray]:
+    """(variance common to every replicate, per-replicate variances) of negative-audio draws [B, n]:
+    Var(sum_r w_r d_r) minus the replicates' own parts sum_r w_r^2 Var(d_r), i.e. their covariances
+    (floored at 0). The replicates' own parts are in the spread between replicates already."""
+    per_rep = np.var(draws, axis=0, ddof=1)
+    pooled = float(np.var(draws @ weights, ddof=1))
+    return max(0.0, pooled - float((weights ** 2 * per_rep).sum())), per_rep
+
+
+def _interval_fields(prefix: str, d_rep, weights, shared_var: float, alpha: float) -> dict:
+    """``<prefix>_ci``, ``_se`` and the interval's details from per-replicate differences (None with 1)."""
+    if len(d_rep) < 2:
+        return {f"{prefix}_ci": None, f"{prefix}_se": None}
+    r = stats.replicate_interval(np.asarray(d_rep, float), weights, shared_var, alpha)
+    return {f"{prefix}_ci": r["ci"], f"{prefix}_se": r["se"],
+            f"{prefix}_interval": {"method": "replicate t-interval (replicate = unit) + shared negative-audio "
+                                             "variance (threshold re-derived per draw)",
+                                   "se_replicates": r["se_replicates"], "se_shared": r["se_shared"], "df": r["df"],
+                                   "n_replicates": r["n_replicates"], "sd_replicates": r["sd_replicates"]}}
 
 
 def pooled_entry(recs: list, float_recs: list | None, margin: float, n_boot: int = 2000, seed: int = 0,
@@ -324,31 +497,107 @@ def pooled_entry(recs: list, float_recs: list | None, margin: float, n_boot: int
     f_correct = np.concatenate([r["correct"] for r in float_recs])
     d_acc = stats.grouped_bootstrap_diff(clip_groups, f_correct.astype(float), q_correct.astype(float),
                                          strata=strata_clip, n_boot=n_boot, seed=seed, alpha=alpha)
-    verdict = _verdict(d_frr, margin)
+    verdict_speakers = _verdict(d_frr, margin)
     f_ci = stats.grouped_bootstrap_diff(pos_groups, np.zeros_like(f_misses), f_misses, strata=strata_pos,
                                         n_boot=n_boot, seed=seed, alpha=alpha)["ci"]
-    per_rep = []
+    n_rep = len(recs)
+    weights = np.array([len(r["pos_scores"]) for r in recs], float)
+    weights /= weights.sum()
+    per_rep, spk_var = [], []
     for i, (r, f) in enumerate(zip(recs, float_recs)):
         d = stats.grouped_bootstrap_diff(r["pos_speakers"], np.asarray(f["misses_at_op"], float),
                                          np.asarray(r["misses_at_op"], float), n_boot=n_boot, seed=seed, alpha=alpha)
+        spk_var.append(d["se"] ** 2)
         v = _verdict(d, margin)
+        u_h = float(np.sum(r["unit_hours"]))
         per_rep.append({**entry["per_replicate"][i], "delta_frr": d["diff"], "delta_frr_ci": list(d["ci"]),
+                        "delta_frr_se_speakers": d["se"],
+                        "delta_fdph": float((np.sum(r["counts_at_float_frr"]) - np.sum(f["counts_at_op"])) / u_h),
+                        "delta_accuracy": float(np.mean(r["correct"]) - np.mean(f["correct"])),
                         "verdict": v, "parity_paired": v == "equivalent"})
+    d_rep = np.array([x["delta_frr"] for x in per_rep])
+    neg = negative_bootstrap(recs, float_recs, op_fdph, n_boot=n_boot, seed=seed) if (
+        op_fdph is not None and n_rep >= 2) else None
+    if neg is None:
+        shared_frr = shared_fdph = 0.0
+        thr_var = None
+        thr_reason = ("op_fdph not given" if op_fdph is None else "1 replicate" if n_rep < 2 else
+                      "the records hold no per-unit counts at the thresholds (written before record version 2)")
+    else:
+        shared_frr, thr_var = _shared_var(neg["delta_frr"], weights)
+        shared_fdph, _ = _shared_var(neg["delta_fdph"], np.full(n_rep, 1.0 / n_rep))
+        thr_reason = None
+    fields = {}
+    fields.update(_interval_fields("delta_frr", d_rep, weights, shared_frr, alpha))
+    fields.update(_interval_fields("delta_fdph", [x["delta_fdph"] for x in per_rep], None, shared_fdph, alpha))
+    fields.update(_interval_fields("delta_accuracy", [x["delta_accuracy"] for x in per_rep],
+                                   np.array([len(r["correct"]) for r in recs], float), 0.0, alpha))
+    if n_rep < 2:
+        verdict, reason = "inconclusive", "1 replicate: the training variance is not measured (replicates.n >= 2)"
+    elif d_frr["n_clusters"] < MIN_CLUSTERS:
+        verdict, reason = "inconclusive", f"fewer than {MIN_CLUSTERS} speakers behind the interval"
+    else:
+        verdict, reason = stats.equivalence_verdict(fields["delta_frr_ci"], margin), None
     entry.update({
-        "delta_frr": d_frr["diff"], "delta_frr_ci": list(d_frr["ci"]), "delta_frr_se": d_frr["se"],
-        "delta_fdph": d_fdph["diff"], "delta_fdph_ci": list(d_fdph["ci"]),
+        "delta_frr": d_frr["diff"], **fields,
+        "delta_frr_ci_speakers_only": list(d_frr["ci"]), "delta_frr_se_speakers_only": d_frr["se"],
+        "delta_fdph": d_fdph["diff"], "delta_fdph_ci_units_only": list(d_fdph["ci"]),
         "fdph_at_float_frr": float(q_counts.sum() / unit_hours.sum()),
-        "delta_accuracy": d_acc["diff"], "delta_accuracy_ci": list(d_acc["ci"]),
+        "delta_accuracy": d_acc["diff"], "delta_accuracy_ci_speakers_only": list(d_acc["ci"]),
         "accuracy_mcnemar_p": stats.mcnemar(f_correct, q_correct)["p_value"],
-        "parity_margin": float(margin), "verdict": verdict, "parity_paired": verdict == "equivalent",
+        "parity_margin": float(margin), "verdict": verdict, "verdict_reason": reason,
+        "verdict_speakers_only": verdict_speakers, "parity_paired": verdict == "equivalent",
         "verdict_agreement": stats.replicate_agreement([x["verdict"] for x in per_rep], verdict),
-        "min_detectable_delta_frr": stats.minimum_detectable_difference(d_frr["se"], alpha),
-        "min_equivalence_margin": stats.equivalence_power_margin(d_frr["se"], alpha),
         # secondary, single-interval reading (the pooled FRR inside the pooled float interval)
         "parity": bool(f_ci[0] <= misses.mean() <= f_ci[1]), "no_worse_than_float": bool(misses.mean() <= f_ci[1]),
         "per_replicate": per_rep,
     })
+    entry.update(power_fields(d_rep, spk_var, thr_var, shared_frr, margin, alpha,
+                              threshold_reason=thr_reason, df=(fields.get("delta_frr_interval") or {}).get("df"),
+                              se=fields["delta_frr_se"]))
+    if neg is not None:
+        entry["variance_components"]["negative_draws"] = {"n_boot": neg["n_boot"], "units": neg["units"],
+                                                          "below_band": neg["below_band"]}
     return entry
+
+
+def power_fields(d_rep, speaker_var, threshold_var, shared_var: float, margin: float, alpha: float = 0.05,
+                 threshold_reason: str | None = None, df=None, se=None) -> dict:
+    """``variance_components`` (FRR points, as sd), ``replicates_needed`` (+ ``_reason`` when None),
+    ``min_detectable_delta_frr`` and ``min_equivalence_margin`` of one model's per-replicate differences.
+
+    ``speaker_var``: per replicate, the variance of its difference over speakers; ``threshold_var``: over
+    negative-audio draws (None: not measured, ``threshold_reason`` says why); ``shared_var``: the variance
+    common to all replicates (negative audio); ``se``/``df``: the new interval's (None with 1 replicate)."""
+    d_rep = np.asarray(d_rep, float)
+    out: dict = {}
+    if d_rep.size < 2:
+        out["variance_components"] = None
+        out["variance_components_reason"] = "1 replicate: the training variance is not measured"
+        out["replicates_needed"] = None
+        out["replicates_needed_reason"] = "1 replicate: the spread between replicates is not measured"
+        out["min_detectable_delta_frr"] = out["min_equivalence_margin"] = None
+        return out
+    vc = stats.variance_components(d_rep, speaker_var, threshold_var)
+    comp = {k: (None if vc[k] is None else 100.0 * vc[k])
+            for k in ("per_replicate_total", "test_speakers", "threshold_negatives", "training")}
+    comp.update(unit="FRR points (sd)", shared_negatives=100.0 * float(np.sqrt(shared_var)),
+                training_includes_threshold=vc["training_includes_threshold"], dominant=vc["dominant"],
+                estimate="method of moments over the replicates: training = what of the spread between "
+                         "replicates the speakers and the threshold do not explain (noisy at a few replicates)")
+    if threshold_var is None:
+        comp["threshold_negatives_reason"] = threshold_reason or "not measured"
+    out["variance_components"] = comp
+    need = stats.replicates_needed(vc["per_replicate_total"], margin, float(np.sqrt(shared_var)), alpha)
+    out["replicates_needed"] = need
+    out["replicates_needed_reason"] = None if need is not None else (
+        "more than 1000 at this spread" if 2 * 1.96 * np.sqrt(shared_var) <= margin else
+        "the shared negative audio alone makes the interval wider than the margin: more negative audio, "
+        "not more replicates")
+    if se is not None:
+        out["min_detectable_delta_frr"] = stats.minimum_detectable_difference(se, alpha, df=df)
+        out["min_equivalence_margin"] = stats.equivalence_power_margin(se, alpha, df=df)
+    return out
 
 
 #: Fewer speakers than this behind a paired interval: the verdict is "inconclusive" whatever the interval

@@ -48,8 +48,17 @@ def test_pooled_entry_pools_and_pairs():
     ref = stats.grouped_bootstrap_diff(np.concatenate([f["pos_speakers"] for f in floats]), all_misses.astype(float),
                                        np.concatenate([q["misses_at_op"] for q in worse]).astype(float),
                                        strata=np.repeat([0, 1, 2], len(floats[0]["pos_speakers"])), n_boot=500)
-    assert w["delta_frr_ci"] == pytest.approx(list(ref["ci"]))
-    assert w["min_detectable_delta_frr"] == pytest.approx(stats.minimum_detectable_difference(ref["se"]))
+    assert w["delta_frr_ci_speakers_only"] == pytest.approx(list(ref["ci"]))
+    # the interval of record has the replicate as its unit: the t-interval of the three per-replicate differences
+    d_rep = [np.mean(q["misses_at_op"]) - np.mean(f["misses_at_op"]) for q, f in zip(worse, floats)]
+    t = stats.replicate_interval(d_rep)
+    assert w["delta_frr_ci"] == pytest.approx(t["ci"]) and w["delta_frr_se"] == pytest.approx(t["se"])
+    assert [x["delta_frr"] for x in w["per_replicate"]] == pytest.approx(d_rep)
+    assert w["min_detectable_delta_frr"] == pytest.approx(stats.minimum_detectable_difference(t["se"], df=2))
+    assert w["variance_components"]["per_replicate_total"] == pytest.approx(100 * np.std(d_rep, ddof=1))
+    assert w["variance_components"]["threshold_negatives"] is None  # these records hold no per-unit counts
+    assert "version 2" in w["variance_components"]["threshold_negatives_reason"] or \
+        "op_fdph" in w["variance_components"]["threshold_negatives_reason"]
     # the per-hour difference: units are shared across replicates (one cluster per unit id)
     more = [dict(q, counts_at_float_frr=f["counts_at_op"] + 1) for q, f in zip(worse, floats)]
     m = R.pooled_entry(more, floats, margin=0.02, n_boot=200)
@@ -60,7 +69,13 @@ def test_few_speakers_are_inconclusive_and_bad_input():
     rng = np.random.default_rng(1)
     f = [fake_record(rng, n_spk=5)]
     e = R.pooled_entry([dict(f[0], counts_at_float_frr=f[0]["counts_at_op"])], f, margin=0.02, n_boot=100)
-    assert e["delta_frr_ci"] == [0.0, 0.0] and e["verdict"] == "inconclusive"  # [0, 0] from 5 speakers proves nothing
+    assert e["delta_frr_ci_speakers_only"] == [0.0, 0.0] and e["verdict"] == "inconclusive"  # proves nothing
+    assert e["delta_frr_ci"] is None and "1 replicate" in e["verdict_reason"]  # no training variance from 1 run
+    assert e["replicates_needed"] is None and e["replicates_needed_reason"]
+    two = [fake_record(rng, n_spk=5) for _ in range(2)]
+    e2 = R.pooled_entry([dict(x, counts_at_float_frr=x["counts_at_op"]) for x in two], two, margin=0.02, n_boot=100)
+    assert e2["delta_frr_ci"] == [0.0, 0.0] and e2["verdict"] == "inconclusive"  # [0, 0] from 10 speakers
+    assert "speakers" in e2["verdict_reason"]
     with pytest.raises(ConfigError, match="margin"):
         R.pooled_entry(f, f, margin=0.0)
     with pytest.raises(ValueError, match="float records"):
@@ -246,3 +261,68 @@ def test_load_pooled_curves_by_source(tmp_path):
     c = R.load_pooled_curves(p, 2, source="real_speech")["float"]
     np.testing.assert_allclose(c["fdph"], 2 * REAL_FD / 1.5)
     assert R.load_pooled_curves(p, 3, source="real_speech") == {}  # replicate 2 has no record
+
+
+def test_records_keep_per_unit_counts_at_the_thresholds_and_the_entry_measures_all_three_parts(tmp_path_factory):
+    """model_record's sparse per-unit counts add up to the DET curve at every band threshold and give back the
+    operating-point threshold; pooled_entry over such records measures speakers, threshold and training."""
+    from kwslib import evaluate
+    from kwslib.data import DataConfig, load_corpus
+    from kwslib.evaluate import EvalConfig, NegativesConfig, prepare_eval
+    from kwslib.features import FeatureConfig
+
+    cache = tmp_path_factory.mktemp("cache")
+    corpus = load_corpus(DataConfig(source="synthetic", synthetic={"n_voices": 6, "clips_per_class_per_voice": 1,
+                                                                     "noise_seconds": 30.0}), cache_dir=cache)
+    ecfg = EvalConfig(min_events=1, n_boot=200)
+    data = prepare_eval(corpus, FeatureConfig(), 96, 4, ecfg, NegativesConfig(synthetic_hours=0.01), cache_dir=cache)
+    op = evaluate.operating_point(data, ecfg)
+
+    def model(seed, sharpen):
+        rng = np.random.default_rng(seed)
+
+        def fn(windows):
+            x = rng.random((len(windows), 12)).astype(np.float32) ** sharpen
+            return x / x.sum(1, keepdims=True)
+        return fn
+
+    floats, quants = [], []
+    for k in range(3):
+        f = R.model_record(evaluate.evaluate(model(k, 4), data, ecfg), data, ecfg, op)
+        floats.append(f)
+        quants.append(R.model_record(evaluate.evaluate(model(100 + k, 4), data, ecfg), data, ecfg, op, float_record=f))
+    rec = floats[0]
+    j0, mat = R._band(rec, len(rec["unit_ids"]))
+    per_thr = np.asarray(mat.sum(axis=0)).ravel()
+    np.testing.assert_array_equal(per_thr, rec["curve_false_detections"][j0:])
+    assert np.all(rec["curve_false_detections"][j0:] / rec["hours"] <= R.BAND_FACTOR * op)
+    k = R._first_at_or_under((per_thr / np.sum(rec["unit_hours"]))[None, :], op)[0]
+    assert rec["curve_thresholds"][j0 + k] == rec["threshold_at_op"]
+    e = R.pooled_entry(quants, floats, margin=0.02, n_boot=200, op_fdph=op, min_events=1)
+    vc = e["variance_components"]
+    # (measured, here 0: a random model misses every keyword clip of this tiny corpus at every band threshold;
+    # tests/test_verdict_intervals.py checks its size against fresh samples of negative audio)
+    assert vc["threshold_negatives"] is not None and vc["threshold_negatives"] >= 0 and vc["unit"] == "FRR points (sd)"
+    assert vc["negative_draws"]["n_boot"] == 200 and vc["negative_draws"]["units"] == len(rec["unit_ids"])
+    assert set(vc) >= {"training", "per_replicate_total", "shared_negatives", "dominant"}
+    d_rep = [x["delta_frr"] for x in e["per_replicate"]]
+    bare = stats.replicate_interval(d_rep, weights=[len(q["pos_scores"]) for q in quants])
+    assert e["delta_frr_ci"][0] <= bare["ci"][0] and e["delta_frr_ci"][1] >= bare["ci"][1]  # the shared part widens it
+    assert e["delta_frr_interval"]["se_shared"] == pytest.approx(vc["shared_negatives"] / 100)
+    assert e["delta_fdph_ci"] is not None and e["delta_accuracy_ci"] is not None
+    assert e["verdict"] == stats.equivalence_verdict(e["delta_frr_ci"], 0.02) or e["verdict_reason"]
+    R.save_record(tmp_path_factory.mktemp("rec") / "r.npz", quants[0])
+
+
+def test_base_seed_moves_every_replicate_seed():
+    cfg = experiment.experiment_config(data={"source": "synthetic", "synthetic_seed": 10},
+                                       replicates={"n": 3, "kind": "seeds", "seed": 100})
+    assert cfg.replicates.seed_list == [100, 101, 102]
+    assert cfg.replicates.describe() == {"n": 3, "kind": "seeds", "seeds": [100, 101, 102], "seed": 100}
+    rc = [R.replicate_config(cfg, cfg.replicates, k) for k in range(3)]
+    assert [c.train.seed for c in rc] == [100, 101, 102] and [c.data.synthetic_seed for c in rc] == [110, 111, 112]
+    assert R.ReplicatesConfig(n=2).seed_list == [0, 1]  # the default is the runs so far
+    with pytest.raises(ConfigError, match="one of them"):
+        R.ReplicatesConfig(n=2, seeds=[5, 6], seed=3)
+    with pytest.raises(ConfigError, match="seed"):
+        R.ReplicatesConfig(n=2, seed=-1)

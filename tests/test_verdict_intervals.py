@@ -160,3 +160,90 @@ def test_t_quantiles_in_power_helpers():
     assert stats.equivalence_power_margin(0.01, df=4) > stats.equivalence_power_margin(0.01)
     with pytest.raises(stats.StatsError, match="df"):
         stats.minimum_detectable_difference(0.01, df=0)
+
+
+# ----------------------------------------------------------------------------- threshold from resampled negatives
+
+GRID = np.linspace(0.0, 1.0, 401)
+UNITS, UNIT_HOURS, EVENTS_PER_HOUR, OP = 400, 0.005, 200.0, 10.0  # 2 h of negative audio, 20 events at the op
+
+
+def _unit_curve(unit, scores):
+    """unit_curve_* keys of a record: per (unit, grid threshold) the events with a score at or above it."""
+    counts = np.zeros((GRID.size, UNITS), np.int64)
+    order = np.searchsorted(GRID, scores, side="right")  # the event counts at grid indices < order
+    for u, o in zip(unit, order):
+        counts[:o, u] += 1
+    jj, uu = np.nonzero(counts)
+    return {"unit_curve_from": 0, "unit_curve_index": jj.astype(np.int32), "unit_curve_unit": uu.astype(np.int32),
+            "unit_curve_count": counts[jj, uu].astype(np.int32)}
+
+
+def negative_pair(rng, pos_f, pos_q):
+    """Float and quantized records on one fresh sample of negative audio (the quantized model's false-alarm
+    scores are the float model's plus noise: the two thresholds move together)."""
+    n_ev = rng.poisson(EVENTS_PER_HOUR * UNITS * UNIT_HOURS)
+    unit = rng.integers(0, UNITS, n_ev)
+    s_f = rng.random(n_ev) ** 3
+    s_q = np.clip(s_f + 0.03 * rng.standard_normal(n_ev), 0, 1)
+    base = {"unit_ids": np.array([f"u{i}" for i in range(UNITS)]), "unit_hours": np.full(UNITS, UNIT_HOURS),
+            "curve_thresholds": GRID}
+    return ({**base, "pos_scores": pos_f, **_unit_curve(unit, s_f)},
+            {**base, "pos_scores": pos_q, **_unit_curve(unit, s_q)})
+
+
+def _point(f, q):
+    """The FRR difference on the whole sample, each threshold the lowest grid value at or under OP."""
+    from kwslib import replicates as R
+
+    out = []
+    for rec in (f, q):
+        j0, mat = R._band(rec, UNITS)
+        rate = np.asarray(mat.sum(axis=0)).ravel() / (UNITS * UNIT_HOURS)
+        out.append(np.mean(rec["pos_scores"] < GRID[j0 + R._first_at_or_under(rate[None, :], OP)[0]]))
+    return out[1] - out[0]
+
+
+def test_negative_bootstrap_measures_the_threshold_variance():
+    """Its sd of the FRR difference (one sample of negative audio, thresholds re-derived per draw) matches the
+    sd over fresh samples of negative audio."""
+    from kwslib import replicates as R
+
+    rng = np.random.default_rng(7)
+    pos_f = rng.uniform(0.5, 1.0, 800)
+    pos_q = np.clip(pos_f + 0.02 * rng.standard_normal(800), 0, 1)
+    truth = np.std([_point(*negative_pair(rng, pos_f, pos_q)) for _ in range(300)], ddof=1)
+    boot = []
+    for _ in range(12):
+        f, q = negative_pair(rng, pos_f, pos_q)
+        draws = R.negative_bootstrap([q], [f], OP, n_boot=400, seed=int(rng.integers(1 << 30)))
+        boot.append(np.std(draws["delta_frr"][:, 0], ddof=1))
+        assert draws["delta_frr"].shape == (400, 1) and draws["units"] == UNITS
+    assert truth > 0.005  # the threshold matters here
+    assert np.mean(boot) == pytest.approx(truth, rel=0.3), (np.mean(boot), truth)
+    # a model against itself: every draw gives 0
+    same = R.negative_bootstrap([f, f], [f, f], OP, n_boot=50)
+    assert not same["delta_frr"].any() and not same["delta_fdph"].any()
+    # shared across replicates: two replicates read on the same audio move together
+    two = R.negative_bootstrap([q, q], [f, f], OP, n_boot=200, seed=1)
+    shared, per_rep = R._shared_var(two["delta_frr"], np.array([0.5, 0.5]))
+    assert shared == pytest.approx(per_rep.mean() / 2, rel=1e-6)  # perfectly correlated: all of the covariance
+
+
+def test_negative_bootstrap_bad_input_and_old_records():
+    from kwslib import replicates as R
+
+    rng = np.random.default_rng(8)
+    f, q = negative_pair(rng, rng.random(50), rng.random(50))
+    old = {k: v for k, v in q.items() if not k.startswith("unit_curve")}
+    assert R.negative_bootstrap([old], [f], OP) is None  # a version-1 record: not measurable, not an error
+    with pytest.raises(ValueError, match="float records"):
+        R.negative_bootstrap([q, q], [f], OP)
+    other = dict(q, unit_ids=np.array([f"v{i}" for i in range(UNITS)]))
+    with pytest.raises(ValueError, match="different negative audio"):
+        R.negative_bootstrap([other], [f], OP)
+    with pytest.raises(ValueError, match="n_boot"):
+        R.negative_bootstrap([q], [f], OP, n_boot=1)
+    bad = dict(q, unit_curve_unit=q["unit_curve_unit"] + UNITS)
+    with pytest.raises(ValueError, match="do not fit"):
+        R.negative_bootstrap([bad], [f], OP)
