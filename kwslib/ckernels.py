@@ -560,15 +560,37 @@ def count_instructions(artifact_path, x_row: np.ndarray, mode: str = "auto", var
             "mode": mode, "variant": variant, "setup_filtered": dfilter is not None}
 
 
+def run_frontend_qemu(artifact_path, config_text: str, pcm: np.ndarray, frontend: str = "int",
+                      variant: str = "neon-dotprod") -> np.ndarray:
+    """The aarch64 build's front end alone under qemu (kws_pipeline_harness ``frontend`` mode) on int16
+    ``pcm``: Q20 log2 frames [F, n_mels] int32 (``frontend="int"``) or float32 log-mel (``"float"``)."""
+    if frontend not in ("int", "float"):
+        raise ValueError(f"frontend must be int or float, got {frontend!r}")
+    binary = build_harness(variant, pipeline=True)
+    n_mels = int(config_text.split()[4])
+    with tempfile.TemporaryDirectory(prefix="kwsneon") as d:
+        cfg, raw, out = Path(d) / "config.txt", Path(d) / "pcm.raw", Path(d) / "frames.out"
+        cfg.write_text(config_text)
+        np.ascontiguousarray(pcm, np.int16).tofile(raw)
+        _run_qemu(binary, ["frontend", str(artifact_path), str(cfg), str(raw), frontend, str(out)])
+        y = np.fromfile(out, np.int32 if frontend == "int" else np.float32)
+    return y.reshape(-1, n_mels)
+
+
 def count_pipeline_instructions(artifact_path, config_text: str, pcm: np.ndarray, mode: str = "int",
-                                variant: str = "neon-dotprod", t1: float = 0.5, t2: float = 1.5) -> dict:
+                                variant: str = "neon-dotprod", t1: float = 0.5, t2: float = 1.5,
+                                frontend: str = "int") -> dict:
     """Executed aarch64 instructions per second of audio of the whole pipeline, in steady state.
 
     Runs kws_pipeline_harness (primed window: a network run every ``step_frames`` frames from the
     start) on the first ``t1`` and the first ``t2`` seconds of ``pcm`` (int16 at the model's rate,
     ``sample_rate`` from the config) and divides the difference of the counts by ``t2 - t1``: front
     end, window, network and detector of that much audio, start-up and setup excluded.
+    ``frontend``: ``int`` or ``float`` (kws_pipeline_config.frontend_kind). ``mode="frontend"``: the
+    front end alone (no window, network or detector).
     """
+    if frontend not in ("int", "float"):
+        raise ValueError(f"frontend must be int or float, got {frontend!r}")
     binary = build_harness(variant, pipeline=True)
     dfilter = _dfilter(binary)
     rate = int(config_text.split()[0])
@@ -583,12 +605,12 @@ def count_pipeline_instructions(artifact_path, config_text: str, pcm: np.ndarray
         for n in (n1, n2):
             raw, log = Path(d) / f"pcm{n}.raw", Path(d) / f"exec{n}.log"
             pcm[:n].tofile(raw)
-            _run_qemu(binary, [mode, str(artifact_path), str(cfg), str(raw)], log=log, dfilter=dfilter)
+            _run_qemu(binary, [mode, str(artifact_path), str(cfg), str(raw), frontend], log=log, dfilter=dfilter)
             counts[n] = _count_lines(log)
             log.unlink()
     per_s = (counts[n2] - counts[n1]) / (t2 - t1)
     return {"per_audio_second": int(round(per_s)), "counts": [counts[n1], counts[n2]], "seconds": [t1, t2],
-            "mode": mode, "variant": variant, "setup_filtered": dfilter is not None}
+            "mode": mode, "frontend": frontend, "variant": variant, "setup_filtered": dfilter is not None}
 
 
 def code_bytes(target: str = "x86_64") -> dict:

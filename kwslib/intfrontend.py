@@ -17,9 +17,10 @@ Per frame of ``W = win_length`` samples ``s`` (int16), ``N = n_fft`` (a power of
 
 1. window     ``p[n] = s[n] * h[n]``, ``h[n] = round(hann[n] * 2^15)`` (int32, <= 2^15):
               ``|p| <= 2^15 * 2^15 = 2^30`` fits int32 exactly.
-2. block      ``b`` = bit length of ``max |p|`` (0 for a silent frame), ``e = b - 21``;
-   scaling    ``x = p >> e`` rounded half up (``(p + 2^(e-1)) >> e``) when ``e > 0``, else ``p << -e``
-              (exact). So ``|x| <= 2^21`` and the frame's own exponent ``e`` is kept.
+2. block      ``b`` = bit length of ``max |p|`` (0 for a silent frame), ``e = b - B`` with
+   scaling    ``B = 29 - floor(log2 W)`` (21 for W = 400), so that ``2 W 2^B < 2^31``;
+              ``x = p >> e`` rounded half up (``(p + 2^(e-1)) >> e``) when ``e > 0``, else ``p << -e``
+              (exact). So ``|x| <= 2^B`` and the frame's own exponent ``e`` is kept.
 3. FFT        the real FFT of ``x`` (zero-padded to N) as a K-point complex FFT of
               ``z[j] = x[2j] + i x[2j+1]``: radix-2 Stockham decimation in frequency (natural order in
               and out), ``log2 K`` stages; per butterfly ``y0 = a + b``, ``y1 = (a - b) * w``, where a
@@ -27,15 +28,16 @@ Per frame of ``W = win_length`` samples ``s`` (int16), ``N = n_fft`` (a power of
               +-(2^31 - 1)) rounds each real product on its own: ``rmul(a, w) = (a * w + 2^30) >> 31``
               (NEON's ``vqrdmulhq_s32``); ``re = rmul(dr, wr) - rmul(di, wi)``,
               ``im = rmul(dr, wi) + rmul(di, wr)``.
-              Bound: every intermediate is a partial sum of at most 200 inputs of modulus
-              ``<= sqrt(2) 2^21`` times unit twiddles, ``< 2^29.2`` plus at most 2 per stage of rounding.
+              Bound: every intermediate is a partial sum of at most W/2 inputs of modulus
+              ``<= sqrt(2) 2^B`` times unit twiddles (W = 400: ``< 2^29.2``), plus at most 2 per stage of rounding.
 4. split      ``Y[k] = A + rmulc(W_N^k, -i B)`` with ``A = Z[k] + conj Z[K-k]``,
               ``B = Z[k] - conj Z[K-k]`` (indices mod K): ``Y = 2 X`` (the half is kept, not rounded).
-              ``|A|, |B| < 2^30.2``; ``|Y| = 2 |X| <= 2 * 400 * 2^21 < 2^30.7``: int32.
+              ``|A|, |B| < 2^30.2``; ``|Y| = 2 |X| <= 2 W 2^B < 2^31`` (W = 400: ``< 2^30.7``): int32.
 5. power      ``P[k] = (Yr^2 + Yi^2) >> 16`` (int64: ``|Y|^2 < 2^61.4``), for the bins the filterbank reads.
 6. filterbank ``E[m] = sum_k P[k] * f[m, k]``, ``f = round(weight * 2^16)`` (<= 2^16). Bound, by Parseval:
-              ``sum_k |Y_k|^2 <= 4 N sum x^2 <= 2^11 * 400 * 2^42 < 2^61.7``, and each bin's weights in one
-              filter are <= 1: ``E < 2^61.7`` fits int64.
+              ``sum_k |Y_k|^2 <= 4 N sum x^2 <= 4 N W 2^(2B)`` (W = 400, N = 512: ``< 2^61.7``), and each bin's
+              weights in one filter are <= 1: ``E`` fits int64. A config where ``4 N W 2^(2B) >= 2^62`` is
+              refused.
 7. log2       ``L = log2(E)`` in Q20: leading-bit position, 30 mantissa bits, a 257-entry table of
               ``round(log2(1 + i / 256) * 2^20)`` with linear interpolation (error < 3e-6), then the frame's
               scale: ``E`` is ``E_float * 2^(62 - 2e)`` (float64 front end's energy of samples ``s / 32768``),
@@ -51,8 +53,12 @@ Per window (the network's input; :class:`IntModel` decimates ``decimate`` frames
               ``A[m] = round(a 2^n)``, ``a = ln 2 / (2^20 decimate std[m] scale)``, ``2^30 <= A < 2^31``,
               ``C[m] = round((z + 0.5 - mean[m] / (std[m] scale)) 2^n)`` (int64; the sum is checked < 2^62).
 
-Assumptions (named here, where they are made): ``n_fft`` is a power of two >= 8; the window fits
-``n_fft``; the energy's int16 reading is ``s / 32768`` like :func:`kwslib.pipeline.as_pcm16`'s inverse.
+Precision: the Q15 window's rounding is a noise about 100 dB below the frame's peak, so a mel bin
+that much quieter than the loudest one (a frame of pure DC: the Hann side lobes) can differ by more
+than a code; recorded speech has a noise floor far above that.
+
+Assumptions (named here, where they are made): ``n_fft`` is a power of two >= 8 and at most about
+twice the window (the Parseval bound of step 6); the window fits ``n_fft``; the energy's int16 reading is ``s / 32768`` like :func:`kwslib.pipeline.as_pcm16`'s inverse.
 """
 from __future__ import annotations
 
@@ -65,7 +71,6 @@ from .errors import AudioError, ConfigError
 from .features import FeatureConfig, hann_window, mel_filterbank
 
 WINDOW_BITS = 15      # Hann window in Q15
-BLOCK_BITS = 21       # FFT input magnitude after block scaling: |x| <= 2^21
 TWIDDLE_BITS = 31     # Q31 twiddles
 POWER_SHIFT = 16      # P = |Y|^2 >> 16
 MEL_BITS = 16         # filterbank weights in Q16
@@ -75,6 +80,13 @@ MANTISSA_BITS = 30
 # E = E_float * 2^(ENERGY_EXP - 2e): x = s/32768 * hann * 2^(30 - e) (Q15 sample, Q15 window), Y = 2X,
 # P = |Y|^2 >> 16, f = weight * 2^16  ->  2 * (30 - e) + 2 - 16 + 16 = 62 - 2e
 ENERGY_EXP = 2 * (2 * WINDOW_BITS) + 2 - POWER_SHIFT + MEL_BITS
+
+
+# The declared bound of each step at the default config (W = 400, N = 512; log2 of the largest magnitude; see
+# the module docstring). Checked by the tests at full-scale input; each leaves room below its container
+# (int32: 31, int64: 63).
+BOUNDS_LOG2 = {"window": 30.0, "block": 21.0, "fft": 29.2, "split": 30.2, "y": 30.7, "power_full": 61.4,
+               "energy": 61.7, "log2": 26.0}
 
 
 @dataclass(frozen=True)
@@ -99,10 +111,18 @@ def _q31(v: np.ndarray) -> np.ndarray:
     return np.clip(np.round(v * 2.0 ** 31), -lim, lim).astype(np.int64)
 
 
+def block_bits(win_length: int) -> int:
+    """B of step 2: FFT inputs are scaled to ``|x| <= 2^B``, ``B = 29 - floor(log2 W)`` (2 W 2^B < 2^31)."""
+    return 29 - (int(win_length).bit_length() - 1)
+
+
 def _check_cfg(cfg: FeatureConfig) -> None:
-    n = cfg.n_fft
+    n, w = cfg.n_fft, cfg.win_length
     if n < 8 or n & (n - 1):
         raise ConfigError(f"integer front end: n_fft must be a power of two >= 8, got {n}")
+    if 4 * n * w * 2 ** (2 * block_bits(w)) >= 2 ** 62:
+        raise ConfigError(f"integer front end: n_fft={n} is too long for a {w}-sample window "
+                          "(the filterbank energies could overflow int64; use n_fft <= 2 * window)")
 
 
 @functools.lru_cache(maxsize=16)
@@ -137,18 +157,26 @@ def rmul(a, w):
 
 
 def block_scale(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Windowed frames ``p`` [F, W] (int64, |p| <= 2^30) -> (x [F, W] with |x| <= 2^21, exponent e [F])."""
+    """Windowed frames ``p`` [F, W] (int64, |p| <= 2^30) -> (x [F, W] with |x| <= 2^B, exponent e [F])."""
     m = np.abs(p).max(axis=1) if p.shape[1] else np.zeros(len(p), np.int64)
     _, bits = np.frexp(m.astype(np.float64))  # m = f 2^bits, 0.5 <= f < 1: bits = bit length (0 for m = 0)
-    e = np.where(m > 0, bits.astype(np.int64) - BLOCK_BITS, 0)
+    e = np.where(m > 0, bits.astype(np.int64) - block_bits(p.shape[1]), 0)
     pos = np.maximum(e, 0)[:, None]
     down = (p + np.where(pos > 0, np.int64(1) << np.maximum(pos - 1, 0), 0)) >> pos
     up = p << np.maximum(-e, 0)[:, None]
     return np.where(e[:, None] > 0, down, up), e
 
 
-def fft_stockham(re: np.ndarray, im: np.ndarray, tb: IntFrontendTables) -> tuple[np.ndarray, np.ndarray]:
-    """K-point complex FFT of rows [F, K] (int64) in the specified fixed-point arithmetic (step 3)."""
+def _peak(stats: dict | None, key: str, *arrays) -> None:
+    if stats is not None:
+        v = max((int(np.abs(a).max(initial=0)) for a in arrays), default=0)
+        stats[key] = max(stats.get(key, 0), v)
+
+
+def fft_stockham(re: np.ndarray, im: np.ndarray, tb: IntFrontendTables,
+                 stats: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """K-point complex FFT of rows [F, K] (int64) in the specified fixed-point arithmetic (step 3).
+    ``stats``: when given, ``stats["fft"]`` gets the largest |component| of any stage's output."""
     f, k = re.shape
     n, s = k, 1
     while n > 1:
@@ -161,12 +189,17 @@ def fft_stockham(re: np.ndarray, im: np.ndarray, tb: IntFrontendTables) -> tuple
         y_re = np.stack([a_re + b_re, rmul(dr, wr) - rmul(di, wi)], axis=2)  # [F, m, 2, s]
         y_im = np.stack([a_im + b_im, rmul(dr, wi) + rmul(di, wr)], axis=2)
         re, im = y_re.reshape(f, k), y_im.reshape(f, k)
+        _peak(stats, "fft", re, im)
         n, s = m, 2 * s
     return re, im
 
 
-def frames_log2(frames: np.ndarray, cfg: FeatureConfig | None = None) -> np.ndarray:
-    """int16 frames [F, win_length] -> Q20 log2 mel energies L [F, n_mels] (int32): steps 1-7."""
+def frames_log2(frames: np.ndarray, cfg: FeatureConfig | None = None, stats: dict | None = None) -> np.ndarray:
+    """int16 frames [F, win_length] -> Q20 log2 mel energies L [F, n_mels] (int32): steps 1-7.
+
+    ``stats``: a dict that receives the largest magnitude each step reached (``window``, ``block``,
+    ``fft``, ``split``, ``y``, ``power_full`` (``|Y|^2`` before the shift), ``energy``, ``log2``), to
+    check the declared bounds."""
     tb = tables(cfg)
     cfg = tb.cfg
     frames = np.asarray(frames)
@@ -175,9 +208,11 @@ def frames_log2(frames: np.ndarray, cfg: FeatureConfig | None = None) -> np.ndar
     nfr, k = len(frames), cfg.n_fft // 2
     p = frames.astype(np.int64) * tb.window.astype(np.int64)
     x, e = block_scale(p)
+    _peak(stats, "window", p)
+    _peak(stats, "block", x)
     xp = np.zeros((nfr, cfg.n_fft), np.int64)
     xp[:, :cfg.win_length] = x
-    zr, zi = fft_stockham(xp[:, 0::2].copy(), xp[:, 1::2].copy(), tb)
+    zr, zi = fft_stockham(xp[:, 0::2].copy(), xp[:, 1::2].copy(), tb, stats)
     kk = np.arange(tb.k0, tb.k1)
     rk = (k - kk) % k
     kk = kk % k
@@ -186,9 +221,15 @@ def frames_log2(frames: np.ndarray, cfg: FeatureConfig | None = None) -> np.ndar
     # -i B = (b_im, -b_re); Y = A + W (-i B)
     y_re = a_re + (rmul(b_im, tb.split_re) - rmul(-b_re, tb.split_im))
     y_im = a_im + (rmul(b_im, tb.split_im) + rmul(-b_re, tb.split_re))
-    power = (y_re * y_re + y_im * y_im) >> POWER_SHIFT
-    energy = power @ tb.fbank  # int64 matmul: exact (bounded < 2^61.7, step 6)
-    return log2_q20(energy, e, tb)
+    _peak(stats, "split", a_re, a_im, b_re, b_im)
+    _peak(stats, "y", y_re, y_im)
+    full = y_re * y_re + y_im * y_im
+    _peak(stats, "power_full", full)
+    energy = (full >> POWER_SHIFT) @ tb.fbank  # int64 matmul: exact (bounded < 2^61.7, step 6)
+    _peak(stats, "energy", energy)
+    out = log2_q20(energy, e, tb)
+    _peak(stats, "log2", out)
+    return out
 
 
 def log2_q20(energy: np.ndarray, e: np.ndarray, tb: IntFrontendTables) -> np.ndarray:

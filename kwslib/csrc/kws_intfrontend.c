@@ -20,7 +20,6 @@
 #endif
 
 #define WINDOW_BITS 15
-#define BLOCK_BITS 21
 #define POWER_SHIFT 16
 #define MEL_BITS 16
 #define LOG_BITS 20
@@ -30,7 +29,7 @@
 
 struct kws_ifrontend {
     kws_frontend_config cfg;
-    int32_t K, stages, k0, k1;
+    int32_t K, stages, k0, k1, block_bits; /* block_bits: 29 - floor(log2 win_length) */
     int32_t *window;          /* [win] Q15 Hann */
     int32_t *tw_re, *tw_im;   /* per stage, contiguous: stage t (m = K >> (t+1) entries) holds W_K^(p * 2^t) */
     int32_t *sp_re, *sp_im;   /* [k1 - k0] Q31 W_N^k */
@@ -87,6 +86,13 @@ kws_ifrontend *kws_ifrontend_new(const kws_frontend_config *c) {
     }
     fe->cfg = *c;
     fe->K = K;
+    fe->block_bits = 29 - (31 - __builtin_clz((uint32_t)c->win_length));
+    /* the Parseval bound of the filterbank energies (kwslib.intfrontend._check_cfg): 4 N W 2^(2B) < 2^62 */
+    if (ldexp(4.0 * (double)c->n_fft * (double)c->win_length, 2 * fe->block_bits) >= ldexp(1.0, 62)) {
+        free(full);
+        free(fe);
+        return NULL;
+    }
     for (int32_t n = K; n > 1; n /= 2) fe->stages++;
     /* the bins the filterbank reads */
     int32_t k0 = -1, k1 = 0;
@@ -196,7 +202,7 @@ static int32_t window_and_scale(kws_ifrontend *fe, int32_t *zr, int32_t *zi) {
         mx = a > mx ? a : mx;
     }
     const int32_t bits = mx ? 32 - __builtin_clz(mx) : 0;
-    const int32_t e = mx ? bits - BLOCK_BITS : 0;
+    const int32_t e = mx ? bits - fe->block_bits : 0;
     /* zero-pad to n_fft, then deinterleave with the shift */
     for (k = W; k < 2 * K; k++) xw[k] = 0;
     if (e > 0) {

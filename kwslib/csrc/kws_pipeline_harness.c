@@ -3,14 +3,17 @@
  * aarch64 and run under qemu-aarch64 by kwslib.bench to count executed instructions per second of
  * audio (front end + window + network + detector).
  *
- *   kws_pipeline_harness MODE ARTIFACT CONFIG PCM
- *     MODE      int | s8 | f32 (kws_pipeline.h)
+ *   kws_pipeline_harness MODE ARTIFACT CONFIG PCM [FRONTEND [OUT]]
+ *     MODE      int | s8 | f32 (kws_pipeline.h), or frontend: the front end alone (no network, no detector;
+ *               ARTIFACT is still read but not used), writing its frames to OUT when given (int32 Q20 log2
+ *               values for the integer front end, float32 log-mel for the float one)
  *     ARTIFACT  .kws file
  *     CONFIG    text, one "key value..." per line, written by kwslib.bench.pipeline_config_text:
  *               sample_rate win_length hop_length n_fft n_mels fmin fmax log_floor context_frames
  *               decimate step_frames threshold smooth_windows refractory_steps, then norm_mean and
  *               norm_std (n_mels values each) and class_names (n_classes words)
  *     PCM       raw int16 samples, pushed in chunks of 1600
+ *     FRONTEND  int (default) | float: kws_pipeline_config.frontend_kind
  *
  * The window is primed (kws_pipeline_prime) so that a network run follows every step_frames frames
  * from the start: the count of a run with PCM of t2 seconds minus that of t1 seconds is the cost of
@@ -38,14 +41,45 @@ static uint8_t *read_file(const char *path, long *len) {
     return buf;
 }
 
+/* The front end alone on n samples in chunks of 1600; frames to out_path when given. */
+static int run_frontend(const kws_frontend_config *f, int32_t kind, const int16_t *x, int32_t n, const char *out_path) {
+    kws_frontend *ffe = kind == KWS_FE_FLOAT ? kws_frontend_new(f) : NULL;
+    kws_ifrontend *ife = kind == KWS_FE_INT ? kws_ifrontend_new(f) : NULL;
+    if (!ffe && !ife) {
+        fprintf(stderr, "the front end refused the config\n");
+        return 2;
+    }
+    FILE *out = out_path ? fopen(out_path, "wb") : NULL;
+    if (out_path && !out) return 2;
+    const int32_t most = (1600 + f->win_length) / f->hop_length + 1;
+    void *frames = malloc((size_t)most * f->n_mels * 4);
+    long total = 0;
+    for (int32_t i = 0; i < n; i += 1600) {
+        const int32_t k = n - i < 1600 ? n - i : 1600;
+        const int32_t r = ife ? kws_ifrontend_push_frames(ife, x + i, k, (int32_t *)frames, most)
+                              : kws_frontend_push_frames(ffe, x + i, k, (float *)frames, most);
+        if (r < 0) return 3;
+        if (out && fwrite(frames, 4, (size_t)r * f->n_mels, out) != (size_t)r * f->n_mels) return 3;
+        total += r;
+    }
+    if (out) fclose(out);
+    printf("%d samples, %ld frames\n", n, total);
+    free(frames);
+    kws_frontend_free(ffe);
+    kws_ifrontend_free(ife);
+    return 0;
+}
+
 #define MAX_CLASSES 256
 #define MAX_MELS 512
 
 int main(int argc, char **argv) {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s int|s8|f32 ARTIFACT CONFIG PCM\n", argv[0]);
+    if (argc < 5 || argc > 7) {
+        fprintf(stderr, "usage: %s int|s8|f32|frontend ARTIFACT CONFIG PCM [int|float [OUT]]\n", argv[0]);
         return 2;
     }
+    const int32_t fe_kind = argc > 5 && !strcmp(argv[5], "float") ? KWS_FE_FLOAT : KWS_FE_INT;
+    const int frontend_only = !strcmp(argv[1], "frontend");
     const int32_t mode = !strcmp(argv[1], "s8") ? KWS_PIPE_S8 : !strcmp(argv[1], "f32") ? KWS_PIPE_F32 : KWS_PIPE_INT;
     long alen = 0, plen = 0;
     uint8_t *art = read_file(argv[2], &alen), *pcm = read_file(argv[4], &plen);
@@ -79,6 +113,9 @@ int main(int argc, char **argv) {
     c.norm_mean = mean;
     c.norm_std = stdv;
     c.class_names = names;
+    c.frontend_kind = fe_kind;
+    if (frontend_only) return run_frontend(&c.frontend, fe_kind, (const int16_t *)pcm, (int32_t)(plen / 2),
+                                           argc > 6 ? argv[6] : NULL);
     int32_t err = 0;
     kws_pipeline *p = kws_pipeline_create(&c, art, alen, mode, &err);
     if (!p) {
