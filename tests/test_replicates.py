@@ -326,3 +326,54 @@ def test_base_seed_moves_every_replicate_seed():
         R.ReplicatesConfig(n=2, seeds=[5, 6], seed=3)
     with pytest.raises(ConfigError, match="seed"):
         R.ReplicatesConfig(n=2, seed=-1)
+
+
+def _stored_summary():
+    """A summary as the runs before the replicate-level intervals wrote it (per-replicate entries only)."""
+    fl = {"accuracy": 0.78, "per_replicate": [{"accuracy": a} for a in (0.77, 0.79, 0.78, 0.76, 0.80)]}
+    d = [0.005, -0.059, -0.040, -0.027, -0.002]
+    q = {"delta_frr": -0.025, "delta_frr_ci": [-0.035, -0.015], "verdict": "better", "delta_fdph_ci": [-1.0, 2.0],
+         "per_replicate": [{"accuracy": a, "delta_frr": x, "delta_frr_ci": [x - 0.0196, x + 0.0196],
+                            "verdict": "inconclusive"} for a, x in zip((0.76, 0.78, 0.79, 0.75, 0.80), d)]}
+    return {"git_commit": "807132e", "operating_point": {"parity_margin": 0.02},
+            "models": {"float": fl, "stage2_w4": q, "one_rep": {"delta_frr": 0.0, "per_replicate": [q["per_replicate"][0]]}}}, d
+
+
+def test_recompute_summary_from_stored_per_replicate_entries():
+    s, d = _stored_summary()
+    out = R.recompute_summary(s, "abc1234")
+    e = out["models"]["stage2_w4"]
+    t = stats.replicate_interval(d)
+    assert e["delta_frr_ci"] == pytest.approx(t["ci"]) and e["delta_frr_interval"]["center"] == pytest.approx(np.mean(d))
+    assert e["verdict"] == "inconclusive" and e["verdict_speakers_only"] == "better"  # [-5.8, +0.8] crosses 0
+    assert e["delta_frr_ci_speakers_only"] == [-0.035, -0.015] and e["delta_fdph_ci"] is None
+    assert e["delta_fdph_ci_reason"] and e["delta_fdph_ci_units_only"] == [-1.0, 2.0]
+    vc = e["variance_components"]
+    assert vc["test_speakers"] == pytest.approx(1.0, rel=1e-3)  # a +-1.96-point interval: sd 1 point
+    assert vc["threshold_negatives"] is None and vc["training_includes_threshold"] and vc["dominant"] == "training"
+    assert vc["training"] == pytest.approx(np.sqrt(100 ** 2 * np.var(d, ddof=1) - 1.0), rel=1e-3)
+    assert e["replicates_needed"] == stats.replicates_needed(np.std(d, ddof=1), 0.02) and e["replicates_needed_note"]
+    acc = stats.replicate_interval([q - f for q, f in zip((0.76, 0.78, 0.79, 0.75, 0.80), (0.77, 0.79, 0.78, 0.76, 0.80))])
+    assert e["delta_accuracy_ci"] == pytest.approx(acc["ci"])
+    lab = out["recomputed"]
+    assert lab["at_commit"] == "abc1234" and lab["run_commit"] == "807132e" and lab["models"] == ["stage2_w4"]
+    assert "one_rep" in lab["skipped"] and "807132e" in lab["from"]
+    assert s["models"]["stage2_w4"]["verdict"] == "better"  # the input is not changed
+    # recomputing twice gives the same (the run's speaker-only interval stays the secondary one)
+    again = R.recompute_summary(out, "abc1234")["models"]["stage2_w4"]
+    assert again["delta_frr_ci_speakers_only"] == [-0.035, -0.015] and again["verdict_speakers_only"] == "better"
+    with pytest.raises(ValueError, match="parity_margin"):
+        R.recompute_summary({"models": {"float": {}}})
+
+
+def test_recompute_command_writes_atomically(tmp_path, capsys):
+    import json
+
+    s, _ = _stored_summary()
+    src = tmp_path / "summary.json"
+    src.write_text(json.dumps(s))
+    assert R.main([str(src), "--out", str(tmp_path / "new.json")]) == 0
+    assert "stage2_w4" in capsys.readouterr().out
+    new = json.loads((tmp_path / "new.json").read_text())
+    assert new["models"]["stage2_w4"]["verdict"] == "inconclusive" and new["recomputed"]["run_commit"] == "807132e"
+    assert json.loads(src.read_text()) == s
