@@ -248,6 +248,7 @@ def verdict_basis_text(summary: dict) -> str | None:
     decided = [f"{k} ({m.get('verdict')})" for k, m in claim if m.get("verdict") not in (None, "inconclusive")]
     open_ = [k for k, m in claim if m.get("verdict") in (None, "inconclusive")]
     needs = [m.get("replicates_needed") for k, m in claim if k in open_ and m.get("replicates_needed") is not None]
+    at_least = any(m.get("replicates_needed_note") for k, m in claim if k in open_)
     doms = [(m.get("variance_components") or {}).get("dominant") for _, m in claim]
     doms = [d for d in doms if d]
     dominant = max(set(doms), key=doms.count) if doms else None
@@ -264,6 +265,7 @@ def verdict_basis_text(summary: dict) -> str | None:
     text.append("This data decides: " + (", ".join(decided) if decided else "none of the paper's precision claims")
                 + ". It cannot decide: " + (", ".join(open_) if open_ else "nothing") + (
                     f" (at the measured spread a conclusive verdict needs "
+                    f"{'at least ' if at_least else ''}"
                     f"{min(needs) if min(needs) == max(needs) else f'{min(needs)}-{max(needs)}'} replicates, or a "
                     "less noisy measure: more negative audio, several QAT seeds per float model, FRR over a band of "
                     "rates)" if needs else "") + ".")

@@ -38,7 +38,7 @@ def test_verdict_basis_rows_and_text():
     text = report.verdict_basis_text(s)
     assert "5 replicate(s)" in text and "+-2 FRR points" in text and "own test speakers" in text
     assert "decides: stage2_w8 (equivalent), stage1_w1 (worse)" in text
-    assert "cannot decide: stage2_w4" in text and f"needs {w4['replicates needed'][3:]}-" in text
+    assert "cannot decide: stage2_w4" in text and f"needs at least {w4['replicates needed'][3:]} replicates" in text
     assert "recomputed at commit abc1234" in text and "807132e" in text
     md = report.report_markdown(s)
     assert "## What a verdict rests on" in md and "speakers-only CI" in md
