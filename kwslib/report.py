@@ -256,9 +256,12 @@ def verdict_basis_text(summary: dict) -> str | None:
             + (", and its own test speakers" if (summary.get("replicates") or {}).get("kind") == "speaker_folds"
                else "") + f"), read at {op} false detections per hour, against a margin of "
             f"+-{100 * (margin or 0):.0f} FRR points. The interval takes the replicate as its unit (a t-interval "
-            "of the per-replicate differences, widened by the negative audio all replicates share, every "
-            "threshold re-derived in each draw), so it holds what a rerun changes; the speakers-only interval, "
-            "which holds the models and thresholds fixed, is shown beside it and is too narrow for a verdict."]
+            "of the per-replicate differences, "
+            + ("which a run of the current code also widens by the negative audio all replicates share; this "
+               "recomputation could not, see below" if isinstance(summary.get("recomputed"), dict) else
+               "widened by the negative audio all replicates share, every threshold re-derived in each draw")
+            + "), so it holds what a rerun changes; the speakers-only interval, which holds the models and "
+            "thresholds fixed, is shown beside it and is too narrow for a verdict."]
     if dominant:
         text.append(f"The largest part of the spread between replicates is {dominant.replace('_', ' ')} in "
                     f"{doms.count(dominant)} of {len(doms)} of these models.")
@@ -375,7 +378,10 @@ def real_speech_cost_rows(summary: dict) -> list[dict]:
                         f"{m['real_speech'].get('min_events', 20)})")
         rate = "not measured" if at.get("fdph") is None else f"{at['fdph']:g}/h"
         rows.append({"model": name, "bits": m.get("weight_bits"), "rate": rate,
-                     "delta FRR, all negatives": _pts(m.get("delta_frr"), m.get("delta_frr_ci")),
+                     # speakers-only, like the two columns beside it: the three compare thresholds within the same
+                     # runs (the replicate-level interval of the verdict is in the claims and verdict tables)
+                     "delta FRR, all negatives": _pts(m.get("delta_frr"), m.get("delta_frr_ci_speakers_only",
+                                                                                m.get("delta_frr_ci"))),
                      "delta FRR, real speech": _pts(at.get("delta_frr"), at.get("delta_frr_ci")),
                      "real minus all": _pts(ex, ci), "reading": reading})
     return rows
@@ -621,7 +627,8 @@ def update_readme(readme, results_root) -> str:
         cost = real_speech_cost_rows(s)
         if cost:
             parts += ["Stage 2 against float with the threshold read on real non-keyword speech alone vs on all "
-                      "negative audio (FRR difference in points, 95% interval):", "",
+                      "negative audio (FRR difference in points, 95% speakers-only intervals: they compare the two "
+                      "thresholds within the same runs and are not verdicts):", "",
                       _md_table(cost, REAL_SPEECH_COST_COLUMNS), ""]
         timings = s.get("timings") or {}
         if timings:
