@@ -203,6 +203,27 @@ def scrub_paths(nb_file: Path, input_rel: str, output_rel: str) -> None:
 KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
 
 
+def kernel_manager_class():
+    """nbclient's kernel manager, less the SIGINT that jupyter_client (>= 7) sends before every shutdown request.
+
+    ``KernelManager.shutdown_kernel`` interrupts the kernel first, to stop a cell that is still running;
+    a kernel that receives it while handling a message logs ``[IPKernelApp] ERROR | KeyboardInterrupt
+    caught in kernel.`` on its stderr, which is this terminal: an ERROR line in a run that succeeded. A
+    notebook that ran to its end (or stopped at a failing cell) has nothing to interrupt, so the shutdown
+    goes without it; an interrupt outside a shutdown (nbclient's on a cell timeout) is sent as before, and
+    a kernel that does not answer the shutdown request is still killed by jupyter_client.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class ShutdownWithoutInterrupt(AsyncKernelManager):
+        async def _async_interrupt_kernel(self) -> None:
+            if self.shutting_down:
+                return
+            await super()._async_interrupt_kernel()
+
+    return ShutdownWithoutInterrupt
+
+
 def _execute(nb: Path, out: Path, results: Path, profile: str, params: dict) -> bool:
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -216,7 +237,8 @@ def _execute(nb: Path, out: Path, results: Path, profile: str, params: dict) -> 
                 papermill.execute_notebook(str(nb), tmp, parameters=parameters, cwd=str(ROOT),
                                            kernel_name="python3", progress_bar=False, log_output=False,
                                            stdout_file=stream, stderr_file=stream, extra_arguments=KERNEL_ARGS,
-                                           request_save_on_cell_execute=False)
+                                           request_save_on_cell_execute=False,
+                                           kernel_manager_class=kernel_manager_class())
             except BaseException:
                 failed.parent.mkdir(parents=True, exist_ok=True)
                 if Path(tmp).exists() and Path(tmp).stat().st_size:

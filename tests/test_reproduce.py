@@ -136,3 +136,51 @@ def test_a_run_from_the_first_notebook_starts_a_new_summary(tree):
     (tree / "params" / "demo" / "02_b.yaml").write_text("value: 3\n")
     assert reproduce.run("demo") == 0  # only 02_b re-runs: notebook 1's part of the summary stays
     assert json.loads((res / "summary.json").read_text()) == {"kept": 1}
+
+
+def test_a_successful_run_logs_no_error_line(tree, capfd):
+    """jupyter_client sends the kernel SIGINT before every shutdown request; an idle ipykernel logs that as
+    ``[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel.`` on its own stderr (issue 26 item 4). A run
+    that succeeded must print no ERROR line: the kernel of a finished notebook is shut down without it."""
+    made, real = [], reproduce.kernel_manager_class
+
+    def recording():
+        class Recording(real()):
+            async def _async_interrupt_kernel(self):
+                made.append(self.shutting_down)
+                return await super()._async_interrupt_kernel()
+        return Recording
+
+    reproduce.kernel_manager_class, orig = recording, reproduce.kernel_manager_class
+    try:
+        assert reproduce.run("demo") == 0
+    finally:
+        reproduce.kernel_manager_class = orig
+    out, err = capfd.readouterr()
+    assert "done in" in out
+    assert made == [True, True]  # papermill used it: each kernel's shutdown asked for the interrupt, which is dropped
+    assert "ERROR" not in out + err and "KeyboardInterrupt" not in out + err, err
+
+
+def test_the_shutdown_kernel_manager_still_interrupts_a_running_kernel():
+    """Only the interrupt that comes with a shutdown is dropped: a timeout's interrupt (nbclient calls
+    interrupt_kernel outside a shutdown) still reaches the kernel."""
+    import asyncio
+
+    km = reproduce.kernel_manager_class()(kernel_name="python3")
+    sent = []
+
+    async def fake_super(self):
+        sent.append(self.shutting_down)
+
+    base = km.__class__.__mro__[1]
+    orig = base._async_interrupt_kernel
+    base._async_interrupt_kernel = fake_super
+    try:
+        km.shutting_down = False
+        asyncio.run(km._async_interrupt_kernel())
+        km.shutting_down = True
+        asyncio.run(km._async_interrupt_kernel())
+    finally:
+        base._async_interrupt_kernel = orig
+    assert sent == [False]
