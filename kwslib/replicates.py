@@ -409,10 +409,16 @@ def _shared_var(draws: np.ndarray, weights: np.ndarray) -> tuple[float, np.ndarr
     return max(0.0, pooled - float((weights ** 2 * per_rep).sum())), per_rep
 
 
-def _interval_fields(prefix: str, d_rep, weights, shared_var: float, alpha: float) -> dict:
-    """``<prefix>_ci``, ``_se`` and the interval's details from per-replicate differences (None with 1)."""
+def _interval_fields(prefix: str, d_rep, weights, shared_var: float, alpha: float, single: dict) -> dict:
+    """``<prefix>_ci``, ``_se`` and the interval's details from per-replicate differences. With one replicate
+    the spread of training is not measured: the interval is ``single``'s (a speakers- or units-only
+    bootstrap), labelled so in ``<prefix>_interval``; the verdict is then "inconclusive" whatever it says."""
     if len(d_rep) < 2:
-        return {f"{prefix}_ci": None, f"{prefix}_se": None}
+        return {f"{prefix}_ci": list(single["ci"]), f"{prefix}_se": single["se"],
+                f"{prefix}_interval": {"method": "1 replicate: the bootstrap within it only (the training variance "
+                                                 "is not measured; replicates.n >= 2 measures it)",
+                                       "se_replicates": None, "se_shared": None, "df": None, "n_replicates": 1,
+                                       "sd_replicates": None}}
     r = stats.replicate_interval(np.asarray(d_rep, float), weights, shared_var, alpha)
     return {f"{prefix}_ci": r["ci"], f"{prefix}_se": r["se"],
             f"{prefix}_interval": {"method": "replicate t-interval (replicate = unit) + shared negative-audio "
@@ -528,10 +534,11 @@ def pooled_entry(recs: list, float_recs: list | None, margin: float, n_boot: int
         shared_fdph, _ = _shared_var(neg["delta_fdph"], np.full(n_rep, 1.0 / n_rep))
         thr_reason = None
     fields = {}
-    fields.update(_interval_fields("delta_frr", d_rep, weights, shared_frr, alpha))
-    fields.update(_interval_fields("delta_fdph", [x["delta_fdph"] for x in per_rep], None, shared_fdph, alpha))
+    fields.update(_interval_fields("delta_frr", d_rep, weights, shared_frr, alpha, d_frr))
+    fields.update(_interval_fields("delta_fdph", [x["delta_fdph"] for x in per_rep], None, shared_fdph, alpha,
+                                   d_fdph))
     fields.update(_interval_fields("delta_accuracy", [x["delta_accuracy"] for x in per_rep],
-                                   np.array([len(r["correct"]) for r in recs], float), 0.0, alpha))
+                                   np.array([len(r["correct"]) for r in recs], float), 0.0, alpha, d_acc))
     if n_rep < 2:
         verdict, reason = "inconclusive", "1 replicate: the training variance is not measured (replicates.n >= 2)"
     elif d_frr["n_clusters"] < MIN_CLUSTERS:
@@ -576,7 +583,9 @@ def power_fields(d_rep, speaker_var, threshold_var, shared_var: float, margin: f
         out["variance_components_reason"] = "1 replicate: the training variance is not measured"
         out["replicates_needed"] = None
         out["replicates_needed_reason"] = "1 replicate: the spread between replicates is not measured"
-        out["min_detectable_delta_frr"] = out["min_equivalence_margin"] = None
+        # the power of the one replicate's bootstrap (speakers only): an upper bound on the design's power
+        out["min_detectable_delta_frr"] = None if se is None else stats.minimum_detectable_difference(se, alpha)
+        out["min_equivalence_margin"] = None if se is None else stats.equivalence_power_margin(se, alpha)
         return out
     vc = stats.variance_components(d_rep, speaker_var, threshold_var)
     comp = {k: (None if vc[k] is None else 100.0 * vc[k])
@@ -769,7 +778,7 @@ def recompute_entry(entry: dict, float_entry: dict, margin: float, alpha: float 
            "delta_fdph_ci_units_only": entry.get("delta_fdph_ci_units_only", entry.get("delta_fdph_ci"))}
     if len(f_reps) == len(reps) and all(x.get("accuracy") is not None for x in reps + f_reps):
         d_acc = [q["accuracy"] - f["accuracy"] for q, f in zip(reps, f_reps)]
-        out.update(_interval_fields("delta_accuracy", d_acc, None, 0.0, alpha))
+        out.update(_interval_fields("delta_accuracy", d_acc, None, 0.0, alpha, {}))
         out["delta_accuracy_ci_speakers_only"] = entry.get("delta_accuracy_ci_speakers_only",
                                                            entry.get("delta_accuracy_ci"))
     out.update(power_fields(d_rep, spk_var, None, 0.0, margin, alpha,

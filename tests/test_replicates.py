@@ -70,7 +70,10 @@ def test_few_speakers_are_inconclusive_and_bad_input():
     f = [fake_record(rng, n_spk=5)]
     e = R.pooled_entry([dict(f[0], counts_at_float_frr=f[0]["counts_at_op"])], f, margin=0.02, n_boot=100)
     assert e["delta_frr_ci_speakers_only"] == [0.0, 0.0] and e["verdict"] == "inconclusive"  # proves nothing
-    assert e["delta_frr_ci"] is None and "1 replicate" in e["verdict_reason"]  # no training variance from 1 run
+    # one run measures no training variance: the interval is the speakers-only one, labelled, and no verdict
+    assert e["delta_frr_ci"] == e["delta_frr_ci_speakers_only"] and "1 replicate" in e["verdict_reason"]
+    assert e["delta_frr_interval"]["method"].startswith("1 replicate") and e["variance_components"] is None
+    assert e["delta_fdph_ci"] == e["delta_fdph_ci_units_only"] and e["min_detectable_delta_frr"] is not None
     assert e["replicates_needed"] is None and e["replicates_needed_reason"]
     two = [fake_record(rng, n_spk=5) for _ in range(2)]
     e2 = R.pooled_entry([dict(x, counts_at_float_frr=x["counts_at_op"]) for x in two], two, margin=0.02, n_boot=100)
