@@ -46,6 +46,7 @@ import copy
 import hashlib
 import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,10 @@ from . import metrics, stats
 from .errors import ConfigError
 
 KINDS = ("seeds", "speaker_folds")
+#: Environment variable that sets ``replicates.seed`` over the params: a second run of the same commit with
+#: other seeds is ``KWS_REPLICATES_SEED=100 make reproduce PROFILE=sc12`` (from a fresh clone, or with
+#: ``--force``: the reproduce stamps do not see it); the summary records it (``replicates.seed_source``).
+SEED_ENV = "KWS_REPLICATES_SEED"
 #: False-detection rates at which the FRR is also reported, where the negative hours support them.
 REPORT_LEVELS = (1.0, 5.0, 10.0, 50.0)
 RECORD_VERSION = 2  # 2: per-unit counts at the band of thresholds (unit_curve_*)
@@ -68,6 +73,17 @@ class ReplicatesConfig:
     seed: int = 0  # base seed: replicate k trains with seed + k (two runs with different bases are two samples)
 
     def __post_init__(self):
+        env = os.environ.get(SEED_ENV)
+        self.seed_source = "params"
+        if env not in (None, ""):
+            try:
+                self.seed = int(env)
+            except ValueError:
+                raise ConfigError(f"{SEED_ENV}={env!r}: must be an integer >= 0 (the replicates' base seed)") from None
+            self.seed_source = SEED_ENV
+            if self.seeds is not None:
+                raise ConfigError(f"{SEED_ENV} sets the base seed, but the params list replicates.seeds: "
+                                  "remove one of the two")
         if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
             raise ConfigError(f"replicates.n must be an integer >= 1, got {self.n!r}")
         if self.kind not in KINDS:
@@ -86,7 +102,8 @@ class ReplicatesConfig:
         return list(self.seeds) if self.seeds is not None else [self.seed + k for k in range(self.n)]
 
     def describe(self) -> dict:
-        return {"n": self.n, "kind": self.kind, "seeds": self.seed_list, "seed": self.seed}
+        return {"n": self.n, "kind": self.kind, "seeds": self.seed_list, "seed": self.seed,
+                "seed_source": self.seed_source}
 
 
 def replicates_config(d: dict | None) -> ReplicatesConfig:

@@ -321,7 +321,8 @@ def test_base_seed_moves_every_replicate_seed():
     cfg = experiment.experiment_config(data={"source": "synthetic", "synthetic_seed": 10},
                                        replicates={"n": 3, "kind": "seeds", "seed": 100})
     assert cfg.replicates.seed_list == [100, 101, 102]
-    assert cfg.replicates.describe() == {"n": 3, "kind": "seeds", "seeds": [100, 101, 102], "seed": 100}
+    assert cfg.replicates.describe() == {"n": 3, "kind": "seeds", "seeds": [100, 101, 102], "seed": 100,
+                                         "seed_source": "params"}
     rc = [R.replicate_config(cfg, cfg.replicates, k) for k in range(3)]
     assert [c.train.seed for c in rc] == [100, 101, 102] and [c.data.synthetic_seed for c in rc] == [110, 111, 112]
     assert R.ReplicatesConfig(n=2).seed_list == [0, 1]  # the default is the runs so far
@@ -380,3 +381,19 @@ def test_recompute_command_writes_atomically(tmp_path, capsys):
     new = json.loads((tmp_path / "new.json").read_text())
     assert new["models"]["stage2_w4"]["verdict"] == "inconclusive" and new["recomputed"]["run_commit"] == "807132e"
     assert json.loads(src.read_text()) == s
+
+
+def test_base_seed_from_the_environment(monkeypatch):
+    monkeypatch.setenv("KWS_REPLICATES_SEED", "200")
+    rc = R.ReplicatesConfig(n=2, seed=5)  # the environment wins over the params' base, and says so
+    assert rc.seed_list == [200, 201] and rc.describe()["seed_source"] == "KWS_REPLICATES_SEED"
+    with pytest.raises(ConfigError, match="replicates.seeds"):
+        R.ReplicatesConfig(n=2, seeds=[1, 2])
+    monkeypatch.setenv("KWS_REPLICATES_SEED", "x")
+    with pytest.raises(ConfigError, match="integer"):
+        R.ReplicatesConfig(n=2)
+    monkeypatch.setenv("KWS_REPLICATES_SEED", "-3")
+    with pytest.raises(ConfigError, match="seed"):
+        R.ReplicatesConfig(n=2)
+    monkeypatch.delenv("KWS_REPLICATES_SEED")
+    assert R.ReplicatesConfig(n=2).describe()["seed_source"] == "params"
