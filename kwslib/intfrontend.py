@@ -22,9 +22,9 @@ Per frame of ``W = win_length`` samples ``s`` (int16), ``N = n_fft`` (a power of
               ``x = p >> e`` rounded half up (``(p + 2^(e-1)) >> e``) when ``e > 0``, else ``p << -e``
               (exact). So ``|x| <= 2^B`` and the frame's own exponent ``e`` is kept.
 3. FFT        the real FFT of ``x`` (zero-padded to N) as a K-point complex FFT of
-              ``z[j] = x[2j] + i x[2j+1]``: radix-2 Stockham decimation in frequency (natural order in
-              and out), ``log2 K`` stages; per butterfly ``y0 = a + b``, ``y1 = (a - b) * w``, where a
-              product by a Q31 twiddle ``w = round(2^31 e^{-2 pi i t / K})`` (components clipped to
+              ``z[j] = x[2j] + i x[2j+1]``: Stockham decimation in frequency (natural order in and out),
+              radix-4 stages and a last radix-2 stage when K is not a power of 4 (:func:`fft_stockham`
+              gives the butterflies), where a product by a Q31 twiddle ``w = round(2^31 e^{-2 pi i t / K})`` (components clipped to
               +-(2^31 - 1)) rounds each real product on its own: ``rmul(a, w) = (a * w + 2^30) >> 31``
               (NEON's ``vqrdmulhq_s32``); ``re = rmul(dr, wr) - rmul(di, wi)``,
               ``im = rmul(dr, wi) + rmul(di, wr)``.
@@ -95,8 +95,8 @@ class IntFrontendTables:
 
     cfg: FeatureConfig
     window: np.ndarray      # int32 [W] Q15 Hann
-    tw_re: np.ndarray       # int64 [K/2] Q31 cos(2 pi t / K)
-    tw_im: np.ndarray       # int64 [K/2] Q31 -sin(2 pi t / K)
+    tw_re: np.ndarray       # int64 [K] Q31 cos(2 pi t / K)
+    tw_im: np.ndarray       # int64 [K] Q31 -sin(2 pi t / K)
     split_re: np.ndarray    # int64 [k1 - k0] Q31 cos(2 pi k / N), k in [k0, k1)
     split_im: np.ndarray    # int64 [k1 - k0] Q31 -sin(2 pi k / N)
     k0: int                 # first FFT bin the filterbank reads
@@ -131,7 +131,7 @@ def _tables(cfg_key: tuple) -> IntFrontendTables:
     _check_cfg(cfg)
     n, k = cfg.n_fft, cfg.n_fft // 2
     window = np.round(hann_window(cfg.win_length) * 2 ** WINDOW_BITS).astype(np.int32)
-    t = np.arange(k // 2)
+    t = np.arange(k)
     fb = mel_filterbank(cfg)  # [n/2 + 1, M]
     used = np.nonzero(fb.any(axis=1))[0]
     k0, k1 = (int(used[0]), int(used[-1]) + 1) if len(used) else (0, 1)
@@ -173,24 +173,46 @@ def _peak(stats: dict | None, key: str, *arrays) -> None:
         stats[key] = max(stats.get(key, 0), v)
 
 
+def cmul(dr, di, wr, wi):
+    """A complex product by a Q31 twiddle, each real product rounded on its own (:func:`rmul`)."""
+    return rmul(dr, wr) - rmul(di, wi), rmul(dr, wi) + rmul(di, wr)
+
+
 def fft_stockham(re: np.ndarray, im: np.ndarray, tb: IntFrontendTables,
                  stats: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """K-point complex FFT of rows [F, K] (int64) in the specified fixed-point arithmetic (step 3).
-    ``stats``: when given, ``stats["fft"]`` gets the largest |component| of any stage's output."""
+
+    Stockham decimation in frequency, natural order in and out: radix-4 stages while the sub-transform
+    length n is >= 4, then one radix-2 stage when K is not a power of 4. Radix-4 stage (m = n / 4,
+    stride s, w = W_n = W_K^s), for p < m, q < s, with a_j = x[q + s (p + j m)]:
+    ``b0 = a0 + a2, b1 = a0 - a2, b2 = a1 + a3, b3 = -i (a1 - a3)`` (exact: a swap and a sign),
+    ``y[q + s 4p] = b0 + b2``, ``y[q + s (4p+1)] = (b1 + b3) w^p``, ``y[q + s (4p+2)] = (b0 - b2) w^2p``,
+    ``y[q + s (4p+3)] = (b1 - b3) w^3p`` (products by :func:`cmul`). Radix-2 stage (n = 2):
+    ``y[q] = a + b, y[q + s] = a - b`` (its twiddle is 1). ``stats``: ``stats["fft"]`` gets the largest
+    |component| of any stage's output."""
     f, k = re.shape
     n, s = k, 1
-    while n > 1:
-        m = n // 2
-        a_re, b_re = re.reshape(f, n, s)[:, :m], re.reshape(f, n, s)[:, m:]
-        a_im, b_im = im.reshape(f, n, s)[:, :m], im.reshape(f, n, s)[:, m:]
-        wr = tb.tw_re[np.arange(m) * s][None, :, None]
-        wi = tb.tw_im[np.arange(m) * s][None, :, None]
-        dr, di = a_re - b_re, a_im - b_im
-        y_re = np.stack([a_re + b_re, rmul(dr, wr) - rmul(di, wi)], axis=2)  # [F, m, 2, s]
-        y_im = np.stack([a_im + b_im, rmul(dr, wi) + rmul(di, wr)], axis=2)
-        re, im = y_re.reshape(f, k), y_im.reshape(f, k)
+    while n >= 4:
+        m = n // 4
+        xr, xi = re.reshape(f, 4, m, s), im.reshape(f, 4, m, s)
+        b0r, b0i = xr[:, 0] + xr[:, 2], xi[:, 0] + xi[:, 2]
+        b1r, b1i = xr[:, 0] - xr[:, 2], xi[:, 0] - xi[:, 2]
+        b2r, b2i = xr[:, 1] + xr[:, 3], xi[:, 1] + xi[:, 3]
+        b3r, b3i = xi[:, 1] - xi[:, 3], xr[:, 3] - xr[:, 1]  # -i (a1 - a3)
+        p = np.arange(m) * s
+        outs = [(b0r + b2r, b0i + b2i)]
+        for j, (dr, di) in ((1, (b1r + b3r, b1i + b3i)), (2, (b0r - b2r, b0i - b2i)), (3, (b1r - b3r, b1i - b3i))):
+            wr, wi = tb.tw_re[j * p][None, :, None], tb.tw_im[j * p][None, :, None]
+            outs.append(cmul(dr, di, wr, wi))
+        re = np.stack([o[0] for o in outs], axis=2).reshape(f, k)  # [F, m, 4, s]
+        im = np.stack([o[1] for o in outs], axis=2).reshape(f, k)
         _peak(stats, "fft", re, im)
-        n, s = m, 2 * s
+        n, s = m, 4 * s
+    if n == 2:
+        xr, xi = re.reshape(f, 2, s), im.reshape(f, 2, s)
+        re = np.stack([xr[:, 0] + xr[:, 1], xr[:, 0] - xr[:, 1]], axis=1).reshape(f, k)
+        im = np.stack([xi[:, 0] + xi[:, 1], xi[:, 0] - xi[:, 1]], axis=1).reshape(f, k)
+        _peak(stats, "fft", re, im)
     return re, im
 
 
