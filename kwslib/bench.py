@@ -333,44 +333,77 @@ def detect_startup(workdir: Path, m4: IntModel) -> dict:
             "detect_peak_rss_mb": float(max(r[1] for r in runs)), "runs": len(runs)}
 
 
+def _frontend_ns_per_frame(fe, pcm: np.ndarray, frames: int, repeats: int = 3) -> float:
+    """Nanoseconds per frame of a C front end alone over ``pcm`` (best of ``repeats``)."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fe.push(pcm)
+        best = min(best, time.perf_counter() - t0)
+    return best / max(frames, 1) * 1e9
+
+
 def pipeline_bench(m8: IntModel, m4: IntModel, workdir: Path, neon: bool = True, seconds: float = 20.0,
                    log=print) -> dict:
-    """The whole detector (kwslib.pipeline): x86 real-time factor of the numpy spec and of the C pipeline,
-    C RAM and code size, and aarch64 instructions per second of audio under qemu (float32 network, int8
-    containers, 4-bit), beside which the network-only counts of :func:`neon_counts` stand."""
+    """The whole detector (kwslib.pipeline) behind each front end, measured side by side in this process:
+    x86 real-time factor of the numpy spec and of the C pipeline, the C front ends alone (ns per frame),
+    C RAM and code size, and aarch64 instructions per second of audio under qemu (the front end alone; the
+    float32 network, int8 containers and 4-bit behind it), beside which the network-only counts of
+    :func:`neon_counts` stand. Keys without a suffix are the integer front end (the default on a device);
+    ``*_float_frontend`` keys the float64 front end (the reference the models were trained on)."""
     from . import ckernels, export
-    from .pipeline import CPipeline, NumpyPipeline, detector_settings, harness_config_text
+    from .pipeline import CFrontend, CIntFrontend, CPipeline, NumpyPipeline, detector_settings, harness_config_text
 
     out = {"audio": f"{seconds:g} s of bench_audio (noise, tones, chirp), int16, pushed in 100 ms chunks",
-           "front_end": "float64 log-mel (numpy spec / C with KISS FFT in double), the same for every pipeline"}
+           "front_end": "integer (kwslib.intfrontend: C/NEON bit-exact with the numpy spec); *_float_frontend: "
+                        "float64 log-mel (C with KISS FFT in double)"}
     ds = detector_settings(m4)
     rate = ds["features"].sample_rate
     pcm = bench_audio(seconds, rate)
     a8, a4 = export.from_bytes(export.to_bytes(m8)), export.from_bytes(export.to_bytes(m4))
     args = (ds["threshold"], ds["smooth_windows"], ds["refractory_steps"])
-    log(f"[bench] pipeline: numpy spec vs C, {seconds:g} s of audio ...")
-    rtf = {"numpy": _rtf(NumpyPipeline(a4, *args), pcm[:int(min(seconds, 5.0) * rate)], rate, repeats=1)}
+    log(f"[bench] pipeline: numpy spec vs C, both front ends, {seconds:g} s of audio ...")
+    short = pcm[:int(min(seconds, 5.0) * rate)]
+    rtf = {"numpy": _rtf(NumpyPipeline(a4, *args), short, rate, repeats=1)}
+    rtf_float = {"numpy": _rtf(NumpyPipeline(a4, *args, frontend="float"), short, rate, repeats=1)}
     try:
-        c4, c8 = CPipeline(a4, *args, mode="int"), CPipeline(a8, *args, mode="s8")
-        rtf["c"] = _rtf(c4, pcm, rate)
-        rtf["c_int8"] = _rtf(c8, pcm, rate)
-        rtf["c_float32"] = _rtf(CPipeline(a8, *args, mode="f32"), pcm, rate)
-        out["c_ram_bytes"] = c4.ram_bytes
-        out["c_weight_bytes"] = {"w4": c4.weight_bytes, "int8": c8.weight_bytes}
-        out["c_backend"] = c4.describe()
+        for fe, table in (("int", rtf), ("float", rtf_float)):
+            c4, c8 = CPipeline(a4, *args, mode="int", frontend=fe), CPipeline(a8, *args, mode="s8", frontend=fe)
+            table["c"] = _rtf(c4, pcm, rate)
+            table["c_int8"] = _rtf(c8, pcm, rate)
+            table["c_float32"] = _rtf(CPipeline(a8, *args, mode="f32", frontend=fe), pcm, rate)
+            sfx = "" if fe == "int" else "_float_frontend"
+            out["c_ram_bytes" + sfx] = c4.ram_bytes
+            if fe == "int":
+                out["c_weight_bytes"] = {"w4": c4.weight_bytes, "int8": c8.weight_bytes}
+                out["c_backend"] = c4.describe()
+        feat = ds["features"]
+        n_frames = (len(pcm) - feat.win_length) // feat.hop_length + 1
+        out["frontend_x86_ns_per_frame"] = {
+            "int": _frontend_ns_per_frame(CIntFrontend(feat), pcm, n_frames),
+            "float": _frontend_ns_per_frame(CFrontend(feat), pcm, n_frames)}
     except ckernels.CKernelsUnavailable as exc:
         out["c_unavailable"] = str(exc)
-        out["c_ram_bytes"] = None
+        out["c_ram_bytes"] = out["c_ram_bytes_float_frontend"] = None
+        out["frontend_x86_ns_per_frame"] = {"int": None, "float": None}
     out["x86_realtime_factor"] = rtf
-    code = {}
+    out["x86_realtime_factor_float_frontend"] = rtf_float
+    code, code_fe = {}, {}
     for target in ("x86_64", "aarch64"):
         try:
-            code[target] = ckernels.code_bytes(target)["text"]
+            cb = ckernels.code_bytes(target)
+            code[target] = cb["text"]
+            pf = cb["per_file"]
+            code_fe[target] = {"int": pf.get("kws_intfrontend"),
+                               "float": (pf.get("kws_frontend") or 0) + (pf.get("kws_kissfft") or 0)}
         except ckernels.CKernelsUnavailable as exc:
-            code[target] = None
+            code[target] = code_fe[target] = None
             out[f"c_code_{target}_reason"] = str(exc)
     out["c_code_bytes"] = code
+    out["c_code_bytes_frontend"] = code_fe
     arm = {"float32": None, "int8": None, "w4": None}
+    arm_float = dict(arm)
+    arm_fe = {"int": None, "float": None}
     if neon:
         try:
             ckernels.neon_tools()
@@ -378,11 +411,17 @@ def pipeline_bench(m8: IntModel, m4: IntModel, workdir: Path, neon: bool = True,
             export.save_artifact(p8, m8)
             export.save_artifact(p4, m4)
             detail = {}
-            for name, path, model, mode in (("float32", p8, m8, "f32"), ("int8", p8, m8, "s8"), ("w4", p4, m4, "int")):
-                log(f"[bench] aarch64 whole pipeline, {name}: counting instructions under qemu ...")
-                r = ckernels.count_pipeline_instructions(path, harness_config_text(model, *args), pcm, mode=mode,
-                                                         t1=0.26, t2=0.5)
-                arm[name], detail[name] = r["per_audio_second"], r
+            for fe, table in (("int", arm), ("float", arm_float)):
+                log(f"[bench] aarch64 {fe} front end alone: counting instructions under qemu ...")
+                r = ckernels.count_pipeline_instructions(p8, harness_config_text(m8, *args), pcm, mode="frontend",
+                                                         t1=0.26, t2=0.5, frontend=fe)
+                arm_fe[fe], detail[f"frontend_{fe}"] = r["per_audio_second"], r
+                for name, path, model, mode in (("float32", p8, m8, "f32"), ("int8", p8, m8, "s8"),
+                                                ("w4", p4, m4, "int")):
+                    log(f"[bench] aarch64 whole pipeline, {name}, {fe} front end: counting instructions under qemu ...")
+                    r = ckernels.count_pipeline_instructions(path, harness_config_text(model, *args), pcm, mode=mode,
+                                                             t1=0.26, t2=0.5, frontend=fe)
+                    table[name], detail[f"{name}_{fe}_frontend"] = r["per_audio_second"], r
             out["aarch64_detail"] = {"method": "kws_pipeline_harness (primed window) under qemu-aarch64 "
                                                "-singlestep -d exec; (count of 0.50 s - count of 0.26 s) / 0.24 s: "
                                                "24 frames and 6 network runs, setup excluded", "variant": "neon-dotprod",
@@ -392,6 +431,11 @@ def pipeline_bench(m8: IntModel, m4: IntModel, workdir: Path, neon: bool = True,
     else:
         out["aarch64_reason"] = "not requested (neon=False, --no-neon)"
     out["aarch64_instructions_per_audio_second"] = arm
+    out["aarch64_instructions_per_audio_second_float_frontend"] = arm_float
+    out["frontend_aarch64_instructions_per_audio_second"] = arm_fe
+    hop_s = ds["features"].hop_length / rate
+    out["frontend_aarch64_instructions_per_frame"] = {k: None if v is None else int(round(v * hop_s))
+                                                      for k, v in arm_fe.items()}
     out.update(detect_startup(workdir, m4))
     return out
 
@@ -524,21 +568,45 @@ def summarize(res: dict) -> dict:
            for k, (op, v) in goals.items()}
     pipe = res.get("pipeline") or {}
     pa = pipe.get("aarch64_instructions_per_audio_second") or {}
-    pipeline = {"x86_realtime_factor": {k: (pipe.get("x86_realtime_factor") or {}).get(k) for k in ("numpy", "c")},
+    pf = pipe.get("aarch64_instructions_per_audio_second_float_frontend") or {}
+    fe = pipe.get("frontend_aarch64_instructions_per_audio_second") or {}
+    rt, rtf_ = pipe.get("x86_realtime_factor") or {}, pipe.get("x86_realtime_factor_float_frontend") or {}
+    keys = ("numpy", "c", "c_int8", "c_float32")
+    pipeline = {"frontend": "int",
+                "x86_realtime_factor": {k: rt.get(k) for k in keys},
+                "x86_realtime_factor_float_frontend": {k: rtf_.get(k) for k in keys},
+                "frontend_x86_ns_per_frame": {k: (pipe.get("frontend_x86_ns_per_frame") or {}).get(k)
+                                              for k in ("int", "float")},
                 "aarch64_instructions_per_audio_second": {k: pa.get(k) for k in ("float32", "int8", "w4")},
+                "aarch64_instructions_per_audio_second_float_frontend": {k: pf.get(k) for k in ("float32", "int8", "w4")},
+                "frontend_aarch64_instructions_per_audio_second": {k: fe.get(k) for k in ("int", "float")},
+                "frontend_aarch64_instructions_per_frame": {
+                    k: (pipe.get("frontend_aarch64_instructions_per_frame") or {}).get(k) for k in ("int", "float")},
                 "detect_startup_s": pipe.get("detect_startup_s"), "detect_peak_rss_mb": pipe.get("detect_peak_rss_mb"),
-                "c_ram_bytes": pipe.get("c_ram_bytes"),
+                "c_ram_bytes": pipe.get("c_ram_bytes"), "c_ram_bytes_float_frontend": pipe.get("c_ram_bytes_float_frontend"),
                 "c_code_bytes": {k: (pipe.get("c_code_bytes") or {}).get(k) for k in ("x86_64", "aarch64")},
+                "c_code_bytes_frontend": pipe.get("c_code_bytes_frontend"),
                 "reason": pipe.get("aarch64_reason")}
     targets.update({
         "pipeline_x86_c_realtime_factor": pipeline["x86_realtime_factor"]["c"],
+        "pipeline_x86_c_realtime_factor_float_frontend": pipeline["x86_realtime_factor_float_frontend"]["c"],
+        "pipeline_x86_int_vs_float_frontend": ratio(rt.get("c"), rtf_.get("c")),
         "pipeline_arm_float32_vs_int8": ratio(pa.get("float32"), pa.get("int8")),
         "pipeline_arm_float32_vs_w4": ratio(pa.get("float32"), pa.get("w4")),
+        "pipeline_arm_float32_vs_int8_float_frontend": ratio(pf.get("float32"), pf.get("int8")),
+        "pipeline_arm_float32_vs_w4_float_frontend": ratio(pf.get("float32"), pf.get("w4")),
+        "pipeline_arm_int8_instructions_per_audio_second": pa.get("int8"),
+        "frontend_arm_instructions_per_audio_second": fe.get("int"),
+        "frontend_arm_float_vs_int": ratio(fe.get("float"), fe.get("int")),
         "x86_int8_c_batch1_vs_batch256": ratio(g("kwslib_int8_c"),
                                                res["batches"].get("256", {}).get("us_per_inference", {}).get("kwslib_int8_c")),
         "detect_startup_s": pipeline["detect_startup_s"], "detect_peak_rss_mb": pipeline["detect_peak_rss_mb"]})
     for k, goal in (("pipeline_x86_c_realtime_factor", (">=", 1000)), ("x86_int8_c_batch1_vs_batch256", (">=", 1)),
-                    ("detect_startup_s", ("<=", 0.5)), ("detect_peak_rss_mb", ("<=", 80))):
+                    ("detect_startup_s", ("<=", 0.5)), ("detect_peak_rss_mb", ("<=", 80)),
+                    ("pipeline_arm_float32_vs_int8", (">=", 2.5)),
+                    ("pipeline_arm_int8_instructions_per_audio_second", ("<=", 1_600_000)),
+                    ("frontend_arm_instructions_per_audio_second", ("<=", 500_000)),
+                    ("pipeline_x86_int_vs_float_frontend", (">=", 3))):
         goals[k] = goal
         v = targets[k]
         met[k] = None if v is None else (v >= goal[1] if goal[0] == ">=" else v <= goal[1])
@@ -567,16 +635,27 @@ def format_report(res: dict) -> str:
         lines.append(f"  aarch64: not measured ({arm.get('reason')})")
     pipe = res.get("pipeline") or {}
     if pipe:
-        rt = pipe.get("x86_realtime_factor") or {}
-        lines.append("  whole pipeline (front end + window + network + detector), x86 real-time factor: " +
-                     ", ".join(f"{k} {v:,.0f}x" for k, v in rt.items() if v is not None))
-        pa = pipe.get("aarch64_instructions_per_audio_second") or {}
-        if any(v is not None for v in pa.values()):
-            lines.append("  whole pipeline, aarch64 instructions per second of audio: " +
-                         ", ".join(f"{k} {v:,}" for k, v in pa.items() if v is not None))
+        for sfx, name in (("", "integer front end"), ("_float_frontend", "float64 front end")):
+            rt = pipe.get("x86_realtime_factor" + sfx) or {}
+            lines.append(f"  whole pipeline, {name} (front end + window + network + detector), x86 real-time factor: " +
+                         ", ".join(f"{k} {v:,.0f}x" for k, v in rt.items() if v is not None))
+            pa = pipe.get("aarch64_instructions_per_audio_second" + sfx) or {}
+            if any(v is not None for v in pa.values()):
+                lines.append(f"  whole pipeline, {name}, aarch64 instructions per second of audio: " +
+                             ", ".join(f"{k} {v:,}" for k, v in pa.items() if v is not None))
+        fe = pipe.get("frontend_aarch64_instructions_per_audio_second") or {}
+        if any(v is not None for v in fe.values()):
+            lines.append("  front end alone, aarch64 instructions per second of audio: " +
+                         ", ".join(f"{k} {v:,}" for k, v in fe.items() if v is not None))
         else:
             lines.append(f"  whole pipeline, aarch64: {pipe.get('aarch64_reason')}")
-        lines.append(f"  C pipeline RAM {pipe.get('c_ram_bytes')} B (state + scratch), code {pipe.get('c_code_bytes')}; "
+        ns = pipe.get("frontend_x86_ns_per_frame") or {}
+        if any(v is not None for v in ns.values()):
+            lines.append("  front end alone, x86 ns per frame: " + ", ".join(f"{k} {v:,.0f}" for k, v in ns.items()
+                                                                          if v is not None))
+        lines.append(f"  C pipeline RAM {pipe.get('c_ram_bytes')} B (state + scratch; float64 front end "
+                     f"{pipe.get('c_ram_bytes_float_frontend')} B), code {pipe.get('c_code_bytes')} "
+                     f"(front ends {pipe.get('c_code_bytes_frontend')}); "
                      f"kwslib detect start-up {pipe.get('detect_startup_s')} s, peak RSS {pipe.get('detect_peak_rss_mb')} MB")
     for k, t in res["summary"]["targets"].items():
         val = "n/a" if t["value"] is None else f"{t['value']:.2f}"

@@ -387,3 +387,41 @@ class StreamingIntFrontend:
         self._buffer = self._buffer[len(out) * self.cfg.hop_length:]
         self.frames_emitted += len(out)
         return out
+
+
+def codes_both(pcm: np.ndarray, model, log2_fn=None) -> tuple[np.ndarray, np.ndarray]:
+    """The int8 input codes of every streamed window of one int16 signal from both front ends:
+    (float64 front end + ``IntModel.quantize_input``, integer front end). ``log2_fn``: int16 PCM -> Q20
+    log2 frames (default :func:`log2_mel`, the specification; :class:`kwslib.pipeline.CIntFrontend`'s
+    ``push`` computes the same integers faster)."""
+    from .features import logmel_numpy, model_features
+    from .streaming import sliding_windows
+
+    feat = model_features(model)
+    l_frames = (log2_fn or (lambda x: log2_mel(x, feat)))(pcm)
+    f_frames = logmel_numpy(pcm.astype(np.float32) / 32768.0, feat)
+    a = model.quantize_input(sliding_windows(f_frames, model.context_frames, model.step_frames)) \
+        if len(f_frames) >= model.context_frames else np.zeros((0, model.layers[0].w_q.shape[1]), np.int8)
+    b = window_codes(sliding_windows(l_frames, model.context_frames, model.step_frames), model) \
+        if len(l_frames) >= model.context_frames else np.zeros_like(a)
+    return a, b
+
+
+def agreement_on_signals(model, signals, log2_fn=None, piece_s: float = 60.0) -> dict:
+    """:func:`code_agreement` of the two front ends' codes over every window of every signal (int16 arrays),
+    long signals read in pieces of ``piece_s`` seconds (windows across a piece boundary are left out)."""
+    from .features import model_features
+
+    rate = model_features(model).sample_rate
+    n = equal = within = 0
+    worst = 0
+    step = int(piece_s * rate)
+    for pcm in signals:
+        pcm = np.asarray(pcm, np.int16)
+        for i in range(0, max(len(pcm), 1), step):
+            a, b = codes_both(pcm[i:i + step], model, log2_fn)
+            d = np.abs(a.astype(np.int16) - b)
+            n, equal, within = n + d.size, equal + int((d == 0).sum()), within + int((d <= 1).sum())
+            worst = max(worst, int(d.max(initial=0)))
+    return {"entries": n, "equal_share": equal / n if n else None, "within_1_share": within / n if n else None,
+            "max_abs_diff": worst if n else None}

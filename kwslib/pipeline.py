@@ -353,3 +353,58 @@ def open_pipeline(artifact, threshold: float, smooth_windows: int, refractory_st
         pipe = NumpyPipeline(artifact, threshold, smooth_windows, refractory_steps, frontend=frontend)
         pipe.fallback_reason = str(exc)
         return pipe
+
+
+def stream_detections(pipe, pcm, chunk: int = 1600) -> list[tuple[float, str, float]]:
+    """Every detection of ``pipe`` over int16 ``pcm`` pushed in ``chunk``-sample pieces (a device's audio buffers)."""
+    pcm = as_pcm16(pcm)
+    return [d for i in range(0, len(pcm), chunk) for d in pipe.push(pcm[i:i + chunk])]
+
+
+def keyword_hits(detections, segments, class_names, sample_rate: int, slack_s: float = 1.0) -> np.ndarray:
+    """For each keyword segment ``(start, end, class_index)`` of a test stream (non-keyword classes, names
+    starting with ``_``, are skipped), whether a detection of that keyword falls in ``[start, end + slack_s]``
+    seconds. Assumption: a detection is reported at the end of its window, up to about one window after the
+    word ends, so ``slack_s`` defaults to the 1 s window."""
+    by_kw = {}
+    for t, kw, _ in detections:
+        by_kw.setdefault(kw, []).append(t)
+    times = {k: np.sort(np.asarray(v)) for k, v in by_kw.items()}
+    hits = []
+    for start, end, c in segments:
+        name = class_names[c]
+        if name.startswith("_"):
+            continue
+        t = times.get(name)
+        lo, hi = start / sample_rate, end / sample_rate + slack_s
+        hits.append(t is not None and bool(np.any((t >= lo) & (t <= hi))))
+    return np.asarray(hits, bool)
+
+
+def compare_frontends(artifact, threshold: float, smooth_windows: int, refractory_steps: int, pcm,
+                      segments=None, backend: str = "c") -> dict:
+    """One model behind the integer and the float64 front end on the same audio: detections of each, how many
+    are identical (time, keyword and score), false detections per hour (when ``segments`` is None: audio with no
+    keyword) or keyword hits, paired per keyword segment (the integer front end alone, the float one alone)."""
+    from .export import load_artifact
+
+    pcm = as_pcm16(pcm)
+    art = artifact if hasattr(artifact, "model") else load_artifact(artifact)
+    make = CPipeline if backend == "c" else NumpyPipeline
+    det = {fe: stream_detections(make(art, threshold, smooth_windows, refractory_steps, frontend=fe), pcm)
+           for fe in ("int", "float")}
+    rate = model_features(art.model).sample_rate
+    hours = len(pcm) / rate / 3600.0
+    shared = len(set(det["int"]) & set(det["float"]))
+    out = {"hours": hours, "detections": {k: len(v) for k, v in det.items()}, "identical": det["int"] == det["float"],
+           "shared_detections": shared}
+    if segments is None:
+        out["false_detections_per_hour"] = {k: len(v) / hours if hours else None for k, v in det.items()}
+    else:
+        names = art.model.class_names
+        hi, hf = (keyword_hits(det[fe], segments, names, rate) for fe in ("int", "float"))
+        out.update(keyword_segments=int(len(hi)), hits={"int": int(hi.sum()), "float": int(hf.sum())},
+                   int_only=int((hi & ~hf).sum()), float_only=int((hf & ~hi).sum()),
+                   miss_rate={"int": float(1 - hi.mean()) if len(hi) else None,
+                              "float": float(1 - hf.mean()) if len(hf) else None})
+    return out

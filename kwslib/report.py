@@ -176,9 +176,19 @@ def claims(summary: dict) -> list[dict]:
     pipe = summary.get("pipeline") or {}
     pa = pipe.get("aarch64_instructions_per_audio_second") or {}
     rt = (pipe.get("x86_realtime_factor") or {}).get("c")
-    out.append(_cpu_claim("CPU, whole detector (front end to detections)", "aarch64 instructions per audio second",
-                          pa.get("float32"), pa.get("int8"), pa.get("w4"),
-                          None if rt is None else f"x86 C pipeline {rt:,.0f}x real time", pipe.get("reason"),
+    int_fe = pipe.get("frontend") == "int"  # read with the integer front end (runs before it: the float64 one)
+    x86 = None if rt is None else f"x86 C pipeline {rt:,.0f}x real time"
+    if int_fe:
+        pf = pipe.get("aarch64_instructions_per_audio_second_float_frontend") or {}
+        r8f, r4f = _ratio(pf.get("float32"), pf.get("int8")), _ratio(pf.get("float32"), pf.get("w4"))
+        rtf = (pipe.get("x86_realtime_factor_float_frontend") or {}).get("c")
+        beside = [f"float64 front end: float32/int8 {r8f:.2f}x, float32/4-bit {r4f:.2f}x" if r4f is not None else None,
+                  None if rtf is None else f"x86 {rtf:,.0f}x real time"]
+        x86 = "; ".join(s for s in [x86, ", ".join(b for b in beside if b) or None] if s) or None
+    out.append(_cpu_claim("CPU, whole detector (front end to detections)",
+                          "aarch64 instructions per audio second" + (" with the integer front end" if int_fe else ""),
+                          pa.get("float32"), pa.get("int8"), pa.get("w4"), x86, pipe.get("reason"),
+                          "not supported: the front end dominates" if int_fe else
                           "not supported: the shared front end dominates"))
     mem = summary.get("memory_bytes") or {}
     rm = _ratio(mem.get("float32"), mem.get("int8_containers"))

@@ -266,3 +266,14 @@ def test_neon_equals_the_specification_under_qemu(variant, tmp_path):
     pcm = np.concatenate(list(hard_signals().values()))
     got = run_frontend_qemu(art, text, pcm, "int", variant=variant)
     assert np.array_equal(got, I.log2_mel(pcm))
+
+
+def test_agreement_on_signals_counts_every_window():
+    clips = [speechlike(3.0, seed=s, burst=False) for s in range(3)]
+    m = stand_in_model(clips)
+    agg = I.agreement_on_signals(m, clips + [np.zeros(100, np.int16)], piece_s=1.6)
+    a, b = zip(*(I.codes_both(c[i:i + 25600], m) for c in clips for i in range(0, len(c), 25600)))
+    direct = I.code_agreement(np.concatenate(a), np.concatenate(b))
+    assert agg["entries"] == direct["entries"] > 0 and agg["equal_share"] == direct["equal_share"]
+    assert agg["max_abs_diff"] == direct["max_abs_diff"] <= 1
+    assert I.agreement_on_signals(m, [np.zeros(100, np.int16)])["equal_share"] is None

@@ -177,3 +177,29 @@ def test_real_speech_streams_give_identical_detections(name):
     for frontend in ("int", "float"):
         ref = detections(NumpyPipeline(art, 0.15, 3, 25, frontend=frontend), pcm, 1600)
         assert ref and detections(CPipeline(art, 0.15, 3, 25, frontend=frontend), pcm, 1000) == ref
+
+
+def test_keyword_hits_and_front_end_comparison():
+    from kwslib.pipeline import compare_frontends, keyword_hits, stream_detections
+
+    names = ["_silence_", "_unknown_", "yes", "no"]
+    segs = [(0, 16000, 2), (16000, 32000, 0), (32000, 48000, 3), (48000, 64000, 2)]
+    det = [(1.5, "yes", 0.9), (2.9, "no", 0.8), (3.5, "no", 0.7)]  # "no" at 2.9 s is in [2, 4] s
+    assert keyword_hits(det, segs, names, 16000).tolist() == [True, True, False]  # the silence segment is skipped
+    assert keyword_hits(det, segs, names, 16000, slack_s=0.0).tolist() == [False, True, False]
+    assert keyword_hits([(4.2, "yes", 0.9)], segs, names, 16000, slack_s=0.1).tolist() == [False, False, False]
+
+    m = model(4, seed=2)
+    art = export.from_bytes(export.to_bytes(m))
+    pcm = signal(10.0, seed=2)
+    ref = stream_detections(CPipeline(art, 0.05, 3, 25, frontend="float"), pcm, 999)
+    assert ref == detections(CPipeline(art, 0.05, 3, 25, frontend="float"), pcm, 999)
+    neg = compare_frontends(art, 0.05, 3, 25, pcm)
+    assert neg["detections"]["float"] == len(ref) > 0
+    assert neg["false_detections_per_hour"]["float"] == pytest.approx(len(ref) / (10.0 / 3600))
+    assert neg["shared_detections"] <= min(neg["detections"].values())
+    assert neg["identical"] == (neg["shared_detections"] == neg["detections"]["int"] == neg["detections"]["float"])
+    segs = [(s, s + 16000, k % len(m.class_names)) for k, s in enumerate(range(0, 160000 - 16000, 16000))]
+    kw = compare_frontends(art, 0.05, 3, 25, pcm, segments=segs)
+    n_kw = sum(not m.class_names[c].startswith("_") for *_, c in segs)
+    assert kw["keyword_segments"] == n_kw and kw["hits"]["int"] - kw["int_only"] == kw["hits"]["float"] - kw["float_only"]

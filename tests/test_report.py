@@ -167,6 +167,19 @@ def test_whole_detector_cpu_claim():
     assert c["verdict"] == "not measured (not measured in this run: x)"
 
 
+def test_whole_detector_cpu_claim_reads_the_integer_front_end():
+    s = _summary()
+    s["pipeline"] = {"frontend": "int", "reason": None,
+                     "aarch64_instructions_per_audio_second": {"float32": 4_900_000, "int8": 2_000_000, "w4": 1_900_000},
+                     "aarch64_instructions_per_audio_second_float_frontend":
+                         {"float32": 7_760_000, "int8": 5_370_000, "w4": 5_300_000},
+                     "x86_realtime_factor": {"c": 3000.0}, "x86_realtime_factor_float_frontend": {"c": 1500.0}}
+    c = {r["claim"]: r for r in report.claims(s)}["CPU, whole detector (front end to detections)"]
+    assert "with the integer front end float32/int8 2.45x" in c["ours"] and "float32/4-bit 2.58x" in c["ours"]
+    assert "float64 front end: float32/int8 1.45x, float32/4-bit 1.46x" in c["ours"] and "1,500x" in c["ours"]
+    assert c["verdict"] == "partly supported"
+
+
 def _real_summary():
     """_summary() with real speech read: 0.85 h per replicate, operating point 10 FD/h (8.5 events)."""
     s = _summary()
