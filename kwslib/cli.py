@@ -2,14 +2,16 @@
 
     kwslib export results/quick/models/stage2_w4.int.npz model_w4.kws [--header model_w4.h]
     kwslib say "yes. stop. go left" demo.wav
-    kwslib detect MODEL.kws AUDIO.wav [--threshold 0.8] [--backend auto|numpy|c]
+    kwslib detect MODEL.kws AUDIO.wav [--threshold 0.8] [--backend auto|numpy|c] [--frontend int|float]
     kwslib bench --profile quick [--out bench.json]
 
 ``detect`` streams a recording of any length (WAV, FLAC, OGG; any sample rate and channel count,
 converted on the fly to 16-bit PCM at the model's rate) in chunks through the detector of
 kwslib.pipeline: front end, sliding window, integer network, smoothing and lockout, all in C
 (``--backend c``) or in the numpy specification (``--backend numpy``), which give the same
-detections. It prints one line
+detections. The front end is the integer one a chipset runs (``--frontend int``, the default:
+kwslib.intfrontend) or the float64 log-mel the model was trained on (``--frontend float``).
+It prints one line
 per detection: time (end of the detecting window, seconds), keyword, score.
 Scores are keyword posteriors smoothed by a causal moving average; a keyword
 fires when its score reaches the threshold, then stays locked out for the
@@ -35,7 +37,8 @@ def _fail(msg: str) -> int:
 
 
 def detect(model_path, audio_path, threshold: float | None = None, backend: str = "auto", chunk_ms: float = 100.0,
-           smooth_windows: int | None = None, refractory_s: float | None = None, out=print, info=None):
+           smooth_windows: int | None = None, refractory_s: float | None = None, out=print, info=None,
+           frontend: str = "int"):
     """Stream ``audio_path`` through the artifact ``model_path``; calls ``out`` per detection, returns them.
 
     The recording may be WAV (8/16/24/32-bit PCM or float), FLAC or OGG at any sample rate, mono or
@@ -52,7 +55,7 @@ def detect(model_path, audio_path, threshold: float | None = None, backend: str 
     threshold, origin, smooth, refractory = ds["threshold"], ds["origin"], ds["smooth_windows"], ds["refractory_steps"]
     feat, step_s = ds["features"], ds["step_s"]
     _, rec = check_recording(audio_path)  # fail before printing anything
-    pipe = open_pipeline(art, threshold, smooth, refractory, backend=backend)
+    pipe = open_pipeline(art, threshold, smooth, refractory, backend=backend, frontend=frontend)
     if info:
         fallback = getattr(pipe, "fallback_reason", None)
         info(f"kwslib detect: model {model_path} ({len(model.layers)} layers, "
@@ -172,6 +175,8 @@ def main(argv=None) -> int:
     d.add_argument("--backend", choices=["auto", "numpy", "c"], default="auto",
                    help="c: the whole pipeline in C (front end, window, network, detector); numpy: the numpy "
                         "specification; auto: c when a C compiler is there")
+    d.add_argument("--frontend", choices=["int", "float"], default="int",
+                   help="integer front end (default, what a chipset runs) or the float64 one the model was trained on")
     d.add_argument("--chunk-ms", type=float, default=100.0, help="audio chunk fed per step (streaming)")
     d.add_argument("--smooth", type=int, default=None, help="moving-average steps (default 3)")
     d.add_argument("--refractory", type=float, default=None, help="lockout after a detection, seconds (default 1)")
@@ -206,7 +211,8 @@ def main(argv=None) -> int:
                 return _fail(f"--refractory must be a non-negative number of seconds, got {args.refractory}")
             info = None if args.quiet else (lambda m: print(m, file=sys.stderr))
             found = detect(args.model, args.audio, args.threshold, args.backend, args.chunk_ms, args.smooth,
-                           args.refractory, out=lambda line: print(line, flush=True), info=info)
+                           args.refractory, out=lambda line: print(line, flush=True), info=info,
+                           frontend=args.frontend)
             if info:
                 info(f"kwslib detect: {len(found)} detection(s)")
             return 0

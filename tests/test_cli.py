@@ -59,8 +59,18 @@ def test_detect_matches_offline_scores(files, capsys):
     audio = sf.read(d / "a.wav", dtype="int16")[0].astype(np.float32) / 32768
     post = Engine(m, backend="numpy")(sliding_windows(logmel_numpy(audio, FeatureConfig()), 96, 4))
     det = Detector(m.class_names, 0.05, 3, 25).push(post)
-    rc, out, _ = run(["detect", str(art), str(d / "a.wav"), "--threshold", "0.05", "--quiet"], capsys)
+    rc, out, _ = run(["detect", str(art), str(d / "a.wav"), "--threshold", "0.05", "--quiet", "--frontend", "float"],
+                     capsys)
     assert [l.split()[1] for l in out.splitlines()] == [k for _, k, _ in det]
+    # the integer front end (the default): the same rule over the posteriors of its int8 codes
+    from kwslib import intfrontend
+    from kwslib.engine import softmax
+
+    pcm = sf.read(d / "a.wav", dtype="int16")[0]
+    codes = intfrontend.window_codes(sliding_windows(intfrontend.log2_mel(pcm), 96, 4), m)
+    det = Detector(m.class_names, 0.05, 3, 25).push(softmax(m.logits(m.forward_int(codes))))
+    rc, out, _ = run(["detect", str(art), str(d / "a.wav"), "--threshold", "0.05", "--quiet"], capsys)
+    assert [(l.split()[1], l.split()[2]) for l in out.splitlines()] == [(k, f"{v:.3f}") for _, k, v in det]
 
 
 def test_detect_uses_the_stored_threshold(files, capsys):

@@ -45,9 +45,9 @@ def make(d, target, **kw):
     return res
 
 
-def kwslib_detect(d, capsys, threshold="0.05"):
+def kwslib_detect(d, capsys, threshold="0.05", frontend="int"):
     rc = cli.main(["detect", str(d / "build" / "model.kws"), str(d / "a.wav"), "--threshold", threshold,
-                   "--backend", "numpy", "--quiet"])
+                   "--backend", "numpy", "--quiet", "--frontend", frontend])
     out = capsys.readouterr().out
     assert rc == 0 and out.strip(), "the test needs detections"
     return out
@@ -68,8 +68,12 @@ def test_host_build_prints_what_kwslib_detect_prints(setup, capsys):
         res = subprocess.run([str(d / "build" / "kws_detect"), "-t", "0.05", "-"], stdin=f, capture_output=True,
                              text=True, timeout=120)
     assert res.stdout == kwslib_detect(d, capsys)
-    bad = subprocess.run([str(d / "build" / "kws_detect"), "-m", "f16"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "usage" in bad.stderr
+    res = subprocess.run([str(d / "build" / "kws_detect"), "-t", "0.05", "-f", "float", str(d / "a.raw")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout == kwslib_detect(d, capsys, frontend="float")  # the reference front end
+    for flag in (["-m", "f16"], ["-f", "double"]):
+        bad = subprocess.run([str(d / "build" / "kws_detect"), *flag], capture_output=True, text=True)
+        assert bad.returncode == 2 and "usage" in bad.stderr
 
 
 def test_aarch64_build_under_qemu(setup, capsys):
@@ -85,5 +89,8 @@ def test_aarch64_build_under_qemu(setup, capsys):
     res = subprocess.run([qemu, str(d / "build" / "kws_detect_aarch64"), "-t", "0.05", str(d / "a.raw")],
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
-    assert res.stdout == kwslib_detect(d, capsys)  # NEON dot-product build, same detections
+    assert res.stdout == kwslib_detect(d, capsys)  # NEON dot-product build, integer front end, same detections
     assert "allocations after create: 0" in res.stderr
+    res = subprocess.run([qemu, str(d / "build" / "kws_detect_aarch64"), "-t", "0.05", "-f", "float", str(d / "a.raw")],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0 and res.stdout == kwslib_detect(d, capsys, frontend="float")

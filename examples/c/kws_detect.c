@@ -6,10 +6,12 @@
  *
  *     time (end of the detecting window)  keyword  score
  *
- *   kws_detect [-m int|s8|f32] [-c CHUNK_SAMPLES] [-t THRESHOLD] [-q] [PCM_FILE | -]
+ *   kws_detect [-m int|s8|f32] [-f int|float] [-c CHUNK_SAMPLES] [-t THRESHOLD] [-q] [PCM_FILE | -]
  *
  * -m  network: int (default; packed 4-bit kernel for layers of <= 4 bits), s8 (int8 containers),
  *     f32 (the float32 network the integer one quantizes: a float baseline on the same front end)
+ * -f  front end: int (default; the integer front end, kws_intfrontend.c), float (the float64 log-mel front end
+ *     the model was trained on: the reference)
  * -q  no per-detection output; the summary line only (for instruction counting under qemu)
  *
  * Everything is allocated once, by kws_pipeline_create; the loop below allocates nothing (built with
@@ -45,13 +47,16 @@ int __wrap_posix_memalign(void **p, size_t a, size_t n) { allocs++; return __rea
 #define MAX_CHUNK 16000
 
 int main(int argc, char **argv) {
-    int32_t mode = KWS_PIPE_INT, chunk = 1600, quiet = 0;
+    int32_t mode = KWS_PIPE_INT, frontend = KWS_FE_INT, chunk = 1600, quiet = 0;
     double threshold = KWS_MODEL_THRESHOLD;
     const char *path = "-";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-m") && i + 1 < argc) {
             const char *m = argv[++i];
             mode = !strcmp(m, "s8") ? KWS_PIPE_S8 : !strcmp(m, "f32") ? KWS_PIPE_F32 : !strcmp(m, "int") ? KWS_PIPE_INT : -1;
+        } else if (!strcmp(argv[i], "-f") && i + 1 < argc) {
+            const char *f = argv[++i];
+            frontend = !strcmp(f, "int") ? KWS_FE_INT : !strcmp(f, "float") ? KWS_FE_FLOAT : -1;
         } else if (!strcmp(argv[i], "-c") && i + 1 < argc) {
             chunk = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "-t") && i + 1 < argc) {
@@ -64,8 +69,9 @@ int main(int argc, char **argv) {
             path = argv[i];
         }
     }
-    if (mode < 0 || chunk < 1 || chunk > MAX_CHUNK) {
-        fprintf(stderr, "usage: %s [-m int|s8|f32] [-c CHUNK_SAMPLES (1..%d)] [-t THRESHOLD] [-q] [PCM_FILE | -]\n",
+    if (mode < 0 || frontend < 0 || chunk < 1 || chunk > MAX_CHUNK) {
+        fprintf(stderr, "usage: %s [-m int|s8|f32] [-f int|float] [-c CHUNK_SAMPLES (1..%d)] [-t THRESHOLD] [-q] "
+                        "[PCM_FILE | -]\n",
                 argv[0], MAX_CHUNK);
         return 2;
     }
@@ -81,7 +87,8 @@ int main(int argc, char **argv) {
         {KWS_MODEL_SAMPLE_RATE, KWS_MODEL_WIN_LENGTH, KWS_MODEL_HOP_LENGTH, KWS_MODEL_N_FFT, KWS_MODEL_N_MELS,
          KWS_MODEL_FMIN, KWS_MODEL_FMAX, KWS_MODEL_LOG_FLOOR},
         KWS_MODEL_CONTEXT_FRAMES, KWS_MODEL_DECIMATE, KWS_MODEL_STEP_FRAMES, kws_model_norm_mean, kws_model_norm_std,
-        KWS_MODEL_N_CLASSES, kws_model_class_names, threshold, KWS_MODEL_SMOOTH_WINDOWS, KWS_MODEL_REFRACTORY_STEPS};
+        KWS_MODEL_N_CLASSES, kws_model_class_names, threshold, KWS_MODEL_SMOOTH_WINDOWS, KWS_MODEL_REFRACTORY_STEPS,
+        frontend};
     int32_t err = 0;
     kws_pipeline *p = kws_pipeline_create(&cfg, kws_model_artifact, KWS_MODEL_ARTIFACT_BYTES, mode, &err);
     if (!p) {
