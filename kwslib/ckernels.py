@@ -207,6 +207,7 @@ def _setup(lib: ctypes.CDLL) -> ctypes.CDLL:
         "kws_frontend_bytes": (I64, [P]),
         "kws_ifrontend_new": (P, [P]),
         "kws_ifrontend_free": (None, [P]),
+        "kws_ifrontend_reset": (None, [P]),
         "kws_ifrontend_push_frames": (I32, [P, P, I32, P, I32]),
         "kws_ifrontend_bytes": (I64, [P]),
         "kws_icode_map": (I32, [P, P, I32, I32, ctypes.c_double, I32, P, P, P]),

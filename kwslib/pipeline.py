@@ -299,6 +299,15 @@ class CIntFrontend:
         if not self._fe:
             raise ConfigError(f"the C integer front end refused the feature config {feat}")
 
+    def reset(self) -> None:
+        """Forget buffered samples (start of a new stream)."""
+        self.lib.lib.kws_ifrontend_reset(self._fe)
+
+    def frames(self, pcm) -> np.ndarray:
+        """The frames of one whole signal (reset, then push): :func:`kwslib.intfrontend.log2_mel`'s integers."""
+        self.reset()
+        return self.push(pcm)
+
     def push(self, pcm) -> np.ndarray:
         x = np.ascontiguousarray(as_pcm16(pcm))
         most = (len(x) + self.feat.win_length) // self.feat.hop_length + 1
@@ -408,3 +417,36 @@ def compare_frontends(artifact, threshold: float, smooth_windows: int, refractor
                    miss_rate={"int": float(1 - hi.mean()) if len(hi) else None,
                               "float": float(1 - hf.mean()) if len(hf) else None})
     return out
+
+
+def frontend_study(artifacts: dict, negatives: dict, keyword_stream=None, backend: str = "c") -> dict:
+    """The integer front end against the float64 one, per model, on the same audio: the share of equal int8 input
+    codes (:func:`kwslib.intfrontend.agreement_on_signals`) and the detections behind each
+    (:func:`compare_frontends`).
+
+    ``artifacts``: name -> loaded artifact (its stored threshold is the operating point); ``negatives``: source
+    name -> int16 audio with no keyword; ``keyword_stream``: ``(pcm, segments)`` of a test stream or None.
+    Returns ``{"models": {name: {"codes": {source: agreement}, "detections": {source: comparison}}},
+    "codes_equal_share": overall share of equal codes (every model and source), "codes_max_abs_diff"}``.
+    """
+    from .intfrontend import agreement_on_signals
+
+    out, n, equal, worst = {}, 0, 0.0, 0
+    for name, art in artifacts.items():
+        ds = detector_settings(art.model, art.extra)
+        args = (ds["threshold"], ds["smooth_windows"], ds["refractory_steps"])
+        log2_fn = CIntFrontend(model_features(art.model)).frames if backend == "c" else None  # same integers
+        signals = dict(negatives)
+        if keyword_stream is not None:
+            signals["keyword_stream"] = keyword_stream[0]
+        codes = {src: agreement_on_signals(art.model, [pcm], log2_fn) for src, pcm in signals.items()}
+        det = {src: compare_frontends(art, *args, pcm, backend=backend) for src, pcm in negatives.items()}
+        if keyword_stream is not None:
+            det["keyword_stream"] = compare_frontends(art, *args, keyword_stream[0], segments=keyword_stream[1],
+                                                      backend=backend)
+        out[name] = {"threshold": args[0], "codes": codes, "detections": det}
+        for c in codes.values():
+            if c["entries"]:
+                n, equal = n + c["entries"], equal + c["equal_share"] * c["entries"]
+                worst = max(worst, c["max_abs_diff"])
+    return {"models": out, "codes_equal_share": equal / n if n else None, "codes_max_abs_diff": worst if n else None}

@@ -203,3 +203,32 @@ def test_keyword_hits_and_front_end_comparison():
     kw = compare_frontends(art, 0.05, 3, 25, pcm, segments=segs)
     n_kw = sum(not m.class_names[c].startswith("_") for *_, c in segs)
     assert kw["keyword_segments"] == n_kw and kw["hits"]["int"] - kw["int_only"] == kw["hits"]["float"] - kw["float_only"]
+
+
+def test_frontend_study_reads_codes_and_detections_per_model():
+    from kwslib.intfrontend import log2_mel
+    from kwslib.pipeline import CIntFrontend, frontend_study
+
+    fe = CIntFrontend(FeatureConfig())
+    a, b = signal(3.0, seed=8), signal(2.0, seed=9)
+    fe.push(a)
+    assert np.array_equal(fe.frames(b), log2_mel(b))  # frames() starts a new stream
+    arts = {}
+    for bits in (8, 4):
+        m = model(bits, seed=bits)
+        m.input_scale, m.input_zero_point = 0.05, -20
+        arts[f"w{bits}"] = export.from_bytes(export.to_bytes(m, extra={"threshold": 0.05}))
+    pcm = signal(12.0, seed=4)
+    segs = [(s, s + 16000, 2 + k % 10) for k, s in enumerate(range(0, 150000, 20000))]
+    res = frontend_study(arts, {"speech": signal(8.0, seed=5)}, keyword_stream=(pcm, segs))
+    for name, r in res["models"].items():
+        assert set(r["codes"]) == {"speech", "keyword_stream"} and set(r["detections"]) == {"speech", "keyword_stream"}
+        frames = (8 * 16000 - 400) // 160 + 1
+        assert r["codes"]["speech"]["entries"] == ((frames - 96) // 4 + 1) * 960  # every window, every input
+        assert r["detections"]["keyword_stream"]["keyword_segments"] == len(segs) and r["threshold"] == 0.05
+    n = sum(c["entries"] for r in res["models"].values() for c in r["codes"].values())
+    eq = sum(c["entries"] * c["equal_share"] for r in res["models"].values() for c in r["codes"].values())
+    assert res["codes_equal_share"] == pytest.approx(eq / n) and res["codes_max_abs_diff"] <= 1
+    numpy_res = frontend_study(arts, {"speech": signal(8.0, seed=5)}, backend="numpy")
+    assert numpy_res["models"]["w4"]["codes"]["speech"] == res["models"]["w4"]["codes"]["speech"]
+    assert numpy_res["models"]["w4"]["detections"]["speech"] == res["models"]["w4"]["detections"]["speech"]
