@@ -190,12 +190,14 @@ def float_record(rep: Replicate) -> dict:
     return rec
 
 
-def stage1_replicate(rep: Replicate, op: float, plan, stage_cfg, log=None) -> dict:
+def stage1_replicate(rep: Replicate, op: float, plan, stage_cfg, log=None, on_model=None) -> dict:
     """Stage-1 QAT and its baselines for one replicate: ``plan`` is a list of (method, bits, per_channel).
 
     Every QAT model is saved as ``models/<summary key>.pt`` (``stage1_w4.pt``, ``linear_w2.pt``, ...);
     PTQ is a function of the float model file. A model whose file and record exist (same config and
     schedule) is not trained or read again. Returns key -> {"record", "seconds", "history"}.
+    ``on_model(key, entry)``, when given, is called as each model is done (a progress line, say); an
+    entry whose ``seconds`` is None was reused or needed no training (PTQ).
     """
     import dataclasses
 
@@ -216,11 +218,13 @@ def stage1_replicate(rep: Replicate, op: float, plan, stage_cfg, log=None) -> di
                 q = ptq_quantize(net, WeightQuantConfig(bits, "linear", pc))
                 rec = read_model(rep, key, torch_posterior_fn(q), op, float_file, f_rec)[1]
             out[key] = {"record": rec, "seconds": None, "history": None}
+            _done(on_model, key, out[key])
             continue
         f = rep.paths.models / f"{key}.pt"
         rec = cached_record(rep, key, f, key_extra=schedule)
         if rec is not None:
             out[key] = {"record": rec, "seconds": None, "history": None}
+            _done(on_model, key, out[key])
             continue
         wcfg = WeightQuantConfig(bits, method, pc)
         t0 = time.time()
@@ -230,14 +234,20 @@ def stage1_replicate(rep: Replicate, op: float, plan, stage_cfg, log=None) -> di
         save_qat_model(f, qmodel, kind="stage1", extra={"history": hist, "schedule": schedule})
         rec = read_model(rep, key, torch_posterior_fn(qmodel), op, f, f_rec, key_extra=schedule)[1]
         out[key] = {"record": rec, "seconds": seconds, "history": hist}
+        _done(on_model, key, out[key])
     return out
 
 
-def stage2_replicate(rep: Replicate, op: float, widths, s2cfg, log=None) -> dict:
+def _done(on_model, key, entry) -> None:
+    if on_model is not None:
+        on_model(key, entry)
+
+
+def stage2_replicate(rep: Replicate, op: float, widths, s2cfg, log=None, on_model=None) -> dict:
     """Stage 2 for one replicate from its ``models/stage1_w<b>.pt``: train, convert to the integer model,
     read it in integer mode. Saves ``models/stage2_w<b>.pt`` and ``.int.npz``; a width whose files and
     record exist is reused. Returns b -> {"record", "seconds", "history", "net", "int_model"} (the last
-    two only when trained in this call)."""
+    two only when trained in this call). ``on_model(f"stage2_w{b}", entry)`` as each width is done."""
     import dataclasses
 
     from .errors import ConfigError
@@ -257,6 +267,7 @@ def stage2_replicate(rep: Replicate, op: float, widths, s2cfg, log=None) -> dict
         rec = cached_record(rep, f"stage2_w{b}", int_file, key_extra=run_key)
         if rec is not None:
             out[b] = {"record": rec, "seconds": None, "history": None, "net": None, "int_model": None}
+            _done(on_model, f"stage2_w{b}", out[b])
             continue
         t0 = time.time()
         s1 = load_qat_model(s1_file)
@@ -268,6 +279,7 @@ def stage2_replicate(rep: Replicate, op: float, widths, s2cfg, log=None) -> dict
         seconds = time.time() - t0
         rec = read_model(rep, f"stage2_w{b}", s2.int_posterior_fn(im), op, int_file, f_rec, key_extra=run_key)[1]
         out[b] = {"record": rec, "seconds": seconds, "history": hist, "net": net, "int_model": im}
+        _done(on_model, f"stage2_w{b}", out[b])
     return out
 
 

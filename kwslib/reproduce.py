@@ -164,8 +164,39 @@ def relative_to_root(path) -> str:
         return str(path)
 
 
+CONCLUSION_TAG = "conclusion"
+
+
+def promote_conclusions(nb) -> int:
+    """Replace each executed code cell tagged ``conclusion`` by a markdown cell holding its markdown output.
+
+    A notebook ends in a cell that writes "What this run shows" from this run's numbers
+    (:mod:`kwslib.conclusions`); in the executed copy that text becomes the notebook's last markdown cell,
+    so the notebook reads as ending in its conclusion. A tagged cell without markdown output (it failed,
+    or did not run) is left as it is. Returns how many cells were promoted.
+    """
+    import nbformat
+
+    promoted = 0
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or CONCLUSION_TAG not in cell.get("metadata", {}).get("tags", []):
+            continue
+        texts = [o["data"]["text/markdown"] for o in cell.get("outputs", [])
+                 if o.get("output_type") in ("execute_result", "display_data") and "text/markdown" in o.get("data", {})]
+        if not texts:
+            continue
+        md = nbformat.v4.new_markdown_cell("\n\n".join("".join(t) if isinstance(t, list) else t for t in texts))
+        md.metadata["tags"] = [CONCLUSION_TAG]
+        if "id" in cell:
+            md["id"] = cell["id"]
+        nb.cells[i] = md
+        promoted += 1
+    return promoted
+
+
 def scrub_paths(nb_file: Path, input_rel: str, output_rel: str) -> None:
-    """Rewrite an executed notebook so that it records no absolute path of this machine.
+    """Rewrite an executed notebook so that it records no absolute path of this machine (and promote its
+    conclusion cell, :func:`promote_conclusions`).
 
     papermill's metadata (input/output path) becomes repository-relative, and the repository's
     absolute prefix is removed from every text output (printed paths, warnings).
@@ -184,6 +215,7 @@ def scrub_paths(nb_file: Path, input_rel: str, output_rel: str) -> None:
             return [clean(x) for x in v]
         return v
 
+    promote_conclusions(nb)
     if isinstance(pm.get("parameters"), dict):
         pm["parameters"] = {k: clean(v) for k, v in pm["parameters"].items()}
     for cell in nb.cells:
@@ -201,6 +233,51 @@ def scrub_paths(nb_file: Path, input_rel: str, output_rel: str) -> None:
 # The kernel warns at every start that it talks over TCP without encryption (papermill's local kernel);
 # its log level ERROR keeps that out of the terminal and still shows kernel errors.
 KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+
+
+PARAM_LINE_CHARS = 100
+
+
+def _finite_values(v) -> bool:
+    if isinstance(v, float):
+        return v == v and v not in (float("inf"), float("-inf"))
+    if isinstance(v, dict):
+        return all(_finite_values(x) for x in v.values())
+    if isinstance(v, (list, tuple)):
+        return all(_finite_values(x) for x in v)
+    return True
+
+
+def injected_parameters_source(parameters: dict, comment: str = "Parameters") -> str:
+    """The cell papermill injects, with each value wrapped at :data:`PARAM_LINE_CHARS` (pprint).
+
+    papermill writes every parameter on one line (it formats them only when ``black`` is installed), and
+    a notebook's dicts of settings then run off the right edge of a rendered page. The values come from
+    YAML (dicts, lists, strings, numbers, booleans, None), whose ``repr`` is Python; the continuation
+    lines are indented under the value. Executing the text gives back ``parameters``.
+    """
+    import pprint
+
+    lines = [f"# {comment}"]
+    for name, value in parameters.items():
+        if not _finite_values(value):
+            raise ConfigError(f"parameter {name}: non-finite numbers cannot be injected ({value!r})")
+        lead = f"{name} = "
+        text = pprint.pformat(value, width=max(40, PARAM_LINE_CHARS - len(lead)), sort_dicts=False, compact=True)
+        lines.append(lead + text.replace("\n", "\n" + " " * len(lead)))
+    return "\n".join(lines) + "\n"
+
+
+def _register_translator() -> None:
+    """Make papermill inject parameters with :func:`injected_parameters_source` for the ``python3`` kernel."""
+    from papermill.translators import PythonTranslator, papermill_translators
+
+    class WrappedPython(PythonTranslator):
+        @classmethod
+        def codify(cls, parameters, comment="Parameters"):
+            return injected_parameters_source(parameters, comment)
+
+    papermill_translators.register("python3", WrappedPython)
 
 
 def kernel_manager_class():
@@ -229,6 +306,7 @@ def _execute(nb: Path, out: Path, results: Path, profile: str, params: dict) -> 
     from papermill.exceptions import PapermillExecutionError
 
     parameters = dict(params, profile=profile, results_dir=relative_to_root(results))
+    _register_translator()
     failed = results / "failed" / nb.name
     stream = _Prefixed(sys.stdout, f"  [{nb.stem}] ")
     try:

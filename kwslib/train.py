@@ -391,8 +391,10 @@ def fit(model: nn.Module, train: ClipSet, val: ClipSet, feat_cfg: FeatureConfig,
             if best_state is None or val_acc >= max(e["val_acc"] for e in history.epochs):
                 best_state = copy.deepcopy(model.state_dict())
             if log:
-                log(f"epoch {epoch + 1:3d}  loss {rec['train_loss']:.3f}  train {rec['train_acc']:.3f}  "
-                    f"val {val_acc:.3f}  ({rec['seconds']:.1f}s)")
+                ran = history.epochs[-(epoch + 1 - start_epoch):]  # the epochs of this call (not resumed ones)
+                left = sum(e["seconds"] for e in ran) / len(ran) * (cfg.epochs - epoch - 1)
+                log(f"epoch {epoch + 1:3d}/{cfg.epochs}  loss {rec['train_loss']:.3f}  train {rec['train_acc']:.3f}  "
+                    f"val {val_acc:.3f}  ({rec['seconds']:.1f}s; ~{left:.0f}s left)")
             if ckpt is not None and env.is_main:
                 _save_checkpoint(ckpt, {"version": CHECKPOINT_VERSION, "cfg_key": cfg_key, "epoch": epoch,
                                         "model": model.state_dict(), "opt": opt.state_dict(),

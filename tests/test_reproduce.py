@@ -184,3 +184,49 @@ def test_the_shutdown_kernel_manager_still_interrupts_a_running_kernel():
     finally:
         base._async_interrupt_kernel = orig
     assert sent == [False]
+
+
+def test_injected_parameters_are_wrapped_and_execute_to_the_same_values():
+    params = {"profile": "quick", "data": {"source": "synthetic", "synthetic": {
+        "unknown_words": [f"word{i}" for i in range(40)], "n_voices": 48}}, "train": {"epochs": 60, "lr": 0.0006},
+        "widths": [8, 5, 4, 1], "neon": None, "flag": True}
+    src = reproduce.injected_parameters_source(params)
+    assert src.startswith("# Parameters\n")
+    assert max(len(line) for line in src.splitlines()) <= reproduce.PARAM_LINE_CHARS
+    ns = {}
+    exec(src, ns)
+    assert {k: ns[k] for k in params} == params
+    with pytest.raises(ConfigError, match="non-finite"):
+        reproduce.injected_parameters_source({"x": [float("nan")]})
+
+
+def test_conclusion_cells_become_markdown_cells():
+    nb = nbformat.v4.new_notebook()
+    done = nbformat.v4.new_code_cell("Markdown(...)")
+    done.metadata["tags"] = ["conclusion"]
+    done.outputs = [nbformat.v4.new_output("execute_result", data={"text/markdown": "## What this run shows\n\nx",
+                                                                    "text/plain": "<Markdown>"}, execution_count=1)]
+    failed = nbformat.v4.new_code_cell("Markdown(...)")
+    failed.metadata["tags"] = ["conclusion"]
+    plain = nbformat.v4.new_code_cell("1")
+    plain.outputs = [nbformat.v4.new_output("execute_result", data={"text/markdown": "not a conclusion"},
+                                            execution_count=2)]
+    nb.cells = [plain, failed, done]
+    assert reproduce.promote_conclusions(nb) == 1
+    assert [c.cell_type for c in nb.cells] == ["code", "code", "markdown"]
+    assert nb.cells[-1].source == "## What this run shows\n\nx" and nb.cells[-1].id == done.id
+    nbformat.validate(nb)
+
+
+def test_a_run_injects_wrapped_parameters_and_promotes_the_conclusion(tree):
+    nb = nbformat.read(tree / "notebooks" / "02_b.ipynb", as_version=4)
+    c = nbformat.v4.new_code_cell("from IPython.display import Markdown\nMarkdown(f'## What this run shows\\n\\nvalue {value}')")
+    c.metadata["tags"] = ["conclusion"]
+    nb.cells.append(c)
+    nbformat.write(nb, tree / "notebooks" / "02_b.ipynb")
+    (tree / "params" / "demo" / "02_b.yaml").write_text("value: 2\nname: " + "b" * 150 + "\n")
+    assert reproduce.run("demo") == 0
+    out = nbformat.read(tree / "results" / "demo" / "02_b.ipynb", as_version=4)
+    assert out.cells[-1].cell_type == "markdown" and out.cells[-1].source == "## What this run shows\n\nvalue 2"
+    injected = [c for c in out.cells if "injected-parameters" in c.metadata.get("tags", [])][0]
+    assert "value = 2" in injected.source
