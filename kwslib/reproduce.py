@@ -341,9 +341,12 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--force", action="store_true", help="run every notebook even if its inputs did not change")
     ap.add_argument("--only", nargs="*", help="run only these notebooks (stems)")
+    ap.add_argument("--results-root", default=None,
+                    help="write the run here instead of results/<profile>/ (a rehearsal that leaves the tracked "
+                         "results alone)")
     args = ap.parse_args(argv)
     try:
-        return run(args.profile, force=args.force, only=args.only)
+        return run(args.profile, force=args.force, only=args.only, results_root=args.results_root)
     except ConfigError as exc:
         print(f"[reproduce] error: {exc}", file=sys.stderr)
         return 2

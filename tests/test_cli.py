@@ -49,6 +49,20 @@ def test_detect_streams_any_length(files, capsys):
     assert rc2 == 0 and out2 == out
 
 
+def test_detect_reads_mp3(files, tmp_path, capsys):
+    """MP3 (libsndfile >= 1.1 through soundfile) reads like any other format: downmixed, resampled, said so,
+    and its detections are those of the same audio as a WAV, within the codec's loss (same keywords here)."""
+    d, art, m = files
+    audio = sf.read(d / "a.wav", dtype="float32")[0]
+    mp3 = tmp_path / "a.mp3"
+    sf.write(mp3, np.stack([audio, audio], 1), 16000, format="MP3")
+    rc, out, err = run(["detect", str(art), str(mp3), "--threshold", "0.05", "--backend", "numpy"], capsys)
+    assert rc == 0, err
+    assert "MP3" in err and "downmixed to mono" in err
+    rc, wav_out, _ = run(["detect", str(art), str(d / "a.wav"), "--threshold", "0.05", "--backend", "numpy"], capsys)
+    assert {l.split()[1] for l in out.splitlines()} == {l.split()[1] for l in wav_out.splitlines()}
+
+
 def test_detect_matches_offline_scores(files, capsys):
     """The streamed detections equal Detector over posteriors of the whole file's windows."""
     from kwslib.engine import Detector, Engine
