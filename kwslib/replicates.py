@@ -841,6 +841,64 @@ def recompute_summary(summary: dict, commit: str | None = None) -> dict:
     return out
 
 
+def _needs_recompute(summary: dict) -> bool:
+    """Whether a summary's quantized models lack the replicate-level fields (written before them)."""
+    models = [e for k, e in (summary.get("models") or {}).items()
+              if k != "float" and isinstance(e, dict) and e.get("delta_frr") is not None]
+    return bool(models) and any("delta_frr_ci_speakers_only" not in e for e in models)
+
+
+#: The models whose verdicts two runs must not contradict (issue 23): every stage-2 width and the paper's
+#: stage-1 widths (the report's claim models).
+from .report import CLAIM_MODELS  # noqa: E402
+
+
+def contradicts(a: str | None, b: str | None) -> bool:
+    """Two verdicts contradict when one says "better" or "equivalent" where the other says "worse"
+    ("inconclusive" contradicts nothing)."""
+    return (a in ("better", "equivalent") and b == "worse") or (b in ("better", "equivalent") and a == "worse")
+
+
+def compare_runs(a: dict, b: dict, models=None) -> dict:
+    """The verdicts of two runs side by side (each recomputed first when written before the replicate-level
+    fields): ``rows`` [{model, a, b, a_ci, b_ci, contradiction, a_speakers_only, b_speakers_only}] for
+    ``models`` (default: every quantized model of both, the claim models first), ``contradictions`` (models)
+    and ``claim_contradictions`` (those among :data:`CLAIM_MODELS`)."""
+    a = recompute_summary(a) if _needs_recompute(a) else a
+    b = recompute_summary(b) if _needs_recompute(b) else b
+    ma, mb = a.get("models") or {}, b.get("models") or {}
+    common = [k for k in ma if k in mb and k != "float" and isinstance(ma[k], dict) and "verdict" in ma[k]]
+    names = list(models) if models is not None else (
+        [k for k in CLAIM_MODELS if k in common] + [k for k in common if k not in CLAIM_MODELS])
+    rows = []
+    for k in names:
+        if k not in ma or k not in mb:
+            raise ValueError(f"compare_runs: model {k!r} is not in both summaries")
+        x, y = ma[k], mb[k]
+        rows.append({"model": k, "a": x.get("verdict"), "b": y.get("verdict"), "a_ci": x.get("delta_frr_ci"),
+                     "b_ci": y.get("delta_frr_ci"), "contradiction": contradicts(x.get("verdict"), y.get("verdict")),
+                     "a_speakers_only": x.get("verdict_speakers_only"), "b_speakers_only": y.get("verdict_speakers_only")})
+    bad = [r["model"] for r in rows if r["contradiction"]]
+    return {"rows": rows, "contradictions": bad, "claim_contradictions": [k for k in bad if k in CLAIM_MODELS],
+            "a_commit": a.get("git_commit"), "b_commit": b.get("git_commit")}
+
+
+def compare_markdown(cmp: dict) -> str:
+    """:func:`compare_runs` as a markdown table (FRR differences and intervals in points)."""
+    def cell(ci, v):
+        return (v or "") if not ci or None in ci else f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}] {v}"
+
+    lines = [f"| model | run A ({cmp['a_commit']}) | run B ({cmp['b_commit']}) | contradiction | speakers-only A / B |",
+             "|---|---|---|---|---|"]
+    for r in cmp["rows"]:
+        lines.append(f"| {r['model']} | {cell(r['a_ci'], r['a'])} | {cell(r['b_ci'], r['b'])} | "
+                     f"{'YES' if r['contradiction'] else 'no'} | {r['a_speakers_only']} / {r['b_speakers_only']} |")
+    lines.append("")
+    lines.append(f"contradictions: {len(cmp['contradictions'])} ({', '.join(cmp['contradictions']) or 'none'}); "
+                 f"among stage 2 and the paper's stage-1 widths: {len(cmp['claim_contradictions'])}")
+    return "\n".join(lines)
+
+
 def _plain_json(d):
     from .summary import _plain
 
@@ -858,8 +916,14 @@ def main(argv=None) -> int:
                                              "its stored per-replicate entries (no retraining).")
     ap.add_argument("summary", help="a summary.json written before the replicate-level intervals")
     ap.add_argument("--out", help="where to write the result (default: print the verdict table only)")
+    ap.add_argument("--against", help="a second run's summary.json: print both runs' verdicts side by side and "
+                                      "exit 1 when they contradict on a stage-2 width or the paper's stage-1 widths")
     args = ap.parse_args(argv)
     summary = json.loads(Path(args.summary).read_text())
+    if args.against:
+        cmp = compare_runs(summary, json.loads(Path(args.against).read_text()))
+        print(compare_markdown(cmp))
+        return 1 if cmp["claim_contradictions"] else 0
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
                                 capture_output=True, text=True, timeout=10).stdout.strip() or None
@@ -881,7 +945,8 @@ def main(argv=None) -> int:
 __all__ = ["load_pooled_curves", "ReplicatesConfig", "replicates_config", "replicate_config", "replicate_paths", "model_record",
            "save_record", "load_record", "record_path", "pooled_entry", "pooled_curve", "file_digest",
            "REPORT_LEVELS", "REAL_SPEECH_LEVELS", "negative_bootstrap", "power_fields",
-           "recompute_entry", "recompute_summary", "BAND_FACTOR"]
+           "recompute_entry", "recompute_summary", "BAND_FACTOR", "compare_runs", "compare_markdown", "contradicts",
+           "CLAIM_MODELS", "SEED_ENV"]
 
 
 if __name__ == "__main__":

@@ -397,3 +397,36 @@ def test_base_seed_from_the_environment(monkeypatch):
         R.ReplicatesConfig(n=2)
     monkeypatch.delenv("KWS_REPLICATES_SEED")
     assert R.ReplicatesConfig(n=2).describe()["seed_source"] == "params"
+
+
+def test_compare_runs_finds_contradictions_only_between_conclusive_opposites(tmp_path, capsys):
+    import copy
+    import json
+
+    assert R.contradicts("better", "worse") and R.contradicts("worse", "equivalent")
+    assert not R.contradicts("inconclusive", "worse") and not R.contradicts("better", "equivalent")
+    assert not R.contradicts("worse", "worse")
+    a, _ = _stored_summary()
+    b = copy.deepcopy(a)
+    b["git_commit"] = "e22dcde"
+    cmp = R.compare_runs(a, b)  # both written before the new fields: recomputed first
+    assert [r["model"] for r in cmp["rows"]][0] == "stage2_w4" and cmp["contradictions"] == []
+    assert cmp["rows"][0]["a"] == "inconclusive" and cmp["rows"][0]["a_speakers_only"] == "better"
+    # run B far worse in every replicate: conclusive "worse" against A's "inconclusive" is no contradiction...
+    for x in b["models"]["stage2_w4"]["per_replicate"]:
+        x["delta_frr"] += 0.2
+    assert R.compare_runs(a, b)["contradictions"] == []
+    # ...but against a conclusive "equivalent" it is
+    for x in a["models"]["stage2_w4"]["per_replicate"]:
+        x["delta_frr"] = 0.001 * (hash(str(x["accuracy"])) % 3)
+        x["delta_frr_ci"] = [x["delta_frr"] - 0.001, x["delta_frr"] + 0.001]
+    cmp = R.compare_runs(a, b)
+    assert cmp["claim_contradictions"] == ["stage2_w4"] and "YES" in R.compare_markdown(cmp)
+    pa, pb = tmp_path / "a.json", tmp_path / "b.json"
+    pa.write_text(json.dumps(a))
+    pb.write_text(json.dumps(b))
+    assert R.main([str(pa), "--against", str(pb)]) == 1
+    assert "stage2_w4" in capsys.readouterr().out
+    assert R.main([str(pa), "--against", str(pa)]) == 0
+    with pytest.raises(ValueError, match="not in both"):
+        R.compare_runs(a, b, models=["stage2_w3"])
