@@ -14,7 +14,7 @@ from .errors import ConfigError
 
 #: Characters of a rendered page row: a notebook's output area in HTML at a common zoom holds ~120
 #: monospace-width characters of table before it scrolls (checked by eye on nbconvert's HTML).
-PAGE_CHARS = 110
+PAGE_CHARS = 120
 LIST_ITEMS = 6
 
 
