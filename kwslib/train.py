@@ -194,14 +194,15 @@ _BANK_CACHE: dict = {}  # key -> bank tensor; holds the latest bank only (stage 
 
 
 def augmentation_bank(train_audio: torch.Tensor, noise, feat_cfg: FeatureConfig, cfg: TrainConfig,
-                      data_key: str, batch: int = 256) -> torch.Tensor:
+                      data_key: str, batch: int = 256, log: Callable[[str], None] | None = None) -> torch.Tensor:
     """``[K, N, frames, n_mels]`` log-mel features of K augmented versions of every training clip.
 
     Version ``v`` of the whole set is :func:`~kwslib.data.augment.augment_audio` with a
     generator seeded by ``(cfg.seed, v)`` (batches of ``batch`` clips in order), so the bank
     depends only on the data, the augmentation and feature settings, the seed and K. It is kept
     in memory for the next run with the same key (the quantization-aware stages fine-tune on the
-    float run's data with the same settings, so they reuse its bank).
+    float run's data with the same settings, so they reuse its bank). ``log``: a line per version built,
+    with the time it took and what remains (building it is minutes of silence otherwise).
     """
     key = (data_key, repr(cfg.augment), repr(feat_cfg), cfg.seed, cfg.augment_bank)
     if key in _BANK_CACHE:
@@ -210,11 +211,16 @@ def augmentation_bank(train_audio: torch.Tensor, noise, feat_cfg: FeatureConfig,
     n = len(train_audio)
     frames = num_frames(train_audio.shape[1], feat_cfg)
     bank = torch.empty((cfg.augment_bank, n, frames, feat_cfg.n_mels), dtype=torch.float32)
+    t0 = time.time()
     for v in range(cfg.augment_bank):
         g = torch.Generator().manual_seed(cfg.seed * 100003 + 50_000_017 + v)
         for i in range(0, n, batch):
             audio = augment_audio(train_audio[i:i + batch], noise, cfg.augment, g)
             bank[v, i:i + batch] = logmel_torch(audio, feat_cfg, compute_dtype=torch.float32)
+        if log:
+            took = time.time() - t0
+            log(f"augmentation bank: version {v + 1}/{cfg.augment_bank} of {n} clips "
+                f"({took:.0f}s; ~{took / (v + 1) * (cfg.augment_bank - v - 1):.0f}s left)")
     _BANK_CACHE[key] = bank
     return bank
 
@@ -336,7 +342,7 @@ def fit(model: nn.Module, train: ClipSet, val: ClipSet, feat_cfg: FeatureConfig,
     net = wrap_ddp(model, env) if env.distributed else model
     n = len(train)
     steps = steps_per_epoch(n, cfg.batch_size)
-    bank = augmentation_bank(train_audio, noise, feat_cfg, cfg, data_fp) if cfg.augment_bank else None
+    bank = augmentation_bank(train_audio, noise, feat_cfg, cfg, data_fp, log=log) if cfg.augment_bank else None
     with deterministic_algorithms():
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.time()

@@ -109,7 +109,10 @@ def test_augmentation_bank_versions_and_reuse(data):
     torch.testing.assert_close(bank[1], ref, atol=1e-4, rtol=1e-4)
     assert not torch.allclose(bank[0], bank[1])  # the versions differ
     assert tr.augmentation_bank(audio, noise, FEAT, cfg, "k") is bank  # kept for the next run with the same key
-    assert tr.augmentation_bank(audio, noise, FEAT, small_cfg(augment_bank=3, seed=1), "k") is not bank
+    lines = []
+    assert tr.augmentation_bank(audio, noise, FEAT, small_cfg(augment_bank=3, seed=1), "k", log=lines.append) is not bank
+    assert [l.split(" (")[0] for l in lines] == [f"augmentation bank: version {v}/3 of 20 clips" for v in (1, 2, 3)]
+    assert lines[-1].endswith("~0s left)")  # the last version: nothing remains
     with pytest.raises(ValueError, match="augment_bank"):
         small_cfg(augment_bank=-1)
 
