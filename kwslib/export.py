@@ -375,7 +375,7 @@ def _threshold_extra(thr: float, replicate: int, profile, op, model_name: str, w
     rate = f"{op:g} false detections/h" if isinstance(op, (int, float)) else "its operating point"
     return {"threshold": thr, "operating_point_fdph": op, "profile": profile, "threshold_replicate": replicate,
             "threshold_source": f"replicate {replicate} of results/{profile}, operating point {rate}, "
-                                f"model {model_name} (from {where})"}
+                                f"model {model_name}, from {where}"}
 
 
 def _record_threshold(path: Path, model_file: Path):
