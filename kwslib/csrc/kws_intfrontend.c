@@ -513,6 +513,7 @@ static KWS_STEP void split_power(kws_ifrontend *fe, const int32_t *xr, const int
     const int32_t K = fe->K, k0 = fe->k0, nk = fe->k1 - fe->k0;
     int64_t *pw = fe->power;
     int32_t j = 0;
+    (void)K, (void)k0, (void)pw; /* read by the SIMD paths only */
 #if defined(KWS_NEON)
     for (; j < nk && k0 + j == 0; j++) split_power_one(fe, xr, xi, j);
     for (; j + 4 <= nk && k0 + j + 4 <= K; j += 4) { /* k .. k+3 and K-k .. K-k-3, no wrap */
