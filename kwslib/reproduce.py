@@ -40,7 +40,8 @@ NOTEBOOKS = [
     ("05_accelerator_memory", "05_memory"),
     ("06_report", "06_report"),
 ]
-DATA_ENV = ("KWS_SC12_ROOT", "KWS_SC_NOISE_ROOT", "KWS_SC_FULL_ROOT", "KWS_REAL_NEGATIVES_ROOT")
+# what a run reads from the environment: the data roots and the replicates' base seed (kwslib.replicates)
+DATA_ENV = ("KWS_SC12_ROOT", "KWS_SC_NOISE_ROOT", "KWS_SC_FULL_ROOT", "KWS_REAL_NEGATIVES_ROOT", "KWS_REPLICATES_SEED")
 
 
 def _hash_files(paths) -> str:
