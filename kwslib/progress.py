@@ -65,3 +65,23 @@ class Progress:
         if self.log:
             self.log(line)
         return line
+
+
+def thinned(log: Callable[[str], None] | None, every: int, prefix: str = "") -> Callable[[str], None] | None:
+    """A log function that passes one epoch line (``"epoch  10/60 ..."``, as :func:`kwslib.train.fit` writes
+    them) in ``every``, and the last epoch, and every other line; each with ``prefix``. For the replicates
+    after the first, whose full epoch logs would repeat replicate 0's, but whose minutes should not be silent."""
+    if log is None:
+        return None
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ConfigError(f"thinned: every must be an integer >= 1, got {every!r}")
+
+    def out(line: str) -> None:
+        words = line.split()
+        if len(words) > 1 and words[0] == "epoch" and "/" in words[1]:
+            done, total = words[1].split("/", 1)
+            if done.isdigit() and total.isdigit() and int(done) % every and int(done) != int(total):
+                return
+        log(prefix + line)
+
+    return out

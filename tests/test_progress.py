@@ -34,3 +34,18 @@ def test_no_estimate_before_a_timed_unit_and_bad_total():
     assert p.step("a", reused=True).endswith("| 0 s elapsed")
     with pytest.raises(ConfigError, match="total must be an integer >= 1"):
         Progress(0, "x")
+
+
+def test_thinned_passes_every_nth_epoch_the_last_and_other_lines():
+    from kwslib.progress import thinned
+
+    got = []
+    log = thinned(got.append, 10, "replicate 1: ")
+    for e in range(1, 26):
+        log(f"epoch {e:3d}/25  loss 1.0  (0.5s; ~3s left)")
+    log("augmentation bank: version 1/4 of 20 clips (1s; ~3s left)")
+    assert [g.split()[3] for g in got[:-1]] == ["10/25", "20/25", "25/25"]
+    assert got[-1] == "replicate 1: augmentation bank: version 1/4 of 20 clips (1s; ~3s left)"
+    assert thinned(None, 10) is None
+    with pytest.raises(ConfigError):
+        thinned(print, 0)
