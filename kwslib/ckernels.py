@@ -205,6 +205,7 @@ def _setup(lib: ctypes.CDLL) -> ctypes.CDLL:
         "kws_frontend_free": (None, [P]),
         "kws_frontend_push_frames": (I32, [P, P, I32, P, I32]),
         "kws_frontend_bytes": (I64, [P]),
+        "kws_frontend_reset": (None, [P]),
         "kws_ifrontend_new": (P, [P]),
         "kws_ifrontend_free": (None, [P]),
         "kws_ifrontend_reset": (None, [P]),

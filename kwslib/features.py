@@ -202,6 +202,8 @@ class StreamingFrontend:
     Keeps the samples not yet consumed by a complete frame (fewer than
     ``win_length``), so feeding a signal in chunks of any size
     yields exactly the frames of :func:`logmel_numpy` on the whole signal.
+    Subclasses (:class:`kwslib.intfrontend.StreamingIntFrontend`) change what a frame is computed
+    from and by: ``_check``, ``_frames``, ``_empty``.
     """
 
     def __init__(self, cfg: FeatureConfig | None = None):
@@ -210,17 +212,22 @@ class StreamingFrontend:
 
     def reset(self) -> None:
         """Forget buffered samples and the frame count (start of a new stream)."""
-        self._buffer = np.zeros(0, np.float32)
+        self._buffer = self._check(np.zeros(0, np.float32))
         self.frames_emitted = 0
+
+    def _check(self, chunk) -> np.ndarray:
+        return np.zeros(0, np.float32) if chunk.size == 0 else check_audio(chunk, "StreamingFrontend.push chunk")
+
+    def _frames(self, buffer: np.ndarray) -> np.ndarray:
+        return _numpy_logmel_unchecked(buffer, self.cfg)
 
     def push(self, chunk) -> np.ndarray:
         """Append ``chunk`` (1-D audio; may be empty) and return ``[k, n_mels]`` new frames (k may be 0)."""
         chunk = np.asarray(chunk)
         if chunk.ndim == 1 and chunk.size == 0:
-            return np.zeros((0, self.cfg.n_mels), np.float32)
-        chunk = check_audio(chunk, "StreamingFrontend.push chunk")
-        self._buffer = np.concatenate([self._buffer, chunk])
-        out = _numpy_logmel_unchecked(self._buffer, self.cfg)
+            return self._frames(self._buffer[:0])
+        self._buffer = np.concatenate([self._buffer, self._check(chunk)])
+        out = self._frames(self._buffer)
         self._buffer = self._buffer[len(out) * self.cfg.hop_length:]
         self.frames_emitted += len(out)
         return out

@@ -68,7 +68,7 @@ from dataclasses import astuple, dataclass
 import numpy as np
 
 from .errors import AudioError, ConfigError
-from .features import FeatureConfig, hann_window, mel_filterbank
+from .features import FeatureConfig, StreamingFrontend, hann_window, mel_filterbank
 
 WINDOW_BITS = 15      # Hann window in Q15
 TWIDDLE_BITS = 31     # Q31 twiddles
@@ -367,26 +367,21 @@ def code_agreement(a: np.ndarray, b: np.ndarray) -> dict:
             "max_abs_diff": int(d.max(initial=0)), "within_1_share": float((d <= 1).mean()) if d.size else 1.0}
 
 
-class StreamingIntFrontend:
-    """Chunk-by-chunk integer front end: ``push(int16 chunk)`` -> the Q20 log2 frames it completes."""
+class StreamingIntFrontend(StreamingFrontend):
+    """Chunk-by-chunk integer front end: ``push(int16 chunk)`` -> the Q20 log2 frames it completes
+    (exactly :func:`log2_mel` of the whole signal)."""
 
     def __init__(self, cfg: FeatureConfig | None = None):
-        self.cfg = tables(cfg).cfg
-        self.reset()
+        super().__init__(tables(cfg).cfg)
 
-    def reset(self) -> None:
-        self._buffer = np.zeros(0, np.int16)
-        self.frames_emitted = 0
-
-    def push(self, chunk) -> np.ndarray:
+    def _check(self, chunk) -> np.ndarray:
         chunk = np.asarray(chunk)
         if chunk.size and (chunk.ndim != 1 or chunk.dtype != np.int16):
             raise AudioError(f"StreamingIntFrontend.push: expected 1-D int16 PCM, got {chunk.dtype} {chunk.shape}")
-        self._buffer = np.concatenate([self._buffer, chunk.astype(np.int16).ravel()])
-        out = log2_mel(self._buffer, self.cfg)
-        self._buffer = self._buffer[len(out) * self.cfg.hop_length:]
-        self.frames_emitted += len(out)
-        return out
+        return chunk.astype(np.int16).ravel()
+
+    def _frames(self, buffer: np.ndarray) -> np.ndarray:
+        return log2_mel(buffer, self.cfg)
 
 
 def codes_both(pcm: np.ndarray, model, log2_fn=None) -> tuple[np.ndarray, np.ndarray]:

@@ -257,74 +257,56 @@ class CPipeline:
 
 
 class CFrontend:
-    """The C front end alone (``kws_frontend.c``): int16 chunks -> log-mel frames, for checks against the spec."""
+    """The C float64 front end alone (``kws_frontend.c``): int16 chunks -> log-mel frames, for checks against the spec.
+
+    :class:`CIntFrontend` is the same wrapper around the integer front end (``PREFIX`` names the C functions)."""
+
+    PREFIX, DTYPE, WHAT = "kws_frontend", np.float32, "front end"
 
     def __init__(self, feat, lib=None):
         from . import ckernels
 
         self.feat, self.lib = feat, lib or ckernels.load_library()
+        self._call = {op: getattr(self.lib.lib, f"{self.PREFIX}_{op}")
+                      for op in ("new", "free", "reset", "push_frames", "bytes")}
         cfg = frontend_config(feat)
-        self._fe = self.lib.lib.kws_frontend_new(ctypes.byref(cfg))
+        self._fe = self._call["new"](ctypes.byref(cfg))
         if not self._fe:
-            raise ConfigError(f"the C front end refused the feature config {feat}")
-
-    def push(self, pcm) -> np.ndarray:
-        x = np.ascontiguousarray(as_pcm16(pcm))
-        most = (len(x) + self.feat.win_length) // self.feat.hop_length + 1
-        out = np.zeros((most, self.feat.n_mels), np.float32)
-        n = self.lib.lib.kws_frontend_push_frames(self._fe, x.ctypes.data, len(x), out.ctypes.data, most)
-        if n < 0:
-            raise RuntimeError(f"kws_frontend_push_frames failed ({n})")
-        return out[:n]
-
-    @property
-    def bytes(self) -> int:
-        return int(self.lib.lib.kws_frontend_bytes(self._fe))
-
-    def __del__(self):
-        fe, self._fe = getattr(self, "_fe", None), None
-        if fe:
-            self.lib.lib.kws_frontend_free(fe)
-
-
-class CIntFrontend:
-    """The C integer front end alone (``kws_intfrontend.c``): int16 chunks -> Q20 log2 mel frames (int32)."""
-
-    def __init__(self, feat, lib=None):
-        from . import ckernels
-
-        self.feat, self.lib = feat, lib or ckernels.load_library()
-        cfg = frontend_config(feat)
-        self._fe = self.lib.lib.kws_ifrontend_new(ctypes.byref(cfg))
-        if not self._fe:
-            raise ConfigError(f"the C integer front end refused the feature config {feat}")
+            raise ConfigError(f"the C {self.WHAT} refused the feature config {feat}")
 
     def reset(self) -> None:
         """Forget buffered samples (start of a new stream)."""
-        self.lib.lib.kws_ifrontend_reset(self._fe)
+        self._call["reset"](self._fe)
 
     def frames(self, pcm) -> np.ndarray:
-        """The frames of one whole signal (reset, then push): :func:`kwslib.intfrontend.log2_mel`'s integers."""
+        """The frames of one whole signal (reset, then push): the specification's numbers."""
         self.reset()
         return self.push(pcm)
 
     def push(self, pcm) -> np.ndarray:
         x = np.ascontiguousarray(as_pcm16(pcm))
         most = (len(x) + self.feat.win_length) // self.feat.hop_length + 1
-        out = np.zeros((most, self.feat.n_mels), np.int32)
-        n = self.lib.lib.kws_ifrontend_push_frames(self._fe, x.ctypes.data, len(x), out.ctypes.data, most)
+        out = np.zeros((most, self.feat.n_mels), self.DTYPE)
+        n = self._call["push_frames"](self._fe, x.ctypes.data, len(x), out.ctypes.data, most)
         if n < 0:
-            raise RuntimeError(f"kws_ifrontend_push_frames failed ({n})")
+            raise RuntimeError(f"{self.PREFIX}_push_frames failed ({n})")
         return out[:n]
 
     @property
     def bytes(self) -> int:
-        return int(self.lib.lib.kws_ifrontend_bytes(self._fe))
+        return int(self._call["bytes"](self._fe))
 
     def __del__(self):
         fe, self._fe = getattr(self, "_fe", None), None
         if fe:
-            self.lib.lib.kws_ifrontend_free(fe)
+            self._call["free"](fe)
+
+
+class CIntFrontend(CFrontend):
+    """The C integer front end alone (``kws_intfrontend.c``): int16 chunks -> Q20 log2 mel frames (int32),
+    :func:`kwslib.intfrontend.log2_mel`'s integers."""
+
+    PREFIX, DTYPE, WHAT = "kws_ifrontend", np.int32, "integer front end"
 
 
 def c_code_map(model, lib=None):

@@ -26,8 +26,7 @@ struct kws_frontend {
     double *window;        /* [win_length] periodic Hann */
     double *frame;         /* [n_fft] windowed samples, zero-padded */
     kiss_fft_cpx *spec;    /* [n_fft / 2 + 1] */
-    double *buf;           /* [win_length] samples not yet consumed by a complete frame */
-    int32_t n_buf;
+    kws_framer framer;     /* its buf: [win_length] int16 */
     int32_t *mel_first;    /* [n_mels] first FFT bin with a non-zero weight */
     int32_t *mel_count;    /* [n_mels] number of such bins */
     int32_t *mel_offset;   /* [n_mels] start of the filter's weights in mel_w */
@@ -66,7 +65,7 @@ void kws_frontend_free(kws_frontend *fe) {
     free(fe->window);
     free(fe->frame);
     free(fe->spec);
-    free(fe->buf);
+    free(fe->framer.buf);
     free(fe->mel_first);
     free(fe->mel_count);
     free(fe->mel_offset);
@@ -90,13 +89,15 @@ kws_frontend *kws_frontend_new(const kws_frontend_config *c) {
     fe->window = (double *)malloc(sizeof(double) * c->win_length);
     fe->frame = (double *)calloc((size_t)c->n_fft, sizeof(double));
     fe->spec = (kiss_fft_cpx *)malloc(sizeof(kiss_fft_cpx) * nb);
-    fe->buf = (double *)malloc(sizeof(double) * c->win_length);
+    fe->framer.buf = (int16_t *)malloc(sizeof(int16_t) * c->win_length);
+    fe->framer.win = c->win_length;
+    fe->framer.hop = c->hop_length;
     fe->mel_first = (int32_t *)calloc((size_t)M, sizeof(int32_t));
     fe->mel_count = (int32_t *)calloc((size_t)M, sizeof(int32_t));
     fe->mel_offset = (int32_t *)calloc((size_t)M, sizeof(int32_t));
     fe->mel = (float *)calloc((size_t)M, sizeof(float));
     double *full = (double *)malloc(sizeof(double) * nb * M);
-    if (!fe->fft || !fe->window || !fe->frame || !fe->spec || !fe->buf || !fe->mel_first || !fe->mel_count ||
+    if (!fe->fft || !fe->window || !fe->frame || !fe->spec || !fe->framer.buf || !fe->mel_first || !fe->mel_count ||
         !fe->mel_offset || !fe->mel || !full ||
         kiss_fftr_alloc(c->n_fft, 0, fe->fft, &fft_bytes) == NULL) {
         free(full);
@@ -135,23 +136,24 @@ kws_frontend *kws_frontend_new(const kws_frontend_config *c) {
             fe->mel_w[fe->mel_offset[m] + j] = full[(size_t)m * nb + fe->mel_first[m] + j];
     free(full);
     fe->bytes = (int64_t)sizeof(kws_frontend) + (int64_t)fft_bytes +
-                (int64_t)sizeof(double) * (2 * c->win_length + c->n_fft + total) +
+                (int64_t)sizeof(double) * (c->win_length + c->n_fft + total) + (int64_t)sizeof(int16_t) * c->win_length +
                 (int64_t)sizeof(kiss_fft_cpx) * nb + (int64_t)sizeof(int32_t) * 3 * M + (int64_t)sizeof(float) * M;
     return fe;
 }
 
 void kws_frontend_reset(kws_frontend *fe) {
-    if (fe) fe->n_buf = 0;
+    if (fe) fe->framer.n_buf = 0;
 }
 
 int64_t kws_frontend_bytes(const kws_frontend *fe) { return fe ? fe->bytes : 0; }
 
 const float *kws_frontend_frame(const kws_frontend *fe) { return fe->mel; }
 
-/* One complete frame in fe->buf -> fe->mel. */
+/* One complete frame in the framer's buffer -> fe->mel. Samples are read as s / 32768 (exact: s * 2^-15). */
 static void compute_frame(kws_frontend *fe) {
     const kws_frontend_config *c = &fe->cfg;
-    for (int32_t k = 0; k < c->win_length; k++) fe->frame[k] = fe->buf[k] * fe->window[k];
+    for (int32_t k = 0; k < c->win_length; k++)
+        fe->frame[k] = ((double)fe->framer.buf[k] * (1.0 / 32768.0)) * fe->window[k];
     kiss_fftr(fe->fft, fe->frame, fe->spec);
     for (int32_t m = 0; m < c->n_mels; m++) {
         const double *w = fe->mel_w + fe->mel_offset[m];
@@ -162,33 +164,33 @@ static void compute_frame(kws_frontend *fe) {
     }
 }
 
-int32_t kws_frontend_push(kws_frontend *fe, const int16_t *pcm, int32_t n, int32_t *consumed) {
-    const int32_t win = fe->cfg.win_length, hop = fe->cfg.hop_length;
+int32_t kws_framer_push(kws_framer *f, const int16_t *pcm, int32_t n, int32_t *consumed) {
+    const int32_t win = f->win, hop = f->hop;
     int32_t used = 0;
-    if (fe->n_buf == win) { /* the previous call returned a frame: drop its first hop samples */
+    if (f->n_buf == win) { /* the previous call returned a frame: drop its first hop samples */
         const int32_t keep = win - hop > 0 ? win - hop : 0;
-        if (keep) memmove(fe->buf, fe->buf + hop, sizeof(double) * keep);
-        fe->n_buf = keep;
-        if (hop > win) fe->n_buf = -(hop - win); /* samples still to skip before the next frame starts */
+        if (keep) memmove(f->buf, f->buf + hop, sizeof(int16_t) * keep);
+        f->n_buf = keep;
+        if (hop > win) f->n_buf = -(hop - win); /* samples still to skip before the next frame starts */
     }
-    while (fe->n_buf < 0 && used < n) { /* hop longer than the window: skip the gap */
-        fe->n_buf++;
+    while (f->n_buf < 0 && used < n) { /* hop longer than the window: skip the gap */
+        f->n_buf++;
         used++;
     }
-    if (fe->n_buf >= 0 && used < n) { /* s / 32768 is exact as s * 2^-15 */
-        const int32_t take = win - fe->n_buf < n - used ? win - fe->n_buf : n - used;
-        double *dst = fe->buf + fe->n_buf;
-        const int16_t *src = pcm + used;
-        for (int32_t k = 0; k < take; k++) dst[k] = (double)src[k] * (1.0 / 32768.0);
-        fe->n_buf += take;
+    if (f->n_buf >= 0 && used < n) {
+        const int32_t take = win - f->n_buf < n - used ? win - f->n_buf : n - used;
+        memcpy(f->buf + f->n_buf, pcm + used, sizeof(int16_t) * take);
+        f->n_buf += take;
         used += take;
     }
     *consumed = used;
-    if (fe->n_buf == win) {
-        compute_frame(fe);
-        return 1;
-    }
-    return 0;
+    return f->n_buf == win;
+}
+
+int32_t kws_frontend_push(kws_frontend *fe, const int16_t *pcm, int32_t n, int32_t *consumed) {
+    if (!kws_framer_push(&fe->framer, pcm, n, consumed)) return 0;
+    compute_frame(fe);
+    return 1;
 }
 
 int32_t kws_frontend_push_frames(kws_frontend *fe, const int16_t *pcm, int32_t n, float *out, int32_t max_frames) {

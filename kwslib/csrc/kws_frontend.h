@@ -23,6 +23,17 @@ typedef struct {
 
 typedef struct kws_frontend kws_frontend;
 
+/* The framing both front ends share (kws_frontend.c, kws_intfrontend.c): frame i covers samples
+   [i*hop, i*hop + win); buf (win samples, the owner's memory) holds the samples not yet consumed. */
+typedef struct {
+    int16_t *buf;
+    int32_t n_buf, win, hop;
+} kws_framer;
+
+/* Feed samples until a frame completes: consumes up to n samples of pcm, stores in *consumed how many, returns 1
+   when buf holds a complete frame (the next call first drops its first hop samples), 0 when the samples ran out. */
+int32_t kws_framer_push(kws_framer *f, const int16_t *pcm, int32_t n, int32_t *consumed);
+
 /* NULL on a bad config (non-positive sizes, win > n_fft, odd n_fft, fmin/fmax out of range) or no memory. */
 kws_frontend *kws_frontend_new(const kws_frontend_config *cfg);
 void kws_frontend_free(kws_frontend *fe);

@@ -97,8 +97,7 @@ struct kws_ifrontend {
     int32_t *xw;              /* [win] windowed samples */
     int32_t *bufs;            /* [4][K]: re, im of two ping-pong buffers */
     int64_t *power;           /* [k1 - k0] */
-    int16_t *buf;             /* [win] samples not yet consumed by a complete frame */
-    int32_t n_buf;
+    kws_framer framer;        /* its buf: [win] samples not yet consumed by a complete frame */
     int32_t *mel;             /* [n_mels] Q20 log2 of the last frame */
     int64_t bytes;
 };
@@ -123,7 +122,7 @@ void kws_ifrontend_free(kws_ifrontend *fe) {
     free(fe->xw);
     free(fe->bufs);
     free(fe->power);
-    free(fe->buf);
+    free(fe->framer.buf);
     free(fe->mel);
     free(fe);
 }
@@ -172,10 +171,12 @@ kws_ifrontend *kws_ifrontend_new(const kws_frontend_config *c) {
     fe->xw = (int32_t *)calloc((size_t)c->n_fft, sizeof(int32_t));
     fe->bufs = (int32_t *)calloc((size_t)4 * K + 4, sizeof(int32_t));
     fe->power = (int64_t *)calloc((size_t)nk + 2, sizeof(int64_t));
-    fe->buf = (int16_t *)calloc((size_t)c->win_length, sizeof(int16_t));
+    fe->framer.buf = (int16_t *)calloc((size_t)c->win_length, sizeof(int16_t));
+    fe->framer.win = c->win_length;
+    fe->framer.hop = c->hop_length;
     fe->mel = (int32_t *)calloc((size_t)M, sizeof(int32_t));
     if (!fe->window || !fe->tw || !fe->sp_re || !fe->sp_im || !fe->run_lo || !fe->run_start ||
-        !fe->mel_w || !fe->energy || !fe->xw || !fe->bufs || !fe->power || !fe->buf || !fe->mel)
+        !fe->mel_w || !fe->energy || !fe->xw || !fe->bufs || !fe->power || !fe->framer.buf || !fe->mel)
         goto fail;
     for (int32_t k = 0; k < c->win_length; k++)
         fe->window[k] = (int32_t)rint((0.5 - 0.5 * cos(2.0 * M_PI * (double)k / (double)c->win_length)) * 32768.0);
@@ -231,7 +232,7 @@ fail:
 }
 
 void kws_ifrontend_reset(kws_ifrontend *fe) {
-    if (fe) fe->n_buf = 0;
+    if (fe) fe->framer.n_buf = 0;
 }
 
 int64_t kws_ifrontend_bytes(const kws_ifrontend *fe) { return fe ? fe->bytes : 0; }
@@ -250,7 +251,7 @@ static KWS_STEP int32_t window_and_scale(kws_ifrontend *fe, int32_t *zr, int32_t
 #if defined(KWS_NEON)
     uint32x4_t vmx = vdupq_n_u32(0);
     for (; k + 4 <= W; k += 4) {
-        const int32x4_t v = vmulq_s32(vmovl_s16(vld1_s16(fe->buf + k)), vld1q_s32(fe->window + k));
+        const int32x4_t v = vmulq_s32(vmovl_s16(vld1_s16(fe->framer.buf + k)), vld1q_s32(fe->window + k));
         vst1q_s32(xw + k, v);
         vmx = vmaxq_u32(vmx, vreinterpretq_u32_s32(vabsq_s32(v)));
     }
@@ -258,7 +259,7 @@ static KWS_STEP int32_t window_and_scale(kws_ifrontend *fe, int32_t *zr, int32_t
 #elif defined(KWS_X86_AVX2)
     __m256i vmx = _mm256_setzero_si256();
     for (; k + 8 <= W; k += 8) {
-        const __m256i v = _mm256_mullo_epi32(_mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(fe->buf + k))),
+        const __m256i v = _mm256_mullo_epi32(_mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(fe->framer.buf + k))),
                                              _mm256_loadu_si256((const __m256i *)(fe->window + k)));
         _mm256_storeu_si256((__m256i *)(xw + k), v);
         vmx = _mm256_max_epu32(vmx, _mm256_abs_epi32(v));
@@ -268,7 +269,7 @@ static KWS_STEP int32_t window_and_scale(kws_ifrontend *fe, int32_t *zr, int32_t
     for (int32_t j = 0; j < 8; j++) mx = lanes[j] > mx ? lanes[j] : mx;
 #endif
     for (; k < W; k++) {
-        xw[k] = (int32_t)fe->buf[k] * fe->window[k];
+        xw[k] = (int32_t)fe->framer.buf[k] * fe->window[k];
         const uint32_t a = (uint32_t)(xw[k] < 0 ? -xw[k] : xw[k]);
         mx = a > mx ? a : mx;
     }
@@ -586,7 +587,7 @@ static KWS_STEP void mel_log2(kws_ifrontend *fe, int32_t e) {
     }
 }
 
-/* One complete frame in fe->buf -> fe->mel (steps 1-7). */
+/* One complete frame in the framer's buffer -> fe->mel (steps 1-7). */
 static void compute_frame(kws_ifrontend *fe) {
     const int32_t K = fe->K;
     int32_t *xr = fe->bufs, *xi = fe->bufs + K, *yr = fe->bufs + 2 * K, *yi = fe->bufs + 3 * K;
@@ -600,30 +601,9 @@ static void compute_frame(kws_ifrontend *fe) {
 }
 
 int32_t kws_ifrontend_push(kws_ifrontend *fe, const int16_t *pcm, int32_t n, int32_t *consumed) {
-    const int32_t win = fe->cfg.win_length, hop = fe->cfg.hop_length;
-    int32_t used = 0;
-    if (fe->n_buf == win) { /* the previous call returned a frame: drop its first hop samples */
-        const int32_t keep = win - hop > 0 ? win - hop : 0;
-        if (keep) memmove(fe->buf, fe->buf + hop, sizeof(int16_t) * keep);
-        fe->n_buf = keep;
-        if (hop > win) fe->n_buf = -(hop - win);
-    }
-    while (fe->n_buf < 0 && used < n) {
-        fe->n_buf++;
-        used++;
-    }
-    if (fe->n_buf >= 0 && used < n) {
-        const int32_t take = win - fe->n_buf < n - used ? win - fe->n_buf : n - used;
-        memcpy(fe->buf + fe->n_buf, pcm + used, sizeof(int16_t) * take);
-        fe->n_buf += take;
-        used += take;
-    }
-    *consumed = used;
-    if (fe->n_buf == win) {
-        compute_frame(fe);
-        return 1;
-    }
-    return 0;
+    if (!kws_framer_push(&fe->framer, pcm, n, consumed)) return 0;
+    compute_frame(fe);
+    return 1;
 }
 
 int32_t kws_ifrontend_push_frames(kws_ifrontend *fe, const int16_t *pcm, int32_t n, int32_t *out, int32_t max_frames) {
