@@ -24,8 +24,8 @@ Per frame of ``W = win_length`` samples ``s`` (int16), ``N = n_fft`` (a power of
 3. FFT        the real FFT of ``x`` (zero-padded to N) as a K-point complex FFT of
               ``z[j] = x[2j] + i x[2j+1]``: Stockham decimation in frequency (natural order in and out),
               radix-4 stages and a last radix-2 stage when K is not a power of 4 (:func:`fft_stockham`
-              gives the butterflies), where a product by a Q31 twiddle ``w = round(2^31 e^{-2 pi i t / K})`` (components clipped to
-              +-(2^31 - 1)) rounds each real product on its own: ``rmul(a, w) = (a * w + 2^30) >> 31``
+              gives the butterflies), where a product by a Q31 twiddle ``w = round(2^31 e^{-2 pi i t / K})``
+              (components clipped to +-(2^31 - 1)) rounds each real product on its own: ``rmul(a, w) = (a * w + 2^30) >> 31``
               (NEON's ``vqrdmulhq_s32``); ``re = rmul(dr, wr) - rmul(di, wi)``,
               ``im = rmul(dr, wi) + rmul(di, wr)``.
               Bound: every intermediate is a partial sum of at most W/2 inputs of modulus
@@ -58,7 +58,8 @@ that much quieter than the loudest one (a frame of pure DC: the Hann side lobes)
 than a code; recorded speech has a noise floor far above that.
 
 Assumptions (named here, where they are made): ``n_fft`` is a power of two >= 8 and at most about
-twice the window (the Parseval bound of step 6); the window fits ``n_fft``; the energy's int16 reading is ``s / 32768`` like :func:`kwslib.pipeline.as_pcm16`'s inverse.
+twice the window (the Parseval bound of step 6); the window fits ``n_fft``; the energy's int16 reading is
+``s / 32768``, the inverse of :func:`kwslib.pipeline.as_pcm16`.
 """
 from __future__ import annotations
 
@@ -71,7 +72,6 @@ from .errors import AudioError, ConfigError
 from .features import FeatureConfig, StreamingFrontend, hann_window, mel_filterbank
 
 WINDOW_BITS = 15      # Hann window in Q15
-TWIDDLE_BITS = 31     # Q31 twiddles
 POWER_SHIFT = 16      # P = |Y|^2 >> 16
 MEL_BITS = 16         # filterbank weights in Q16
 LOG_BITS = 20         # log2 values in Q20
