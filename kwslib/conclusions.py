@@ -123,13 +123,16 @@ def float_baseline(summary: dict) -> list[str]:
     data = summary.get("data") or {}
     acc, sd = f.get("accuracy_mean", f.get("accuracy")), f.get("accuracy_sd")
     by_src = f.get("fdph_by_source") or {}
+    params = f"{f['params']:,}" if isinstance(f.get("params"), int) else "an unrecorded number of"
+    ci = f.get("frr_at_op_ci")
+    ci = (f"95% interval {_pct(ci[0])} to {_pct(ci[1])}" if isinstance(ci, (list, tuple)) and len(ci) == 2
+          and all(_num(v) for v in ci) else "no interval")
     lines = [
         "**Claim.** The paper starts from a float, streaming, state-free keyword spotter of about 250K parameters; "
         "every quantized model is read against it at one operating point of its DET curve.",
-        f"**This run** ({data.get('source', 'unknown data')}): a float model of {f.get('params', '?'):,} parameters, "
+        f"**This run** ({data.get('source', 'unknown data')}): a float model of {params} parameters, "
         f"12-class accuracy {acc:.3f}" + (f" +- {sd:.3f} (sd over replicates)" if _num(sd) else "")
-        + f"; at {_op_phrase(summary)} it misses {_pct(f.get('frr_at_op'))} of keyword clips (95% interval "
-        f"{_pct(_get(f, 'frr_at_op_ci') and f['frr_at_op_ci'][0])} to {_pct(_get(f, 'frr_at_op_ci') and f['frr_at_op_ci'][1])})."
+        + f"; at {_op_phrase(summary)} it misses {_pct(f.get('frr_at_op'))} of keyword clips ({ci})."
         if _num(acc) else "**This run**: the float model's accuracy was not measured.",
     ]
     if by_src:

@@ -53,6 +53,15 @@ def test_float_baseline_reads_and_rounds_the_numbers():
     assert "results/demo/summary.json" in text
 
 
+def test_missing_parts_say_so_instead_of_failing():
+    s = _summary()
+    del s["models"]["float"]["params"], s["models"]["float"]["frr_at_op_ci"]
+    text = C.what_this_run_shows("01_float_baseline", s)
+    assert "an unrecorded number of parameters" in text and "(no interval)" in text
+    del s["models"]["float"]["accuracy_mean"]
+    assert "accuracy was not measured" in C.what_this_run_shows("01_float_baseline", s)
+
+
 def test_advice_follows_the_numbers_not_a_script():
     s = _summary()
     weak = C.what_this_run_shows("01_float_baseline", s)
