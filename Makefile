@@ -26,7 +26,7 @@ help:
 	@echo "make readme                    rebuild the README results block from results/*/summary.json"
 	@echo "make lab [LAB_ARGS=...]        open JupyterLab on notebooks/ (e.g. LAB_ARGS='--no-browser --port 8899')"
 	@echo "make install [TORCH=cpu|cuda]  the venv alone; TORCH=cpu (default) is PyTorch's CPU-only build, cuda PyPI's CUDA build"
-	@echo "make clean-cache               delete the caches (results/*/cache, checkpoints, models, .stamps; results/scratch)"
+	@echo "make clean-cache               delete the caches (results/*/cache, checkpoints, .stamps, results/scratch*, C builds)"
 	@echo "profiles: $$(ls params)"
 
 $(STAMP): pyproject.toml
