@@ -124,11 +124,13 @@ def replicate_config(cfg, rcfg: ReplicatesConfig, k: int):
             raise ConfigError(f"replicates.kind speaker_folds needs data.source speech_commands_test_set, "
                               f"got {cfg.data.source!r}")
         out.data.fold, out.data.n_folds = k, rcfg.n
-    else:
-        if cfg.data.source != "synthetic":
-            raise ConfigError(f"replicates.kind seeds re-draws the synthetic corpus: needs data.source synthetic, "
-                              f"got {cfg.data.source!r} (use speaker_folds for real speech)")
+    elif cfg.data.source == "synthetic":  # a new corpus and a new training seed
         out.data.synthetic_seed = int(cfg.data.synthetic_seed + seed)
+    elif cfg.data.source == "speech_commands_test_set":
+        raise ConfigError("replicates.kind seeds on the test-set archive: it has no split of its own, so the "
+                          "replicates need data.source synthetic, or kind speaker_folds for this archive")
+    # else a dataset with its own official split (the full archive's lists, the hub): the split stays and only the
+    # training seed varies, so the replicates measure training variance with the test speakers held fixed
     return out
 
 

@@ -62,10 +62,6 @@ def test_every_profile_writes_out_the_sections_a_run_depends_on(profile):
     assert cfg.negatives.synthetic_hours >= 1.0 or cfg.negatives.real_speech
 
 
-@pytest.mark.xfail(strict=True, raises=ConfigError, reason="kwslib.replicates.replicate_config refuses every replicates.kind for "
-                   "data.source speech_commands (seeds: synthetic only; speaker_folds: the test-set archive only), "
-                   "so make reproduce PROFILE=sc-full stops in notebook 1 (issue 26 item 9, found by the rehearsal). "
-                   "When replicate_config accepts it, this test passes: remove the marker.")
 def test_sc_full_replicate_config():
     from kwslib.replicates import replicate_config
 

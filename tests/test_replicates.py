@@ -99,8 +99,11 @@ def test_replicate_configs():
     assert (r3.data.fold, r3.data.n_folds, r3.train.seed) == (3, 5, 10)
     with pytest.raises(ConfigError, match="speaker_folds needs"):
         R.replicate_config(cfg, R.ReplicatesConfig(n=2, kind="speaker_folds"), 0)
-    with pytest.raises(ConfigError, match="needs data.source synthetic"):
+    with pytest.raises(ConfigError, match="need data.source synthetic"):
         R.replicate_config(sc, R.ReplicatesConfig(n=2), 0)
+    full = experiment.experiment_config(data={"source": "speech_commands"}, replicates={"n": 2, "kind": "seeds"})
+    rf = [R.replicate_config(full, full.replicates, k) for k in range(2)]  # the official split, the seed varies
+    assert [c.train.seed for c in rf] == [0, 1] and all(c.data == full.data for c in rf)
     with pytest.raises(ConfigError, match="replicates.kind"):
         R.ReplicatesConfig(n=2, kind="folds")
     with pytest.raises(ConfigError, match="seeds must have"):
