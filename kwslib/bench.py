@@ -614,6 +614,11 @@ def summarize(res: dict) -> dict:
             "targets": {k: {"goal": f"{op} {v}", "value": targets[k], "met": met[k]} for k, (op, v) in goals.items()}}
 
 
+def _round(v, digits: int):
+    """``v`` rounded for a report line (None stays None)."""
+    return None if v is None else round(float(v), digits)
+
+
 def format_report(res: dict) -> str:
     lines = [f"kwslib bench, profile {res['profile']}: model {res['model_source']}; {res['machine']['cpu']}"]
     for n, b in res["batches"].items():
@@ -656,7 +661,8 @@ def format_report(res: dict) -> str:
         lines.append(f"  C pipeline RAM {pipe.get('c_ram_bytes')} B (state + scratch; float64 front end "
                      f"{pipe.get('c_ram_bytes_float_frontend')} B), code {pipe.get('c_code_bytes')} "
                      f"(front ends {pipe.get('c_code_bytes_frontend')}); "
-                     f"kwslib detect start-up {pipe.get('detect_startup_s')} s, peak RSS {pipe.get('detect_peak_rss_mb')} MB")
+                     f"kwslib detect start-up {_round(pipe.get('detect_startup_s'), 2)} s, peak RSS "
+                     f"{_round(pipe.get('detect_peak_rss_mb'), 1)} MB")
     for k, t in res["summary"]["targets"].items():
         val = "n/a" if t["value"] is None else f"{t['value']:.2f}"
         lines.append(f"  target {k:34s} {t['goal']:>6s}: {val:>6s}  {'met' if t['met'] else 'NOT met' if t['met'] is False else ''}")
