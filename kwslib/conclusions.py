@@ -256,6 +256,14 @@ def integer(summary: dict) -> list[str]:
     pipe = _get(summary, "pipeline", "aarch64_instructions_per_audio_second") or {}
     p8 = _ratio(pipe.get("float32"), pipe.get("int8"))
     rtf = _get(summary, "pipeline", "x86_realtime_factor", "c")
+    int_fe = _get(summary, "pipeline", "frontend") == "int"
+    pf = _get(summary, "pipeline", "aarch64_instructions_per_audio_second_float_frontend") or {}
+    p8f = _ratio(pf.get("float32"), pf.get("int8"))
+    codes = _get(summary, "pipeline", "frontend_int8_codes_equal_share")
+    fe_phrase = ("" if not int_fe else
+                 " with the integer front end" + (f" (its int8 codes equal the float64 front end's in "
+                                                  f"{_pct(codes, 2)} of entries)" if _num(codes) else "")
+                 + (f"; {_x(p8f)} with the float64 front end the models were trained on" if _num(p8f) else ""))
     lines = ["**Claim.** The integer network needs up to 3x less CPU than float on ARM NEON.",
              "**This run**: the integer engines are bit-exact with the specification: "
              + (", ".join(exact) if exact else "none")
@@ -263,8 +271,8 @@ def integer(summary: dict) -> list[str]:
              + (f"; not measured: {', '.join(unmeasured)}" if unmeasured else "") + ".",
              f"The network alone takes float32/int8 {_x(r8)} and float32/4-bit {_x(r4)} fewer aarch64 instructions per "
              f"inference; the whole detector (front end, window, network, smoothing) {_x(p8)} fewer per second of "
-             "audio" + (f", and the C detector runs {rtf:,.0f}x faster than real time on one x86 core" if _num(rtf)
-                        else "") + ".",
+             "audio" + fe_phrase + (f", and the C detector runs {rtf:,.0f}x faster than real time on one x86 core"
+                                    if _num(rtf) else "") + ".",
              "**It rests on** executed instructions counted under qemu-aarch64 (not time on a phone) and timings "
              "on this machine's CPU; bit-exactness is checked on every test clip window and the first windows of "
              "each negative source."]

@@ -104,6 +104,17 @@ def test_integer_ratios_and_unmeasured_engines():
     assert "NOT bit-exact: c" in text and "float32/int8 not measured" in text and "no qemu-aarch64" in text
 
 
+def test_integer_front_end_is_named_with_its_code_agreement():
+    s = _summary()
+    s["pipeline"].update(frontend="int", frontend_int8_codes_equal_share=0.99912,
+                         aarch64_instructions_per_audio_second_float_frontend={"float32": 7763608, "int8": 5373233},
+                         aarch64_instructions_per_audio_second={"float32": 4800000, "int8": 2000000})
+    text = C.what_this_run_shows("04_integer_inference", s)
+    assert "2.40x fewer per second of audio with the integer front end" in text
+    assert "equal the float64 front end's in 99.91% of entries" in text and "1.44x with the float64 front end" in text
+    assert "integer front end" not in C.what_this_run_shows("04_integer_inference", _summary())
+
+
 def test_memory_claim_both_ways():
     text = C.what_this_run_shows("05_accelerator_memory", _summary())
     assert "float32 983 KiB, 8-bit containers 252 KiB: 3.90x less (short of 4x" in text
