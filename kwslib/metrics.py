@@ -328,8 +328,11 @@ def detection_steps(scores: np.ndarray, threshold: float, refractory: int) -> np
     Jumps from one detection to the first step at or above the threshold at least
     ``refractory`` steps later, so it costs O(events * log T), not a Python loop over steps.
     """
-    above = np.flatnonzero(np.asarray(scores) >= threshold)
-    gap = max(int(refractory), 1)
+    return steps_from_above(np.flatnonzero(np.asarray(scores) >= threshold), max(int(refractory), 1))
+
+
+def steps_from_above(above: np.ndarray, gap: int) -> np.ndarray:
+    """:func:`detection_steps` given the sorted steps at or above the threshold and the lockout ``gap`` (>= 1)."""
     out, i = [], 0
     while i < len(above):
         t = int(above[i])

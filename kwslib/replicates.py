@@ -176,16 +176,6 @@ def _unit_counts(res, data, threshold: float) -> np.ndarray:
 BAND_FACTOR = 4.0
 
 
-def _steps_from_above(above: np.ndarray, gap: int) -> np.ndarray:
-    """metrics.detection_steps given the sorted steps at or above the threshold."""
-    out, i = [], 0
-    while i < len(above):
-        t = int(above[i])
-        out.append(t)
-        i = int(np.searchsorted(above, t + gap, side="left"))
-    return np.asarray(out, np.int64)
-
-
 def _unit_curve(res, data, op_fdph: float) -> dict:
     """Per-unit false detections at the band of grid thresholds (see BAND_FACTOR), sparse: the
     ``(unit, threshold index, count)`` triplets of the non-zero counts and the band's first index."""
@@ -206,7 +196,7 @@ def _unit_curve(res, data, op_fdph: float) -> dict:
             pos = np.flatnonzero(col >= thr[j_lo])
             vals = col[pos]
             for j in range(j_lo, len(thr)):
-                steps = _steps_from_above(pos[vals >= thr[j]], gap)
+                steps = metrics.steps_from_above(pos[vals >= thr[j]], gap)
                 if steps.size:
                     np.add.at(counts[j - j_lo], offset + unit_of_step[steps], 1)
         offset += len(src.unit_ids)

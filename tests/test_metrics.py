@@ -243,3 +243,16 @@ def test_detection_steps_match_the_reference_counter():
                 last = t
         np.testing.assert_array_equal(steps, ref)
     assert metrics.detection_steps(np.zeros(5), 0.5, 3).size == 0
+
+
+def test_steps_from_above_is_detection_steps_given_the_steps_above():
+    from kwslib.metrics import detection_steps, steps_from_above
+
+    rng = np.random.default_rng(3)
+    s = rng.random(5000)
+    for thr, gap in ((0.9, 1), (0.7, 25), (0.99, 3)):
+        above = np.flatnonzero(s >= thr)
+        got = steps_from_above(above, gap)
+        assert np.array_equal(got, detection_steps(s, thr, gap))
+        assert np.all(np.diff(got) >= gap) and set(got) <= set(above)  # a lockout between detections
+    assert steps_from_above(np.zeros(0, np.int64), 5).size == 0
