@@ -70,3 +70,25 @@ def test_sc_full_replicate_config():
     rc = replicate_config(cfg, cfg.replicates, 0)
     assert rc.data.source == "speech_commands" and rc.data.fold is None  # the official split, untouched
     assert rc.train.seed == cfg.replicates.seed_list[0]
+
+
+def test_sc_full_profile_trains_and_reads_on_a_tiny_full_layout_tree(tmp_path):
+    """The sc-full profile end to end on a full-archive layout (35 word folders, the official lists,
+    _background_noise_): its corpus, its replicate, one float epoch and the evaluation of that model. Only the
+    size is cut (epochs, negative hours): the data path, the split and the replicate kind are the profile's."""
+    from kwslib import experiment
+
+    root = make_full(tmp_path / "speech_commands_v0.02")
+    shared = load_yaml(ROOT / "params" / "sc-full" / "shared.yaml")
+    sections = {k: dict(shared[k]) for k in RUN_SECTIONS}
+    sections["data"]["root"] = str(root)
+    sections["train"].update(epochs=1, batch_size=64)
+    sections["negatives"].update(synthetic_hours=0.01)
+    sections["eval"] = {**sections["eval"], "min_events": 1}
+    cfg = experiment_config(**{k: sections[k] for k in RUN_SECTIONS})
+    p = experiment.paths(tmp_path / "results", tmp_path / "cache")
+    reps = list(experiment.replicate_runs(cfg, p))
+    assert len(reps) == 1 and reps[0].corpus.source == "speech_commands_v0.02"
+    assert len(reps[0].corpus.test) > 0 and reps[0].data.negative_hours > 0
+    model, history, seconds, result, record = experiment.float_replicate(reps[0], 20.0, log=lambda *a: None)
+    assert len(history) == 1 and 0.0 <= record["accuracy"] <= 1.0 and (p.models / "float.pt").exists()
