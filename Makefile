@@ -71,11 +71,11 @@ test-all: $(STAMP) tools
 	$(PY) -m pytest -q -n 2 -m "" $(PYTEST_ARGS)
 
 reproduce: $(STAMP) tools
-	$(PY) -m kwslib.reproduce --profile $(PROFILE)
+	$(PY) -m kwslib.study.reproduce --profile $(PROFILE)
 
 # The README's results block is rebuilt only when asked (it is a tracked file).
 readme: $(STAMP)
-	$(PY) -m kwslib.report --readme README.md
+	$(PY) -m kwslib.study.report --readme README.md
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab $(LAB_ROOT) $(LAB_ARGS) notebooks/

@@ -7,16 +7,16 @@
 
 ``detect`` streams a recording of any length (WAV, FLAC, OGG; any sample rate and channel count,
 converted on the fly to 16-bit PCM at the model's rate) in chunks through the detector of
-kwslib.pipeline: front end, sliding window, integer network, smoothing and lockout, all in C
+kwslib.deploy.pipeline: front end, sliding window, integer network, smoothing and lockout, all in C
 (``--backend c``) or in the numpy specification (``--backend numpy``), which give the same
 detections. The front end is the integer one a chipset runs (``--frontend int``, the default:
-kwslib.intfrontend) or the float64 log-mel the model was trained on (``--frontend float``).
+kwslib.frontend.intfrontend) or the float64 log-mel the model was trained on (``--frontend float``).
 It prints one line
 per detection: time (end of the detecting window, seconds), keyword, score.
 Scores are keyword posteriors smoothed by a causal moving average; a keyword
 fires when its score reaches the threshold, then stays locked out for the
-refractory period (the rule of kwslib.metrics.count_detections, with the
-defaults of kwslib.metrics.EvalConfig).
+refractory period (the rule of kwslib.deploy.detection.count_detections, with the
+defaults of kwslib.deploy.detection.EvalConfig).
 
 Bad input (a missing, corrupt or truncated recording, a damaged artifact) prints
 one line naming the file and the problem and exits with status 2.
@@ -42,12 +42,12 @@ def detect(model_path, audio_path, threshold: float | None = None, backend: str 
     """Stream ``audio_path`` through the artifact ``model_path``; calls ``out`` per detection, returns them.
 
     The recording may be WAV (8/16/24/32-bit PCM or float), FLAC or OGG at any sample rate, mono or
-    multi-channel: :func:`kwslib.audio.recording_chunks` converts it while streaming, and the header
+    multi-channel: :func:`kwslib.frontend.audio.recording_chunks` converts it while streaming, and the header
     line (``info``) says what it converted.
     """
-    from .audio import check_recording, describe_recording, recording_chunks
-    from .export import load_artifact
-    from .pipeline import detector_settings, open_pipeline
+    from .frontend.audio import check_recording, describe_recording, recording_chunks
+    from .deploy.export import load_artifact
+    from .deploy.pipeline import detector_settings, open_pipeline
 
     art = load_artifact(model_path)
     model = art.model
@@ -76,7 +76,7 @@ def export_cmd(src, dst, header=None, prefix="kws_model", containers=False, thre
     """Export; nothing is written unless every output can be made (the header first, the artifact last)."""
     import math
 
-    from . import export
+    from .deploy import export
     from .errors import ArtifactError, ConfigError
 
     if threshold is not None and not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
@@ -103,7 +103,7 @@ def export_cmd(src, dst, header=None, prefix="kws_model", containers=False, thre
     blob = export.to_bytes(model, packed=not containers, extra=extra)  # fails before anything is written
     if header:
         try:
-            from .pipeline import detector_settings
+            from .deploy.pipeline import detector_settings
 
             ds = detector_settings(model, extra)
             export.save_c_header(header, model, prefix=prefix, packed=not containers, artifact=blob, detector=ds)
@@ -134,7 +134,7 @@ def say_cmd(text: str, dst, voice: str = "en-us", rate: int = 150, pause_s: floa
     """
     import numpy as np
 
-    from .audio import write_wav
+    from .frontend.audio import write_wav
     from .data.synthetic import SAMPLE_RATE, synthesize
     from .errors import ConfigError
 
@@ -161,8 +161,8 @@ def main(argv=None) -> int:
 
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(var, "1")
-    if argv and argv[0] == "bench":  # everything after `bench` is kwslib.bench's own command line
-        from . import bench
+    if argv and argv[0] == "bench":  # everything after `bench` is kwslib.study.bench's own command line
+        from .study import bench
 
         return bench.main(argv[1:])
     ap = argparse.ArgumentParser(prog="kwslib", description="kwslib: integer keyword spotting (detect, export, say, bench)")
@@ -194,7 +194,7 @@ def main(argv=None) -> int:
     y.add_argument("--voice", default="en-us", help="espeak-ng voice, e.g. en-us, en-gb-x-rp, en-us+f2")
     y.add_argument("--rate", type=int, default=150, help="words per minute (80-450)")
     y.add_argument("--pause", type=float, default=0.6, help="seconds of silence between sentences")
-    sub.add_parser("bench", help="CPU/memory benchmark; options: kwslib bench --help (= python -m kwslib.bench)")
+    sub.add_parser("bench", help="CPU/memory benchmark; options: kwslib bench --help (= python -m kwslib.study.bench)")
     args = ap.parse_args(argv)
 
     from .errors import KwsError

@@ -16,7 +16,9 @@ import yaml
 
 from .errors import ConfigError
 
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "params"
+#: The repository (or source tree) root: params/, results/ and notebooks/ are found from it.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PROFILES_DIR = REPO_ROOT / "params"
 
 
 def _check_type(value, tp, where: str):

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .streaming import StreamingRunner, center_window, sliding_windows  # noqa: F401 (re-exported)
+from .frontend.streaming import StreamingRunner, center_window, sliding_windows  # noqa: F401 (re-exported)
 
 
 @dataclass

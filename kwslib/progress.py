@@ -68,7 +68,7 @@ class Progress:
 
 
 def thinned(log: Callable[[str], None] | None, every: int, prefix: str = "") -> Callable[[str], None] | None:
-    """A log function that passes one epoch line (``"epoch  10/60 ..."``, as :func:`kwslib.train.fit` writes
+    """A log function that passes one epoch line (``"epoch  10/60 ..."``, as :func:`kwslib.train.loop.fit` writes
     them) in ``every``, and the last epoch, and every other line; each with ``prefix``. For the replicates
     after the first, whose full epoch logs would repeat replicate 0's, but whose minutes should not be silent."""
     if log is None:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from kwslib.audio import check_audio, fit_to_clip, read_wav, write_wav
+from kwslib.frontend.audio import check_audio, fit_to_clip, read_wav, write_wav
 from kwslib.errors import AudioError
 from kwslib.io import atomic_path, atomic_write_json
 

@@ -7,10 +7,17 @@ extreme shifts, odd dimensions (padding), inputs on rounding boundaries.
 import numpy as np
 import pytest
 
-from kwslib import ckernels
-from kwslib.engine import float_forward, float_layers, random_int_model
-from kwslib.quant.intspec import (ACC_MAX, IntLayer, IntModel, max_abs_accumulator, quantize_input,
-                                  quantize_multiplier, weight_qmax)
+from kwslib.deploy import ckernels
+from kwslib.deploy.engine import float_forward, float_layers, random_int_model
+from kwslib.quant.intspec import (
+    ACC_MAX,
+    IntLayer,
+    IntModel,
+    max_abs_accumulator,
+    quantize_input,
+    quantize_multiplier,
+    weight_qmax,
+)
 
 
 @pytest.fixture(scope="session")

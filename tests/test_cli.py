@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from kwslib import cli, export
-from kwslib.audio import write_wav
-from kwslib.engine import random_int_model
+from kwslib import cli
+from kwslib.deploy import export
+from kwslib.frontend.audio import write_wav
+from kwslib.deploy.engine import random_int_model
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +66,8 @@ def test_detect_reads_mp3(files, tmp_path, capsys):
 
 def test_detect_matches_offline_scores(files, capsys):
     """The streamed detections equal Detector over posteriors of the whole file's windows."""
-    from kwslib.engine import Detector, Engine
-    from kwslib.features import FeatureConfig, logmel_numpy
+    from kwslib.deploy.engine import Detector, Engine
+    from kwslib.frontend.features import FeatureConfig, logmel_numpy
     from kwslib.model import sliding_windows
 
     d, art, m = files
@@ -77,8 +78,8 @@ def test_detect_matches_offline_scores(files, capsys):
                      capsys)
     assert [l.split()[1] for l in out.splitlines()] == [k for _, k, _ in det]
     # the integer front end (the default): the same rule over the posteriors of its int8 codes
-    from kwslib import intfrontend
-    from kwslib.engine import softmax
+    from kwslib.frontend import intfrontend
+    from kwslib.quant.intspec import softmax
 
     pcm = sf.read(d / "a.wav", dtype="int16")[0]
     codes = intfrontend.window_codes(sliding_windows(intfrontend.log2_mel(pcm), 96, 4), m)
@@ -164,8 +165,8 @@ def _op_record(threshold: float, seed: int, n_spk: int = 25, clips: int = 4) -> 
 def _results_tree(tmp_path, thresholds=None):
     """A results folder as notebooks 1 and 3 leave it: int models and records (with the model file's digest)
     of two replicates, summary entries pooled by replicates.pooled_entry. Returns (paths, thresholds, summary)."""
-    from kwslib import replicates as R
-    from kwslib.experiment import Paths
+    from kwslib.study import replicates as R
+    from kwslib.study.experiment import Paths
     from kwslib.quant.intfile import save_int_model
     from kwslib.summary import load_summary, update_summary
 
@@ -198,8 +199,8 @@ def test_exported_threshold_is_the_reports_replicate_0_threshold_of_that_model(t
     """A results folder as notebooks 1 and 3 leave it (records of two replicates, summary entries pooled by
     replicates.pooled_entry): ``kwslib export`` stores summary.json's ``threshold_at_op`` of the exported model,
     which is replicate 0's, not another replicate's, another model's or a pooled value; detect and the C header use it."""
-    from kwslib import replicates as R
-    from kwslib.pipeline import detector_settings
+    from kwslib.study import replicates as R
+    from kwslib.deploy.pipeline import detector_settings
 
     p, thresholds, summary = _results_tree(tmp_path)
     for b in (4, 8):
@@ -223,8 +224,8 @@ def test_exported_threshold_is_the_reports_replicate_0_threshold_of_that_model(t
 def test_export_of_replicate_k_takes_that_replicates_threshold_and_says_so(tmp_path, capsys):
     """``kwslib export results/<p>/replicates/r1/models/stage2_w4.int.npz`` stores replicate 1's own threshold
     (from its record), not replicate 0's (issue 26 item 8), and its message names the replicate and the rate."""
-    from kwslib import replicates as R
-    from kwslib.pipeline import detector_settings
+    from kwslib.study import replicates as R
+    from kwslib.deploy.pipeline import detector_settings
 
     p, thresholds, summary = _results_tree(tmp_path)
     for key in ("stage2_w4", "stage2_w8"):
@@ -246,7 +247,7 @@ def test_export_of_replicate_k_takes_that_replicates_threshold_and_says_so(tmp_p
 
 def test_export_falls_back_to_the_summary_when_the_record_is_gone(tmp_path):
     """Without the record file, that replicate's summary entry (per_replicate[k]) gives the threshold."""
-    from kwslib import replicates as R
+    from kwslib.study import replicates as R
 
     p, thresholds, _ = _results_tree(tmp_path)
     rp = R.replicate_paths(p, 1)
@@ -262,7 +263,7 @@ def test_export_falls_back_to_the_summary_when_the_record_is_gone(tmp_path):
 
 def test_export_refuses_a_stale_record(tmp_path, capsys):
     """A record made from another model file (retrained since) gives no threshold, and the reason is printed."""
-    from kwslib import replicates as R
+    from kwslib.study import replicates as R
     from kwslib.quant.intfile import save_int_model
 
     p, _, _ = _results_tree(tmp_path)

@@ -1,11 +1,11 @@
-"""The "What this run shows" cells (kwslib.conclusions): numbers read from summary.json, rounded, and advice by rule."""
+"""The "What this run shows" cells (kwslib.study.conclusions): numbers read from summary.json, rounded, and advice by rule."""
 import copy
 import json
 from pathlib import Path
 
 import pytest
 
-from kwslib import conclusions as C
+from kwslib.study import conclusions as C
 from kwslib.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,7 +125,7 @@ def test_memory_claim_both_ways():
 
 
 def test_report_counts_the_claims():
-    from kwslib.report import claims
+    from kwslib.study.report import claims
 
     s = _summary()
     rows = claims(s)

@@ -4,7 +4,7 @@ import pytest
 
 from kwslib.config import from_dict, load_config, load_yaml, profile_dir
 from kwslib.errors import ConfigError
-from kwslib.experiment import experiment_config
+from kwslib.study.experiment import experiment_config
 
 
 @dataclass

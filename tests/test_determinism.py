@@ -18,16 +18,16 @@ import numpy as np
 import pytest
 import torch
 
-from kwslib import export
+from kwslib.deploy import export
 from kwslib.data.augment import AugmentConfig
 from kwslib.data.base import CLASS_INDEX, ClipSet, Corpus
-from kwslib.features import FeatureConfig
+from kwslib.frontend.features import FeatureConfig
 from kwslib.model import ModelConfig, build_model, center_window
 from kwslib.quant import stage2
 from kwslib.quant.qat import Stage1Config, train_stage1
 from kwslib.quant.weights import WeightQuantConfig
-from kwslib.features import clip_features
-from kwslib.train import TrainConfig, fit, normalization_stats
+from kwslib.frontend.features import clip_features
+from kwslib.train.loop import TrainConfig, fit, normalization_stats
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -208,6 +208,6 @@ def test_checkpoint_of_another_config_is_not_resumed(tmp_path):
 @pytest.mark.parametrize("n,batch,steps", [(33, 16, 2), (32, 16, 2), (31, 16, 2), (17, 16, 1), (1, 16, 1)])
 def test_a_lone_last_clip_is_dropped(n, batch, steps):
     """Batchnorm cannot train on one clip: a last batch of one is dropped instead of crashing."""
-    from kwslib.train import steps_per_epoch
+    from kwslib.train.loop import steps_per_epoch
 
     assert steps_per_epoch(n, batch) == steps

@@ -15,14 +15,20 @@ import pytest
 import torch
 import yaml
 
-from kwslib import distributed
+from kwslib.train import distributed
 from kwslib.data.augment import AugmentConfig, noise_tensor
-from kwslib.distributed import DistEnv, local_loss_scale, rank_slice, resolve_device, use_global_batchnorm
+from kwslib.train.distributed import (
+    DistEnv,
+    local_loss_scale,
+    rank_slice,
+    resolve_device,
+    use_global_batchnorm,
+)
 from kwslib.errors import ConfigError
-from kwslib.features import FeatureConfig
+from kwslib.frontend.features import FeatureConfig
 from kwslib.model import ModelConfig, build_model
-from kwslib.features import clip_features
-from kwslib.train import TrainConfig, _batch_windows
+from kwslib.frontend.features import clip_features
+from kwslib.train.loop import TrainConfig, _batch_windows
 
 ROOT = Path(__file__).resolve().parent.parent
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -45,7 +51,7 @@ def _state(out: Path) -> dict:
 @pytest.fixture(scope="module")
 def single_run(tmp_path_factory):
     """The tiny float run in one process (in this process); it also builds the cached corpus and features."""
-    from kwslib.train_cli import main
+    from kwslib.study.train_cli import main
 
     d = tmp_path_factory.mktemp("ddp")
     params = d / "01_float.yaml"
@@ -182,7 +188,7 @@ def test_gpu_training_matches_cpu(tmp_path):
     """--device auto trains on the GPU when there is one; the result matches the CPU run within float tolerance."""
     params = tmp_path / "01_float.yaml"
     params.write_text(yaml.safe_dump(dict(TINY, cache_dir=str(tmp_path / "cache"))))
-    from kwslib.train_cli import main
+    from kwslib.study.train_cli import main
 
     assert main(["--params", str(params), "--out", str(tmp_path / "cpu"), "--device", "cpu"]) == 0
     assert main(["--params", str(params), "--out", str(tmp_path / "gpu"), "--device", "auto"]) == 0
@@ -195,7 +201,7 @@ def test_gpu_training_matches_cpu(tmp_path):
 # --- feature preparation -----------------------------------------------------------------------------
 
 def test_parallel_features_equal_clip_features_and_are_cached(tmp_path, monkeypatch):
-    from kwslib import prepare
+    from kwslib.data import prepare
 
     rng = np.random.default_rng(3)
     audio = (0.2 * rng.standard_normal((40, 16000))).astype(np.float32)
@@ -219,7 +225,7 @@ def test_parallel_features_equal_clip_features_and_are_cached(tmp_path, monkeypa
 
 
 def test_feature_preparation_rejects_bad_audio_and_leaves_no_cache(tmp_path):
-    from kwslib import prepare
+    from kwslib.data import prepare
     from kwslib.errors import AudioError
 
     audio = np.zeros((3, 16000), np.float32)

@@ -5,9 +5,18 @@ import numpy as np
 import pytest
 import torch
 
-from kwslib import ckernels, metrics
-from kwslib.engine import (Detector, Engine, compare_logits, eval_windows, float_forward, float_layers,
-                           random_int_model, softmax)
+from kwslib.deploy import ckernels
+from kwslib.deploy import detection
+from kwslib.deploy.engine import (
+    Detector,
+    Engine,
+    compare_logits,
+    eval_windows,
+    float_forward,
+    float_layers,
+    random_int_model,
+    softmax,
+)
 from kwslib.model import sliding_windows
 from kwslib.quant.intspec import dense_int, quantize_input
 
@@ -72,7 +81,7 @@ def test_streaming_equals_sliding_windows(rng):
 
 
 def test_usable_by_evaluate_posteriors(rng):
-    from kwslib.evaluate import _posteriors
+    from kwslib.evaluation.evaluate import _posteriors
 
     m = random_int_model(8, seed=5, **SMALL)
     e = Engine(m, backend="auto")
@@ -124,10 +133,10 @@ def test_detector_matches_metrics(rng):
     found = []
     for i in range(0, 400, 13):  # pushed in pieces
         found += d.push(post[i:i + 13])
-    sm = metrics.smooth_posteriors(post, 3)
+    sm = detection.smooth_posteriors(post, 3)
     for j, name in ((2, "yes"), (3, "no")):
         steps = [s for s, k, _ in found if k == name]
-        assert len(steps) == metrics.count_detections(sm[:, j], 0.55, 7)
+        assert len(steps) == detection.count_detections(sm[:, j], 0.55, 7)
     scores = {(s, k): sc for s, k, sc in found}
     assert all(np.isclose(scores[(s, "yes")], sm[s, 2]) for s, k, _ in found if k == "yes")
 
@@ -143,7 +152,7 @@ def test_random_model_spreads_outputs(rng):
 
 
 def test_load_artifact_engine(tmp_path, rng):
-    from kwslib import export
+    from kwslib.deploy import export
 
     m = random_int_model(5, seed=9, **SMALL)
     p = export.save_artifact(tmp_path / "m.kws", m)

@@ -2,12 +2,19 @@
 import numpy as np
 import pytest
 
-from kwslib import evaluate, metrics
+from kwslib.evaluation import evaluate, metrics
 from kwslib.data import DataConfig, load_corpus
 from kwslib.data.base import CLASSES
-from kwslib.evaluate import KEYWORD_IDX, EvalConfig, NegativesConfig, evaluate as run_eval, model_summary, prepare_eval
-from kwslib.experiment import data_summary
-from kwslib.features import FeatureConfig
+from kwslib.evaluation.evaluate import (
+    KEYWORD_IDX,
+    EvalConfig,
+    NegativesConfig,
+    evaluate as run_eval,
+    model_summary,
+    prepare_eval,
+)
+from kwslib.study.experiment import data_summary
+from kwslib.frontend.features import FeatureConfig
 
 TINY = {"n_voices": 6, "clips_per_class_per_voice": 1, "noise_seconds": 30.0}
 
@@ -123,7 +130,7 @@ def test_operating_point_rules(tiny):
 
 def test_records_count_every_detection_in_its_unit(tiny, tmp_path):
     """The record's per-unit false detections add up to the DET curve's count at the same threshold."""
-    from kwslib import replicates as R
+    from kwslib.study import replicates as R
 
     _, data, ecfg = tiny
     rng = np.random.default_rng(0)

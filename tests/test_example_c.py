@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from kwslib import cli
-from kwslib.audio import write_wav
-from kwslib.engine import random_int_model
+from kwslib.frontend.audio import write_wav
+from kwslib.deploy.engine import random_int_model
 from kwslib.quant.intfile import save_int_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +77,7 @@ def test_host_build_prints_what_kwslib_detect_prints(setup, capsys):
 
 
 def test_aarch64_build_under_qemu(setup, capsys):
-    from kwslib import ckernels
+    from kwslib.deploy import ckernels
 
     try:
         ckernels.neon_tools()

@@ -8,8 +8,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from kwslib import export
-from kwslib.engine import random_int_model
+from kwslib.deploy import export
+from kwslib.deploy.engine import random_int_model
 from kwslib.errors import ArtifactError
 from kwslib.quant.intspec import quantize_input
 
@@ -221,7 +221,7 @@ int main(int argc, char **argv) {
 
 @pytest.mark.parametrize("packed", [True, False])
 def test_c_header_compiles_and_runs_bit_exact(tmp_path, rng, packed):
-    from kwslib import ckernels
+    from kwslib.deploy import ckernels
 
     cc = ckernels.find_compiler()
     if not cc:
@@ -244,7 +244,7 @@ def test_c_header_compiles_and_runs_bit_exact(tmp_path, rng, packed):
 
 
 def test_c_reader_agrees_and_rejects(tmp_path, rng):
-    from kwslib import ckernels
+    from kwslib.deploy import ckernels
 
     try:
         lib = ckernels.load_library()

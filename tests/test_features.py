@@ -4,8 +4,14 @@ import pytest
 import torch
 
 from kwslib.errors import AudioError, ConfigError
-from kwslib.features import (FeatureConfig, StreamingFrontend, logmel_numpy, logmel_torch,
-                             mel_filterbank, num_frames)
+from kwslib.frontend.features import (
+    FeatureConfig,
+    StreamingFrontend,
+    logmel_numpy,
+    logmel_torch,
+    mel_filterbank,
+    num_frames,
+)
 
 CFG = FeatureConfig()
 
@@ -168,7 +174,7 @@ def test_bad_config_raises():
 
 def test_float32_compute_close_to_float64():
     import torch
-    from kwslib.features import logmel_torch
+    from kwslib.frontend.features import logmel_torch
     x = torch.from_numpy(np.random.default_rng(5).standard_normal((3, 4000)).astype(np.float32) * 0.1)
     a = logmel_torch(x)
     b = logmel_torch(x, compute_dtype=torch.float32)

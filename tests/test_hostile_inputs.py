@@ -21,11 +21,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from kwslib import cli, config, export, experiment
-from kwslib.audio import check_audio, read_wav
-from kwslib.engine import random_int_model
+from kwslib import cli, config
+from kwslib.deploy import export
+from kwslib.study import experiment
+from kwslib.frontend.audio import check_audio, read_wav
+from kwslib.deploy.engine import random_int_model
 from kwslib.errors import ArtifactError, AudioError, ConfigError, DatasetError
-from kwslib.features import StreamingFrontend, logmel_numpy, logmel_torch
+from kwslib.frontend.features import StreamingFrontend, logmel_numpy, logmel_torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_speech_commands import make_test_set, write_wav  # noqa: E402
@@ -331,7 +333,7 @@ def test_profile_names(profile):
 
 
 def test_reproduce_check_params(tmp_path):
-    from kwslib import reproduce
+    from kwslib.study import reproduce
 
     nb = reproduce.ROOT / "notebooks" / "01_float_baseline.ipynb"
     p = tmp_path / "01_float.yaml"
@@ -355,7 +357,7 @@ def test_notebook_results_dir_under_a_file(tmp_path):
 # --- python -m kwslib.train -----------------------------------------------------------------------------
 
 def train_main(argv, capsys):
-    from kwslib.train_cli import main
+    from kwslib.study.train_cli import main
 
     rc = main(argv)
     out, err = capsys.readouterr()
@@ -379,7 +381,7 @@ def test_train_command_hostile_params(tmp_path, capsys, case):
     params.write_text(text)
     before = snapshot(tmp_path)
     rc, out, err = train_main(["--params", str(params), "--out", str(tmp_path / "out")], capsys)
-    assert rc == 2 and err.startswith("kwslib.train: error: ") and "Traceback" not in err
+    assert rc == 2 and err.startswith("kwslib.train.loop: error: ") and "Traceback" not in err
     assert re.search(message, err), err
     assert snapshot(tmp_path) == before  # nothing written
 

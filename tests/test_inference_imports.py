@@ -1,4 +1,4 @@
-"""The inference path loads no training framework: `kwslib detect`, `kwslib export` and `kwslib.engine`
+"""The inference path loads no training framework: `kwslib detect`, `kwslib export` and `kwslib.deploy.engine`
 import neither torch nor scipy nor datasets (checked in a fresh interpreter, through sys.modules)."""
 import json
 import subprocess
@@ -7,14 +7,14 @@ import sys
 import numpy as np
 import soundfile as sf
 
-from kwslib.engine import random_int_model
+from kwslib.deploy.engine import random_int_model
 from kwslib.quant.intfile import save_int_model
 
 CHECK = """
 import sys, json
 from kwslib import cli
 rcs = [cli.main(a) for a in json.loads(sys.argv[1])]
-import kwslib.engine, kwslib.export, kwslib.features, kwslib.audio
+import kwslib.deploy.engine, kwslib.deploy.export, kwslib.frontend.features, kwslib.frontend.audio
 print(json.dumps({"rcs": rcs, "loaded": sorted(m for m in ("torch", "scipy", "datasets", "pandas", "matplotlib")
                                                  if m in sys.modules)}))
 """

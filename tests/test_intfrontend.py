@@ -6,14 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kwslib import intfrontend as I
-from kwslib.ckernels import CKernelsUnavailable, availability, neon_tools, run_frontend_qemu
-from kwslib.engine import random_int_model
+from kwslib.frontend import intfrontend as I
+from kwslib.deploy.ckernels import CKernelsUnavailable, availability, neon_tools, run_frontend_qemu
+from kwslib.deploy.engine import random_int_model
 from kwslib.errors import AudioError, ConfigError
-from kwslib.features import FeatureConfig, logmel_numpy
-from kwslib.pipeline import as_pcm16
+from kwslib.frontend.features import FeatureConfig, logmel_numpy
+from kwslib.deploy.pipeline import as_pcm16
 from kwslib.quant.intspec import quantize_input
-from kwslib.streaming import sliding_windows
+from kwslib.frontend.streaming import sliding_windows
 
 have_c = pytest.mark.skipif(not availability()[0], reason=f"no C kernels here: {availability()[1]}")
 CONFIGS = [FeatureConfig(), FeatureConfig(n_mels=32, win_ms=30.0, hop_ms=20.0, n_fft=512),
@@ -162,7 +162,7 @@ def test_codes_match_the_float_front_end():
 
 
 def _real_clips():
-    from kwslib.audio import read_wav
+    from kwslib.frontend.audio import read_wav
 
     out = {}
     root = os.environ.get("KWS_SC12_ROOT")
@@ -193,7 +193,7 @@ def test_codes_match_the_float_front_end_on_real_speech(name):
 @have_c
 @pytest.mark.parametrize("cfg", CONFIGS)
 def test_c_equals_the_specification_bit_for_bit(cfg):
-    from kwslib.pipeline import CIntFrontend
+    from kwslib.deploy.pipeline import CIntFrontend
 
     for name, pcm in list(hard_signals().items()) + [("long", speechlike(6.0, seed=3))]:
         ref = I.log2_mel(pcm, cfg)
@@ -206,7 +206,7 @@ def test_c_equals_the_specification_bit_for_bit(cfg):
 
 @have_c
 def test_c_refuses_what_the_specification_refuses():
-    from kwslib.pipeline import CIntFrontend
+    from kwslib.deploy.pipeline import CIntFrontend
 
     for cfg in (FeatureConfig(n_fft=500), FeatureConfig(win_ms=5.0, n_fft=4096)):
         with pytest.raises(ConfigError):
@@ -215,7 +215,7 @@ def test_c_refuses_what_the_specification_refuses():
 
 @have_c
 def test_c_code_map_equals_numpy():
-    from kwslib.pipeline import c_code_map
+    from kwslib.deploy.pipeline import c_code_map
 
     rng = np.random.default_rng(4)
     for seed in range(5):
@@ -257,8 +257,8 @@ def test_neon_equals_the_specification_under_qemu(variant, tmp_path):
         neon_tools()
     except CKernelsUnavailable as exc:
         pytest.skip(str(exc))
-    from kwslib import export
-    from kwslib.pipeline import harness_config_text
+    from kwslib.deploy import export
+    from kwslib.deploy.pipeline import harness_config_text
 
     m = random_int_model(8, seed=0)
     art = export.save_artifact(tmp_path / "m.kws", m)

@@ -6,9 +6,9 @@ import pytest
 
 pytest.importorskip("ai_edge_litert")
 
-from kwslib.engine import random_int_model  # noqa: E402
-from kwslib.peers import litert  # noqa: E402
-from kwslib.peers.litert import LiteRTModelError, LiteRTNet, agreement, pack_int4, to_tflite  # noqa: E402
+from kwslib.deploy.engine import random_int_model  # noqa: E402
+from kwslib.study.peers import litert  # noqa: E402
+from kwslib.study.peers.litert import LiteRTModelError, LiteRTNet, agreement, pack_int4, to_tflite  # noqa: E402
 
 N_ROWS = 2000
 

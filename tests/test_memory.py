@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from kwslib import memory
-from kwslib.memory import Layer
+from kwslib.study import memory
+from kwslib.study.memory import Layer
 
 
 def test_default_model_counts_by_hand():
@@ -49,7 +49,7 @@ def test_scaled_architectures_span_50k_to_2m():
 
 def test_projection_equals_artifact_payload(tmp_path):
     """For every exported width the projected weight and parameter bytes are the artifact's blocks."""
-    from kwslib import export
+    from kwslib.deploy import export
     from kwslib.quant.intspec import IntLayer, IntModel, weight_qmax
 
     rng = np.random.default_rng(0)
@@ -67,7 +67,7 @@ def test_projection_equals_artifact_payload(tmp_path):
                          ["a", "b", "c"])
         blob = export.to_bytes(model, packed=True)
         export.from_bytes(blob)  # valid
-        # read the layer table as documented in kwslib/export.py: records of 64 B at offset 64,
+        # read the layer table as documented in kwslib/deploy/export.py: records of 64 B at offset 64,
         # out_dim u32 at +4, weights_bytes u64 at +48; params are 12 B per output channel
         n_layers = int.from_bytes(blob[24:28], "little")
         rec = [blob[64 + 64 * k: 128 + 64 * k] for k in range(n_layers)]

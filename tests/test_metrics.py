@@ -3,11 +3,21 @@
 import numpy as np
 import pytest
 
-from kwslib import metrics
+from kwslib.deploy import detection
 from kwslib.errors import ConfigError
-from kwslib.metrics import (accuracy, bootstrap_ci, choose_operating_point, confusion_matrix,
-                            count_detections, count_detections_many, default_thresholds, det_curve_clips,
-                            det_curve_stream, fdph_at_frr, frr_at, smooth_posteriors, threshold_at_fdph)
+from kwslib.deploy.detection import count_detections, count_detections_many, smooth_posteriors
+from kwslib.evaluation.metrics import (
+    accuracy,
+    bootstrap_ci,
+    choose_operating_point,
+    confusion_matrix,
+    default_thresholds,
+    det_curve_clips,
+    det_curve_stream,
+    fdph_at_frr,
+    frr_at,
+    threshold_at_fdph,
+)
 
 # steps at or above 0.5: 1, 2, 4, 7, 8, 10
 SCORES = np.array([0.1, 0.6, 0.7, 0.2, 0.8, 0.1, 0.1, 0.9, 0.9, 0.3, 0.6])
@@ -85,7 +95,7 @@ def test_vectorised_counting_equals_reference():
                 np.testing.assert_array_equal(count_detections_many(s, thr, refr, allowed, backend="c"), want)
 
 
-C_OK = __import__("kwslib.ckernels", fromlist=["availability"]).availability()[0]
+C_OK = __import__("kwslib.deploy.ckernels", fromlist=["availability"]).availability()[0]
 
 
 @pytest.mark.skipif(not C_OK, reason="no C compiler: the numpy counter is the one in use")
@@ -233,8 +243,8 @@ def test_detection_steps_match_the_reference_counter():
     for _ in range(30):
         s = rng.random(400) ** 3
         thr, gap = float(rng.uniform(0.1, 0.9)), int(rng.integers(1, 30))
-        steps = metrics.detection_steps(s, thr, gap)
-        assert len(steps) == metrics.count_detections(s, thr, gap)
+        steps = detection.detection_steps(s, thr, gap)
+        assert len(steps) == detection.count_detections(s, thr, gap)
         # brute force: the same walk step by step
         ref, last = [], None
         for t in range(len(s)):
@@ -242,11 +252,11 @@ def test_detection_steps_match_the_reference_counter():
                 ref.append(t)
                 last = t
         np.testing.assert_array_equal(steps, ref)
-    assert metrics.detection_steps(np.zeros(5), 0.5, 3).size == 0
+    assert detection.detection_steps(np.zeros(5), 0.5, 3).size == 0
 
 
 def test_steps_from_above_is_detection_steps_given_the_steps_above():
-    from kwslib.metrics import detection_steps, steps_from_above
+    from kwslib.deploy.detection import detection_steps, steps_from_above
 
     rng = np.random.default_rng(3)
     s = rng.random(5000)

@@ -1,4 +1,4 @@
-"""Negative audio (kwslib.negatives): real clips read by source, espeak non-keyword speech, streams."""
+"""Negative audio (kwslib.data.negatives): real clips read by source, espeak non-keyword speech, streams."""
 import csv
 import os
 import re
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from kwslib import negatives as N
+from kwslib.data import negatives as N
 from kwslib.data import synthetic as S
 from kwslib.data.base import CLASS_INDEX, CLIP_SAMPLES, KEYWORDS, SAMPLE_RATE
 from kwslib.errors import AudioError, ConfigError, DatasetError
@@ -412,8 +412,8 @@ def test_real_negative_parts_keep_sources_apart(tmp_path):
 
 def test_training_on_real_negatives_refuses_to_test_on_them(tmp_path, monkeypatch):
     from kwslib.data import DataConfig
-    from kwslib.evaluate import NegativesConfig
-    from kwslib.experiment import experiment_config
+    from kwslib.evaluation.evaluate import NegativesConfig
+    from kwslib.study.experiment import experiment_config
 
     with pytest.raises(ConfigError, match="unknown_real_parts"):
         DataConfig(unknown_real_parts=["test"])
@@ -431,7 +431,7 @@ def test_training_on_real_negatives_refuses_to_test_on_them(tmp_path, monkeypatc
 
 def test_real_rejection_clips_join_training_and_the_stream_reads_the_test_part(tmp_path):
     from kwslib.data import DataConfig, build_corpus
-    from kwslib.evaluate import NegativesConfig, negative_streams
+    from kwslib.evaluation.evaluate import NegativesConfig, negative_streams
 
     _write_folder(tmp_path)
     clips = N.load_real_negatives(tmp_path)

@@ -6,8 +6,8 @@ Skipped (with the reason) only where aarch64-linux-gnu-gcc or qemu-aarch64 is ab
 import numpy as np
 import pytest
 
-from kwslib import ckernels, export
-from kwslib.engine import float_forward, float_layers, random_int_model
+from kwslib.deploy import ckernels, export
+from kwslib.deploy.engine import float_forward, float_layers, random_int_model
 from kwslib.quant.intspec import IntLayer, quantize_input, quantize_multiplier
 
 VARIANTS = ("neon", "neon-dotprod", "scalar")
@@ -133,8 +133,8 @@ def test_log_counter_handles_chunk_boundaries(tmp_path, monkeypatch):
 def test_whole_pipeline_instructions_per_audio_second(tmp_path, harnesses):
     """The pipeline harness under qemu: a count per second of audio, steady state, float32 > integer,
     and the difference of two lengths (setup and start-up cancel) scales with the audio."""
-    from kwslib.bench import bench_audio
-    from kwslib.pipeline import harness_config_text
+    from kwslib.study.bench import bench_audio
+    from kwslib.deploy.pipeline import harness_config_text
 
     m = random_int_model(4, **dict(SMALL, dims=(64, 24, 12)), seed=3)
     m.feature_config = {"n_mels": 16}

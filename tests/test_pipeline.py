@@ -6,12 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kwslib import export
-from kwslib.ckernels import availability
-from kwslib.engine import float_forward, float_layers, random_int_model, softmax
+from kwslib.deploy import export
+from kwslib.deploy.ckernels import availability
+from kwslib.deploy.engine import float_forward, float_layers, random_int_model
+from kwslib.quant.intspec import softmax
 from kwslib.errors import ArtifactError, ConfigError
-from kwslib.features import FeatureConfig, logmel_numpy
-from kwslib.pipeline import CFrontend, CPipeline, NumpyPipeline, as_pcm16, open_pipeline
+from kwslib.frontend.features import FeatureConfig, logmel_numpy
+from kwslib.deploy.pipeline import CFrontend, CPipeline, NumpyPipeline, as_pcm16, open_pipeline
 from kwslib.quant.intspec import quantize_input
 
 pytestmark = pytest.mark.skipif(not availability()[0], reason=f"no C kernels here: {availability()[1]}")
@@ -83,8 +84,8 @@ def test_c_pipeline_detections_equal_the_numpy_specification(bits, threshold, fr
 
 def test_scores_are_the_numpy_engines_posteriors():
     """The C scores are the smoothed softmax of the integer engine on the same windows (not just close)."""
-    from kwslib.engine import Detector, Engine
-    from kwslib.streaming import sliding_windows
+    from kwslib.deploy.engine import Detector, Engine
+    from kwslib.frontend.streaming import sliding_windows
 
     m = model(5, seed=3)
     pcm = signal(6.0, seed=3)
@@ -112,7 +113,7 @@ def test_float32_mode_runs_the_float_network():
     m = model(8, seed=6)
     pcm = signal(4.0, seed=6)
     det = CPipeline(export.to_bytes(m), 0.0, 1, 1, mode="f32", frontend="float").push(pcm)
-    from kwslib.streaming import sliding_windows
+    from kwslib.frontend.streaming import sliding_windows
 
     w = sliding_windows(logmel_numpy(pcm.astype(np.float32) / 32768.0), 96, 4)
     post = softmax(float_forward(float_layers(m), m.input_vector(w)))
@@ -147,7 +148,7 @@ def test_pcm16_conversion():
 
 def _real_streams():
     """Real audio streams of this machine's data (env vars), or none."""
-    from kwslib.audio import read_wav
+    from kwslib.frontend.audio import read_wav
 
     out = {}
     root = os.environ.get("KWS_SC12_ROOT")
@@ -180,7 +181,7 @@ def test_real_speech_streams_give_identical_detections(name):
 
 
 def test_keyword_hits_and_front_end_comparison():
-    from kwslib.pipeline import compare_frontends, keyword_hits, stream_detections
+    from kwslib.deploy.pipeline import compare_frontends, keyword_hits, stream_detections
 
     names = ["_silence_", "_unknown_", "yes", "no"]
     segs = [(0, 16000, 2), (16000, 32000, 0), (32000, 48000, 3), (48000, 64000, 2)]
@@ -206,8 +207,8 @@ def test_keyword_hits_and_front_end_comparison():
 
 
 def test_frontend_study_reads_codes_and_detections_per_model():
-    from kwslib.intfrontend import log2_mel
-    from kwslib.pipeline import CIntFrontend, frontend_study
+    from kwslib.frontend.intfrontend import log2_mel
+    from kwslib.deploy.pipeline import CIntFrontend, frontend_study
 
     fe = CIntFrontend(FeatureConfig())
     a, b = signal(3.0, seed=8), signal(2.0, seed=9)

@@ -3,15 +3,15 @@ from pathlib import Path
 
 import pytest
 
-from kwslib import reproduce
+from kwslib.study import reproduce
 from kwslib.config import load_yaml
 from kwslib.errors import ConfigError
 from kwslib.data import load_corpus
-from kwslib.experiment import experiment_config
+from kwslib.study.experiment import experiment_config
 
 from test_speech_commands import make_full
 
-ROOT = Path(reproduce.__file__).resolve().parent.parent
+ROOT = Path(reproduce.__file__).resolve().parents[2]  # kwslib/study/reproduce.py -> the repository
 PROFILES = sorted(p.name for p in (ROOT / "params").iterdir() if p.is_dir())
 
 
@@ -63,7 +63,7 @@ def test_every_profile_writes_out_the_sections_a_run_depends_on(profile):
 
 
 def test_sc_full_replicate_config():
-    from kwslib.replicates import replicate_config
+    from kwslib.study.replicates import replicate_config
 
     shared = load_yaml(ROOT / "params" / "sc-full" / "shared.yaml")
     cfg = experiment_config(**{k: shared[k] for k in RUN_SECTIONS})
@@ -76,7 +76,7 @@ def test_sc_full_profile_trains_and_reads_on_a_tiny_full_layout_tree(tmp_path):
     """The sc-full profile end to end on a full-archive layout (35 word folders, the official lists,
     _background_noise_): its corpus, its replicate, one float epoch and the evaluation of that model. Only the
     size is cut (epochs, negative hours): the data path, the split and the replicate kind are the profile's."""
-    from kwslib import experiment
+    from kwslib.study import experiment
 
     root = make_full(tmp_path / "speech_commands_v0.02")
     shared = load_yaml(ROOT / "params" / "sc-full" / "shared.yaml")

@@ -169,7 +169,7 @@ def test_config_validation():
 
 
 def test_stage1_figures_are_saved(tmp_path, w):
-    from kwslib import plots
+    from kwslib.study import plots
 
     cfg = WeightQuantConfig(3, "tanh")
     plots.weight_histograms(w, {"w_t": (normalized(w, cfg), "dense"), "codes": (weight_codes(w, cfg), "codes")},

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from kwslib.audio import check_recording, describe_recording, recording_chunks
+from kwslib.frontend.audio import check_recording, describe_recording, recording_chunks
 from kwslib.errors import AudioError
 
 FREQS = (310.0, 1230.0, 3100.0)  # well inside every rate's band (the lowest rate, 8 kHz, passes < 4 kHz)

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from kwslib import experiment, replicates as R, stats
+from kwslib.study import experiment, replicates as R
+from kwslib.evaluation import stats
 from kwslib.errors import ConfigError
 
 
@@ -256,7 +257,7 @@ def test_real_speech_bad_input_and_pooled_curve_by_source():
 
 
 def test_load_pooled_curves_by_source(tmp_path):
-    from kwslib.experiment import Paths
+    from kwslib.study.experiment import Paths
 
     p = Paths(tmp_path / "res", tmp_path / "cache")
     spk = _speakers(5, 2)
@@ -272,10 +273,10 @@ def test_load_pooled_curves_by_source(tmp_path):
 def test_records_keep_per_unit_counts_at_the_thresholds_and_the_entry_measures_all_three_parts(tmp_path_factory):
     """model_record's sparse per-unit counts add up to the DET curve at every band threshold and give back the
     operating-point threshold; pooled_entry over such records measures speakers, threshold and training."""
-    from kwslib import evaluate
+    from kwslib.evaluation import evaluate
     from kwslib.data import DataConfig, load_corpus
-    from kwslib.evaluate import EvalConfig, NegativesConfig, prepare_eval
-    from kwslib.features import FeatureConfig
+    from kwslib.evaluation.evaluate import EvalConfig, NegativesConfig, prepare_eval
+    from kwslib.frontend.features import FeatureConfig
 
     cache = tmp_path_factory.mktemp("cache")
     corpus = load_corpus(DataConfig(source="synthetic", synthetic={"n_voices": 6, "clips_per_class_per_voice": 1,

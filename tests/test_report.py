@@ -1,4 +1,4 @@
-from kwslib import report
+from kwslib.study import report
 
 
 def _summary():
@@ -122,7 +122,7 @@ def test_cpu_claim_says_why_it_was_not_measured():
 
 def test_bench_summary_nulls_every_arm_key_when_not_measured(tmp_path):
     """A run without the aarch64 tools overwrites every earlier ARM count with null (merged into summary.json)."""
-    from kwslib import bench
+    from kwslib.study import bench
     from kwslib.summary import update_summary
 
     update_summary(tmp_path, "t", {"cpu": {"aarch64_instructions_per_inference": {

@@ -1,7 +1,8 @@
 """The report says what a verdict rests on and which of the paper's claims the data decides."""
 import numpy as np
 
-from kwslib import replicates as R, report, stats
+from kwslib.study import replicates as R, report
+from kwslib.evaluation import stats
 
 
 def _summary():

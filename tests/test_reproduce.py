@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from kwslib import reproduce
+from kwslib.study import reproduce
 from kwslib.errors import ConfigError
 
 
@@ -97,7 +97,7 @@ def test_shared_params_merge_under_the_notebooks_own(tree):
 
 
 def test_every_real_notebook_has_params_for_each_profile():
-    root = Path(reproduce.__file__).resolve().parent.parent
+    root = Path(reproduce.__file__).resolve().parents[2]  # kwslib/study/reproduce.py -> the repository
     for nb_stem, params_stem in reproduce.NOTEBOOKS:
         nb = root / "notebooks" / f"{nb_stem}.ipynb"
         if not nb.exists():

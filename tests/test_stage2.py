@@ -8,7 +8,7 @@ import torch
 
 from kwslib.data.base import CLASS_INDEX, ClipSet, Corpus
 from kwslib.errors import ArtifactError
-from kwslib.features import FeatureConfig
+from kwslib.frontend.features import FeatureConfig
 from kwslib.model import KWSNet, ModelConfig
 from kwslib.quant import intspec
 from kwslib.quant import stage2 as s2m
@@ -318,7 +318,7 @@ def tone_set(n, seed):
 
 def test_train_stage2_runs_checkpoints_and_resumes(tmp_path):
     from kwslib.data.augment import AugmentConfig
-    from kwslib.train import TrainConfig
+    from kwslib.train.loop import TrainConfig
 
     cfg = ModelConfig(context_frames=96, decimate=8, hidden=[16], dropout=0.0)
     fm = float_model(cfg=cfg)

@@ -1,4 +1,4 @@
-"""Tests of kwslib.stats: paired cluster bootstrap, verdicts, power, Poisson CI, McNemar."""
+"""Tests of kwslib.evaluation.stats: paired cluster bootstrap, verdicts, power, Poisson CI, McNemar."""
 import itertools
 import json
 import math
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from kwslib import stats as ks
-from kwslib.stats import (
+from kwslib.evaluation import stats as ks
+from kwslib.evaluation.stats import (
     equivalence_power_margin,
     equivalence_verdict,
     grouped_bootstrap_diff,

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from kwslib.data.base import CLIP_SAMPLES, SAMPLE_RATE, ClipSet
-from kwslib.streams import Stream, build_stream, keyword_masks, pad_clip
+from kwslib.data.streams import Stream, build_stream, keyword_masks, pad_clip
 
 
 def _clips(n=30, seed=0):

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from kwslib import plots
+from kwslib.study import plots
 from kwslib.errors import ConfigError
 from kwslib.summary import load_summary, update_summary
 

@@ -1,10 +1,10 @@
-"""Notebook tables (kwslib.tables): compact configs, rounded values, wide tables split to fit a page."""
+"""Notebook tables (kwslib.study.tables): compact configs, rounded values, wide tables split to fit a page."""
 import dataclasses
 
 import pandas as pd
 import pytest
 
-from kwslib import tables
+from kwslib.study import tables
 from kwslib.errors import ConfigError
 
 

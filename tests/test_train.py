@@ -5,10 +5,10 @@ import torch
 
 from kwslib.data.augment import AugmentConfig
 from kwslib.data.base import CLASS_INDEX, ClipSet
-from kwslib.features import FeatureConfig
+from kwslib.frontend.features import FeatureConfig
 from kwslib.model import ModelConfig, build_model
-from kwslib.features import clip_features
-from kwslib.train import TrainConfig, fit, lr_at, normalization_stats
+from kwslib.frontend.features import clip_features
+from kwslib.train.loop import TrainConfig, fit, lr_at, normalization_stats
 
 TONES = {"yes": 400.0, "no": 1200.0, "up": 3000.0}
 
@@ -92,7 +92,7 @@ def test_resume_after_kill_gives_same_weights(data, tmp_path):
 
 
 def test_augmentation_bank_versions_and_reuse(data):
-    from kwslib import train as tr
+    from kwslib.train import loop as tr
     from kwslib.data.augment import augment_audio, noise_tensor
 
     train, _ = data
@@ -141,7 +141,7 @@ def test_lr_schedule_warmup_and_cosine():
 
 
 def test_mixup_draw_is_seeded_and_in_range():
-    from kwslib.train import mixup_draw
+    from kwslib.train.loop import mixup_draw
 
     lam, pair = mixup_draw(10, 0.4, torch.Generator().manual_seed(3))
     lam2, pair2 = mixup_draw(10, 0.4, torch.Generator().manual_seed(3))
@@ -154,7 +154,7 @@ def test_mixup_draw_is_seeded_and_in_range():
 
 
 def test_fit_with_mixup_mixes_learns_and_resumes(data, tmp_path, monkeypatch):
-    from kwslib import train as tr
+    from kwslib.train import loop as tr
 
     train, val = data
     cfg = small_cfg(mixup_alpha=0.4)

@@ -1,4 +1,4 @@
-"""Choosing settings on validation data (kwslib.tuning) and synthetic pretraining (experiment.pretrain_synthetic)."""
+"""Choosing settings on validation data (kwslib.study.tuning) and synthetic pretraining (experiment.pretrain_synthetic)."""
 import json
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 
-from kwslib import tuning
+from kwslib.study import tuning
 from kwslib.errors import ConfigError
 
 TINY = {"n_voices": 6, "clips_per_class_per_voice": 1, "noise_seconds": 30.0}
@@ -89,7 +89,7 @@ def _tiny_profile(tmp_path):
 
 
 def test_run_trial_reads_validation_only_and_logs(tmp_path, monkeypatch):
-    from kwslib import evaluate as ev
+    from kwslib.evaluation import evaluate as ev
 
     monkeypatch.delenv("KWS_REAL_NEGATIVES_ROOT", raising=False)  # no real speech: synthetic negatives only
     root = _tiny_profile(tmp_path)
@@ -116,7 +116,7 @@ def test_run_trial_reads_validation_only_and_logs(tmp_path, monkeypatch):
 
 def test_validation_record_reads_the_curve_and_unknown_recall():
     from kwslib.data.base import CLASS_INDEX
-    from kwslib.evaluate import EvalResult
+    from kwslib.evaluation.evaluate import EvalResult
 
     u = CLASS_INDEX["_unknown_"]
     conf = np.zeros((12, 12), np.int64)
@@ -163,7 +163,7 @@ def test_cli_writes_table_and_rejects_set_without_name(tmp_path, capsys):
 
 
 def test_pretrain_synthetic_starts_fine_tuning_from_pretrained_weights(tmp_path):
-    from kwslib import experiment as ex
+    from kwslib.study import experiment as ex
     from kwslib.data import load_corpus
 
     cfg = ex.experiment_config(data={"source": "synthetic", "synthetic": TINY},
@@ -190,7 +190,7 @@ def test_pretrain_synthetic_starts_fine_tuning_from_pretrained_weights(tmp_path)
 
 def test_validation_reads_the_real_val_part_only_when_not_trained_on(tmp_path, monkeypatch):
     import kwslib.data as kd
-    from kwslib import evaluate as ev
+    from kwslib.evaluation import evaluate as ev
     from kwslib.data.base import ClipSet, Corpus
 
     got = []

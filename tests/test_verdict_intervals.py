@@ -8,7 +8,7 @@ shared by every replicate (the same negative audio). The truth is the mean diffe
 import numpy as np
 import pytest
 
-from kwslib import stats
+from kwslib.evaluation import stats
 
 SD_TRAINING = 0.025  # per replicate, FRR difference (2.5 points): dominates, as measured on sc12
 SD_THRESHOLD_OWN = 0.006
@@ -194,7 +194,7 @@ def negative_pair(rng, pos_f, pos_q):
 
 def _point(f, q):
     """The FRR difference on the whole sample, each threshold the lowest grid value at or under OP."""
-    from kwslib import replicates as R
+    from kwslib.study import replicates as R
 
     out = []
     for rec in (f, q):
@@ -207,7 +207,7 @@ def _point(f, q):
 def test_negative_bootstrap_measures_the_threshold_variance():
     """Its sd of the FRR difference (one sample of negative audio, thresholds re-derived per draw) matches the
     sd over fresh samples of negative audio."""
-    from kwslib import replicates as R
+    from kwslib.study import replicates as R
 
     rng = np.random.default_rng(7)
     pos_f = rng.uniform(0.5, 1.0, 800)
@@ -231,7 +231,7 @@ def test_negative_bootstrap_measures_the_threshold_variance():
 
 
 def test_negative_bootstrap_bad_input_and_old_records():
-    from kwslib import replicates as R
+    from kwslib.study import replicates as R
 
     rng = np.random.default_rng(8)
     f, q = negative_pair(rng, rng.random(50), rng.random(50))

@@ -39,11 +39,11 @@ class DataConfig:
     synthetic_seed: int = 0
     mix_synthetic_train: bool = False  # add the synthetic corpus's train split to a real train split
     # Rejection training: this many hours of espeak-ng non-keyword speech (the "train" half of the
-    # vocabulary; kwslib.negatives.unknown_training_clips), cut into 1-s _unknown_ clips, join the train split.
+    # vocabulary; kwslib.data.negatives.unknown_training_clips), cut into 1-s _unknown_ clips, join the train split.
     unknown_speech_hours: float = 0.0
     unknown_speech_seed: int = 2000
-    # Rejection training on real speech: these parts (kwslib.negatives.REAL_PARTS: "train", "val") of the real
-    # non-keyword speech (split by source folder, kwslib.negatives.real_negative_parts), cut into 1-s _unknown_
+    # Rejection training on real speech: these parts (kwslib.data.negatives.REAL_PARTS: "train", "val") of the real
+    # non-keyword speech (split by source folder, kwslib.data.negatives.real_negative_parts), cut into 1-s _unknown_
     # clips, join the train split. The folder: real_root, else $real_env. The "test" part is held out for the
     # per-hour axis (negatives.real_parts); ExperimentConfig refuses a run that would test on what it trained on.
     unknown_real_parts: list[str] = field(default_factory=list)
@@ -65,7 +65,7 @@ class DataConfig:
             raise ConfigError(f"data.split_fractions must be three positive numbers summing to 1, got {self.split_fractions}")
         if self.unknown_speech_hours < 0:
             raise ConfigError(f"data.unknown_speech_hours must be >= 0, got {self.unknown_speech_hours!r}")
-        from ..negatives import REAL_PARTS
+        from .negatives import REAL_PARTS
 
         trainable = [p for p in REAL_PARTS if p != "test"]
         bad = sorted(set(self.unknown_real_parts) - set(trainable))
@@ -106,13 +106,13 @@ def build_corpus(cfg: DataConfig) -> Corpus:
             corpus = sc.load_full(root, version=cfg.version, silence_fraction=cfg.silence_fraction,
                                   seed=cfg.split_seed, noise_test_fraction=cfg.noise_test_fraction)
     if cfg.unknown_speech_hours > 0:
-        from ..negatives import unknown_training_clips
+        from .negatives import unknown_training_clips
 
         extra = unknown_training_clips(cfg.unknown_speech_hours, seed=cfg.unknown_speech_seed)
         corpus.train = ClipSet.concat([corpus.train, extra])
         corpus.notes["unknown_speech_train_clips"] = len(extra)
     if cfg.unknown_real_parts:
-        from ..negatives import real_unknown_training_clips
+        from .negatives import real_unknown_training_clips
 
         extra = real_unknown_training_clips(cfg.unknown_real_parts, cfg.real_root, cfg.real_env)
         corpus.train = ClipSet.concat([corpus.train, extra])

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from ..frontend.audio import SAMPLE_RATE  # noqa: F401  (re-exported: the data schema's rate)
 CLIP_SAMPLES = 16000  # Speech Commands clips are 1 s
 
 KEYWORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]

@@ -9,7 +9,7 @@ Its train/validation splits hold the six background-noise recordings whole as
 ``_silence_`` records (``speaker_id`` None); its test split is the 12-class
 test-set archive (1-s ``_silence_`` clips, unknown words by their own label).
 
-Audio is decoded here with soundfile (:func:`kwslib.audio.read_wav`): the
+Audio is decoded here with soundfile (:func:`kwslib.frontend.audio.read_wav`): the
 column is cast to ``Audio(decode=False)`` so ``datasets`` never loads its
 ffmpeg/torchcodec-based decoder.
 """
@@ -23,11 +23,20 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
-from ..audio import check_audio, fit_to_clip, read_wav
+from ..frontend.audio import check_audio, fit_to_clip, read_wav
 from ..errors import DatasetError, AudioError, OfflineError
 from .base import (
-    ALL_WORDS_V1, ALL_WORDS_V2, CLASS_INDEX, CLIP_SAMPLES, SAMPLE_RATE, SILENCE, UNKNOWN,
-    ClipSet, Corpus, split_noise_by_time, word_to_class,
+    ALL_WORDS_V1,
+    ALL_WORDS_V2,
+    CLASS_INDEX,
+    CLIP_SAMPLES,
+    SAMPLE_RATE,
+    SILENCE,
+    UNKNOWN,
+    ClipSet,
+    Corpus,
+    split_noise_by_time,
+    word_to_class,
 )
 from .speech_commands import _report_bad, cut_silence
 

@@ -12,7 +12,7 @@ particular machine keeps the data):
   ``validation_list.txt``, ``testing_list.txt`` and ``_background_noise_/``:
   :func:`load_full` keeps the official split.
 
-Clips are decoded with :func:`kwslib.audio.read_wav` (16 kHz mono 16-bit PCM
+Clips are decoded with :func:`kwslib.frontend.audio.read_wav` (16 kHz mono 16-bit PCM
 only) and centre-padded/cropped to 1 s. Unreadable clips are skipped with one
 counted warning, unless more than :data:`MAX_BAD_FRACTION` of them are bad,
 which means the folder is not the dataset we think it is.
@@ -36,11 +36,20 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import fit_to_clip, read_wav
+from ..frontend.audio import fit_to_clip, read_wav
 from ..errors import AudioError, ConfigError, DatasetError, OfflineError
 from .base import (
-    ALL_WORDS_V1, ALL_WORDS_V2, CLASS_INDEX, CLIP_SAMPLES, KEYWORDS, SILENCE, UNKNOWN,
-    ClipSet, Corpus, split_noise_by_time, word_to_class,
+    ALL_WORDS_V1,
+    ALL_WORDS_V2,
+    CLASS_INDEX,
+    CLIP_SAMPLES,
+    KEYWORDS,
+    SILENCE,
+    UNKNOWN,
+    ClipSet,
+    Corpus,
+    split_noise_by_time,
+    word_to_class,
 )
 
 #: More unreadable clips than this fraction means a damaged or wrong folder: DatasetError.

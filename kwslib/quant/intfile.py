@@ -1,7 +1,7 @@
 """The integer model file (``models/stage2_w{b}.int.npz``): write, read, validate, with no torch.
 
 Stage 2 (``kwslib.quant.stage2``) converts a trained model into an :class:`~kwslib.quant.intspec.IntModel`
-and saves it here; the inference path (``kwslib export``, ``kwslib.bench``, the notebooks' integer
+and saves it here; the inference path (``kwslib export``, ``kwslib.study.bench``, the notebooks' integer
 engines) reads it back without loading the training framework. A numpy ``.npz`` with no pickles:
 a format tag, a version, the model's scalars and one array per layer field.
 """

@@ -180,3 +180,21 @@ class IntModel:
     def logits(self, out_q: np.ndarray) -> np.ndarray:
         last = self.layers[-1]
         return (out_q.astype(np.float32) - last.out_zero_point) * np.float32(last.out_scale)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row softmax, float32, in an operation order a C program reproduces bit for bit.
+
+    ``z = l - max(l)`` (float32); ``e_j = float32(exp(float64(z_j)))`` (the exponential in float64,
+    where every libm and numpy agree to far below float32 rounding); ``s = e_0 + e_1 + ...`` summed
+    left to right in float32; ``p_j = e_j / s``. kws_pipeline.c computes exactly this, so the C
+    detector's scores equal the numpy engine's, and thresholds read off these scores (the report's
+    operating point) mean the same thing on both. ``stage2.int_posterior_fn`` uses it too.
+    """
+    logits = np.asarray(logits, np.float32)
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z.astype(np.float64)).astype(np.float32)
+    s = e[:, 0].copy()
+    for j in range(1, e.shape[1]):
+        s = s + e[:, j]
+    return (e / s[:, None]).astype(np.float32)

@@ -220,12 +220,12 @@ def train_stage1(float_model, corpus, feat_cfg, train_cfg, stage_cfg: Stage1Conf
                  ckpt_dir=None, log=print, progress: bool = False):
     """Stage-1 QAT from ``float_model`` (not modified). Returns (model in eval mode, history list).
 
-    ``ckpt_dir``: per-epoch checkpoints and resume (see kwslib.train.fit); a
+    ``ckpt_dir``: per-epoch checkpoints and resume (see kwslib.train.loop.fit); a
     checkpoint left by a different run (other float weights, schedule or
     quantizer) is discarded, not resumed.
     """
     from ..io import atomic_write_text
-    from ..train import fit, run_key, set_seed
+    from ..train.loop import fit, run_key, set_seed
 
     model = quantize_model(float_model, wcfg)
     cfg = stage_cfg.train_config(train_cfg)

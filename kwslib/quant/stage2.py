@@ -360,14 +360,14 @@ def train_stage2(stage1_model, corpus, feat_cfg, train_cfg, stage2_cfg: Stage2Co
     """Fold ``stage1_model`` (not modified), calibrate, fine-tune with fake quantization.
 
     ``train_cfg``: the float run's TrainConfig (``stage2_cfg`` replaces the
-    schedule). ``ckpt_dir``: per-epoch checkpoints and resume (kwslib.train.fit);
+    schedule). ``ckpt_dir``: per-epoch checkpoints and resume (kwslib.train.loop.fit);
     a checkpoint of a different run is discarded. Returns (Stage2Net in eval
     mode with observers off, history list).
     """
     from ..io import atomic_write_text
-    from ..streaming import center_window
-    from ..features import clip_features
-    from ..train import fit, run_key, set_seed
+    from ..frontend.streaming import center_window
+    from ..frontend.features import clip_features
+    from ..train.loop import fit, run_key, set_seed
 
     s2 = stage2_cfg
     cfg = s2.train_config(train_cfg)
@@ -465,7 +465,7 @@ def int_forward(model: intspec.IntModel, windows, batch: int = 8192) -> np.ndarr
 def int_posterior_fn(model: intspec.IntModel, batch: int = 8192):
     """windows -> softmax of the integer mode's dequantized logits (``IntModel.logits``), float32."""
 
-    from ..engine import softmax  # the one softmax of every integer path (bit-identical posteriors)
+    from .intspec import softmax  # the one softmax of every integer path (bit-identical posteriors)
 
     def fn(windows):
         return softmax(model.logits(int_forward(model, windows, batch)))

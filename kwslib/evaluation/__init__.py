@@ -1,0 +1,1 @@
+"""Evaluation: the measures (``metrics``), the protocol on clips and streams (``evaluate``), statistics (``stats``)."""
