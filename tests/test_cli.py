@@ -166,6 +166,7 @@ def _results_tree(tmp_path, thresholds=None):
     """A results folder as notebooks 1 and 3 leave it: int models and records (with the model file's digest)
     of two replicates, summary entries pooled by replicates.pooled_entry. Returns (paths, thresholds, summary)."""
     from kwslib.study import replicates as R
+    from kwslib.study import verdicts
     from kwslib.study.experiment import Paths
     from kwslib.quant.intfile import save_int_model
     from kwslib.summary import load_summary, update_summary
@@ -186,10 +187,10 @@ def _results_tree(tmp_path, thresholds=None):
             rec = _op_record(thr, seed=10 * k + len(name))
             R.save_record(R.record_path(rp, name), rec, digest)
             recs[name].append(R.load_record(R.record_path(rp, name)))
-    models = {"float": R.pooled_entry(recs["float"], None, 0.02, n_boot=50, op_fdph=10.0)}
+    models = {"float": verdicts.pooled_entry(recs["float"], None, 0.02, n_boot=50, op_fdph=10.0)}
     for name in thresholds:
         if name != "float":
-            models[name] = dict(R.pooled_entry(recs[name], recs["float"], 0.02, n_boot=50, op_fdph=10.0),
+            models[name] = dict(verdicts.pooled_entry(recs[name], recs["float"], 0.02, n_boot=50, op_fdph=10.0),
                                 int_model_file=f"models/{name}.int.npz")
     update_summary(p.results, "demo", {"operating_point": {"false_detections_per_hour": 10.0}, "models": models})
     return p, thresholds, load_summary(p.results)

@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 
 from kwslib.study import experiment, replicates as R
+from kwslib.study import rerun
+from kwslib.study import verdicts
 from kwslib.evaluation import stats
 from kwslib.errors import ConfigError
 
@@ -31,7 +33,7 @@ def test_pooled_entry_pools_and_pairs():
     rng = np.random.default_rng(0)
     floats = [fake_record(rng) for _ in range(3)]
     same = [dict(f, counts_at_float_frr=f["counts_at_op"]) for f in floats]
-    e = R.pooled_entry(same, floats, margin=0.02, n_boot=500)
+    e = verdicts.pooled_entry(same, floats, margin=0.02, n_boot=500)
     all_misses = np.concatenate([f["misses_at_op"] for f in floats])
     assert e["frr_at_op"] == pytest.approx(all_misses.mean())
     assert e["delta_frr"] == 0 and e["delta_frr_ci"] == [0.0, 0.0] and e["verdict"] == "equivalent"
@@ -43,7 +45,7 @@ def test_pooled_entry_pools_and_pairs():
     assert e["frr_at_fdph"]["1"] is None and e["frr_at_fdph"]["10"] == pytest.approx(all_misses.mean())
     # a model that misses 15% more of the same clips is worse, by the paired difference
     worse = [fake_record(rng, base=f, shift=0.15) for f in floats]
-    w = R.pooled_entry(worse, floats, margin=0.02, n_boot=500)
+    w = verdicts.pooled_entry(worse, floats, margin=0.02, n_boot=500)
     diff = np.concatenate([q["misses_at_op"] for q in worse]).mean() - all_misses.mean()
     assert w["delta_frr"] == pytest.approx(diff) and w["verdict"] == "worse" and not w["parity_paired"]
     ref = stats.grouped_bootstrap_diff(np.concatenate([f["pos_speakers"] for f in floats]), all_misses.astype(float),
@@ -62,14 +64,14 @@ def test_pooled_entry_pools_and_pairs():
         "op_fdph" in w["variance_components"]["threshold_negatives_reason"]
     # the per-hour difference: units are shared across replicates (one cluster per unit id)
     more = [dict(q, counts_at_float_frr=f["counts_at_op"] + 1) for q, f in zip(worse, floats)]
-    m = R.pooled_entry(more, floats, margin=0.02, n_boot=200)
+    m = verdicts.pooled_entry(more, floats, margin=0.02, n_boot=200)
     assert m["delta_fdph"] == pytest.approx(1 / 0.02)
 
 
 def test_few_speakers_are_inconclusive_and_bad_input():
     rng = np.random.default_rng(1)
     f = [fake_record(rng, n_spk=5)]
-    e = R.pooled_entry([dict(f[0], counts_at_float_frr=f[0]["counts_at_op"])], f, margin=0.02, n_boot=100)
+    e = verdicts.pooled_entry([dict(f[0], counts_at_float_frr=f[0]["counts_at_op"])], f, margin=0.02, n_boot=100)
     assert e["delta_frr_ci_speakers_only"] == [0.0, 0.0] and e["verdict"] == "inconclusive"  # proves nothing
     # one run measures no training variance: the interval is the speakers-only one, labelled, and no verdict
     assert e["delta_frr_ci"] == e["delta_frr_ci_speakers_only"] and "1 replicate" in e["verdict_reason"]
@@ -77,15 +79,15 @@ def test_few_speakers_are_inconclusive_and_bad_input():
     assert e["delta_fdph_ci"] == e["delta_fdph_ci_units_only"] and e["min_detectable_delta_frr"] is not None
     assert e["replicates_needed"] is None and e["replicates_needed_reason"]
     two = [fake_record(rng, n_spk=5) for _ in range(2)]
-    e2 = R.pooled_entry([dict(x, counts_at_float_frr=x["counts_at_op"]) for x in two], two, margin=0.02, n_boot=100)
+    e2 = verdicts.pooled_entry([dict(x, counts_at_float_frr=x["counts_at_op"]) for x in two], two, margin=0.02, n_boot=100)
     assert e2["delta_frr_ci"] == [0.0, 0.0] and e2["verdict"] == "inconclusive"  # [0, 0] from 10 speakers
     assert "speakers" in e2["verdict_reason"]
     with pytest.raises(ConfigError, match="margin"):
-        R.pooled_entry(f, f, margin=0.0)
+        verdicts.pooled_entry(f, f, margin=0.0)
     with pytest.raises(ValueError, match="float records"):
-        R.pooled_entry(f, f + f, margin=0.02)
+        verdicts.pooled_entry(f, f + f, margin=0.02)
     with pytest.raises(ValueError, match="no records"):
-        R.pooled_entry([], None, margin=0.02)
+        verdicts.pooled_entry([], None, margin=0.02)
 
 
 def test_replicate_configs():
@@ -131,7 +133,7 @@ def test_a_finished_replicate_is_reused(tmp_path):
     for f, a in zip(first, again):
         np.testing.assert_array_equal(f[4]["misses_at_op"], a[4]["misses_at_op"])
     assert experiment.float_record(reps[1])["accuracy"] == first[1][4]["accuracy"]
-    curves = R.load_pooled_curves(p, 2)
+    curves = verdicts.load_pooled_curves(p, 2)
     assert set(curves) == {"float"} and len(curves["float"]["frr"]) == len(curves["float"]["thresholds"])
     other = experiment.experiment_config(**{**{k: getattr(cfg, k).__dict__ for k in ("data", "model", "eval")},
                                             "train": {"epochs": 2, "threads": 1},
@@ -175,7 +177,7 @@ def test_real_speech_entry_reads_each_replicate_on_real_speech_alone():
     rng = np.random.default_rng(3)
     spk = _speakers(30, 6)
     recs = [real_record(rng.random(len(spk)), spk) for _ in range(3)]
-    e = R.pooled_entry(recs, None, margin=0.02, n_boot=300, op_fdph=20.0)
+    e = verdicts.pooled_entry(recs, None, margin=0.02, n_boot=300, op_fdph=20.0)
     rs = e["real_speech"]
     scores = np.concatenate([r["pos_scores"] for r in recs])
     for level, thr in (("10", 0.7), ("5", 0.8), ("1", 0.9)):
@@ -197,9 +199,9 @@ def test_real_speech_entry_reads_each_replicate_on_real_speech_alone():
     assert "delta_frr" not in at  # the float model has nothing to be paired with
     # enough events: 3 h of real speech support 10/h (30 >= 20), not 5/h (15); min_events moves the line
     big = [real_record(r["pos_scores"], spk, real_hours=3.0) for r in recs]
-    rs_big = R.pooled_entry(big, None, margin=0.02, n_boot=50)["real_speech"]
+    rs_big = verdicts.pooled_entry(big, None, margin=0.02, n_boot=50)["real_speech"]
     assert rs_big["supported"] == {"1": False, "5": False, "10": True} and "at_op_rate" not in rs_big
-    rs_low = R.pooled_entry(recs, None, margin=0.02, n_boot=50, min_events=5)["real_speech"]
+    rs_low = verdicts.pooled_entry(recs, None, margin=0.02, n_boot=50, min_events=5)["real_speech"]
     assert rs_low["supported"] == {"1": False, "5": False, "10": True} and rs_low["min_events"] == 5
 
 
@@ -211,7 +213,7 @@ def test_real_speech_delta_at_the_operating_rate_is_paired_with_float():
     floats = [real_record(rng.random(len(spk)), spk) for _ in range(2)]
     # same scores, same misses on all negatives; on real speech 4x the detections -> 10/h reads at 0.8, not 0.7
     quants = [real_record(f["pos_scores"], spk, real_fd=REAL_FD * 4) for f in floats]
-    e = R.pooled_entry(quants, floats, margin=0.02, n_boot=300, op_fdph=10.0)
+    e = verdicts.pooled_entry(quants, floats, margin=0.02, n_boot=300, op_fdph=10.0)
     at = e["real_speech"]["at_op_rate"]
     scores = np.concatenate([f["pos_scores"] for f in floats])
     want = np.mean(scores < 0.8) - np.mean(scores < 0.7)
@@ -224,7 +226,7 @@ def test_real_speech_delta_at_the_operating_rate_is_paired_with_float():
     # a model equal to float on real speech but worse on all negatives: the excess is negative
     worse_all = [real_record(f["pos_scores"], spk, misses_at_op=f["misses_at_op"] | (f["pos_scores"] < 0.6))
                  for f in floats]
-    w = R.pooled_entry(worse_all, floats, margin=0.02, n_boot=300, op_fdph=10.0)
+    w = verdicts.pooled_entry(worse_all, floats, margin=0.02, n_boot=300, op_fdph=10.0)
     aw = w["real_speech"]["at_op_rate"]
     assert w["delta_frr"] > 0 and aw["delta_frr"] == 0
     assert aw["delta_frr_all_negatives"] == pytest.approx(w["delta_frr"])
@@ -236,24 +238,24 @@ def test_real_speech_bad_input_and_pooled_curve_by_source():
     r = real_record(np.linspace(0, 1, 10), spk)
     for bad in (0, -1.0, float("nan"), "10", True):
         with pytest.raises(ConfigError, match="op_fdph"):
-            R.pooled_entry([r], None, margin=0.02, n_boot=10, op_fdph=bad)
+            verdicts.pooled_entry([r], None, margin=0.02, n_boot=10, op_fdph=bad)
     for bad in (0, 2.5, None):
         with pytest.raises(ConfigError, match="min_events"):
-            R.pooled_entry([r], None, margin=0.02, n_boot=10, min_events=bad)
+            verdicts.pooled_entry([r], None, margin=0.02, n_boot=10, min_events=bad)
     # no real speech in the records (quick): no real_speech entry, whatever op_fdph says
     syn = fake_record(np.random.default_rng(0))
-    assert "real_speech" not in R.pooled_entry([syn], None, margin=0.02, n_boot=10, op_fdph=10.0)
+    assert "real_speech" not in verdicts.pooled_entry([syn], None, margin=0.02, n_boot=10, op_fdph=10.0)
     # the DET curve of one source: its false detections over its hours, pooled over replicates
     r2 = real_record(np.linspace(0, 1, 10), spk, real_hours=1.5, real_fd=REAL_FD * 2)
-    c = R.pooled_curve([r, r2], source="real_speech")
+    c = verdicts.pooled_curve([r, r2], source="real_speech")
     np.testing.assert_allclose(c["fdph"], (REAL_FD + REAL_FD * 2) / 2.0)
     np.testing.assert_allclose(c["frr"], (r["curve_frr"] + r2["curve_frr"]) / 2)
-    np.testing.assert_allclose(R.pooled_curve([r, r2])["fdph"], (REAL_FD * 3) / (1.5 + 2.5))
+    np.testing.assert_allclose(verdicts.pooled_curve([r, r2])["fdph"], (REAL_FD * 3) / (1.5 + 2.5))
     with pytest.raises(ValueError, match="replicate 0 .* no negative source 'real_speech'.*synthetic_speech"):
-        R.pooled_curve([dict(r, curve_source_false_detections={"synthetic_speech": np.zeros(11)},
+        verdicts.pooled_curve([dict(r, curve_source_false_detections={"synthetic_speech": np.zeros(11)},
                              hours_by_source={"synthetic_speech": 1.0})], source="real_speech")
     with pytest.raises(ValueError, match="no records"):
-        R.pooled_curve([], source="real_speech")
+        verdicts.pooled_curve([], source="real_speech")
 
 
 def test_load_pooled_curves_by_source(tmp_path):
@@ -265,9 +267,9 @@ def test_load_pooled_curves_by_source(tmp_path):
         q = R.replicate_paths(p, k)
         (q.results / "records").mkdir(parents=True, exist_ok=True)
         R.save_record(R.record_path(q, "float"), real_record(np.linspace(0, 1, 10), spk, real_hours=h))
-    c = R.load_pooled_curves(p, 2, source="real_speech")["float"]
+    c = verdicts.load_pooled_curves(p, 2, source="real_speech")["float"]
     np.testing.assert_allclose(c["fdph"], 2 * REAL_FD / 1.5)
-    assert R.load_pooled_curves(p, 3, source="real_speech") == {}  # replicate 2 has no record
+    assert verdicts.load_pooled_curves(p, 3, source="real_speech") == {}  # replicate 2 has no record
 
 
 def test_records_keep_per_unit_counts_at_the_thresholds_and_the_entry_measures_all_three_parts(tmp_path_factory):
@@ -299,13 +301,13 @@ def test_records_keep_per_unit_counts_at_the_thresholds_and_the_entry_measures_a
         floats.append(f)
         quants.append(R.model_record(evaluate.evaluate(model(100 + k, 4), data, ecfg), data, ecfg, op, float_record=f))
     rec = floats[0]
-    j0, mat = R._band(rec, len(rec["unit_ids"]))
+    j0, mat = verdicts._band(rec, len(rec["unit_ids"]))
     per_thr = np.asarray(mat.sum(axis=0)).ravel()
     np.testing.assert_array_equal(per_thr, rec["curve_false_detections"][j0:])
     assert np.all(rec["curve_false_detections"][j0:] / rec["hours"] <= R.BAND_FACTOR * op)
-    k = R._first_at_or_under((per_thr / np.sum(rec["unit_hours"]))[None, :], op)[0]
+    k = verdicts._first_at_or_under((per_thr / np.sum(rec["unit_hours"]))[None, :], op)[0]
     assert rec["curve_thresholds"][j0 + k] == rec["threshold_at_op"]
-    e = R.pooled_entry(quants, floats, margin=0.02, n_boot=200, op_fdph=op, min_events=1)
+    e = verdicts.pooled_entry(quants, floats, margin=0.02, n_boot=200, op_fdph=op, min_events=1)
     vc = e["variance_components"]
     # (measured, here 0: a random model misses every keyword clip of this tiny corpus at every band threshold;
     # tests/test_verdict_intervals.py checks its size against fresh samples of negative audio)
@@ -349,7 +351,7 @@ def _stored_summary():
 
 def test_recompute_summary_from_stored_per_replicate_entries():
     s, d = _stored_summary()
-    out = R.recompute_summary(s, "abc1234")
+    out = rerun.recompute_summary(s, "abc1234")
     e = out["models"]["stage2_w4"]
     t = stats.replicate_interval(d)
     assert e["delta_frr_ci"] == pytest.approx(t["ci"]) and e["delta_frr_interval"]["center"] == pytest.approx(np.mean(d))
@@ -368,10 +370,10 @@ def test_recompute_summary_from_stored_per_replicate_entries():
     assert "one_rep" in lab["skipped"] and "807132e" in lab["from"]
     assert s["models"]["stage2_w4"]["verdict"] == "better"  # the input is not changed
     # recomputing twice gives the same (the run's speaker-only interval stays the secondary one)
-    again = R.recompute_summary(out, "abc1234")["models"]["stage2_w4"]
+    again = rerun.recompute_summary(out, "abc1234")["models"]["stage2_w4"]
     assert again["delta_frr_ci_speakers_only"] == [-0.035, -0.015] and again["verdict_speakers_only"] == "better"
     with pytest.raises(ValueError, match="parity_margin"):
-        R.recompute_summary({"models": {"float": {}}})
+        rerun.recompute_summary({"models": {"float": {}}})
 
 
 def test_recompute_command_writes_atomically(tmp_path, capsys):
@@ -380,7 +382,7 @@ def test_recompute_command_writes_atomically(tmp_path, capsys):
     s, _ = _stored_summary()
     src = tmp_path / "summary.json"
     src.write_text(json.dumps(s))
-    assert R.main([str(src), "--out", str(tmp_path / "new.json")]) == 0
+    assert rerun.main([str(src), "--out", str(tmp_path / "new.json")]) == 0
     assert "stage2_w4" in capsys.readouterr().out
     new = json.loads((tmp_path / "new.json").read_text())
     assert new["models"]["stage2_w4"]["verdict"] == "inconclusive" and new["recomputed"]["run_commit"] == "807132e"
@@ -407,30 +409,30 @@ def test_compare_runs_finds_contradictions_only_between_conclusive_opposites(tmp
     import copy
     import json
 
-    assert R.contradicts("better", "worse") and R.contradicts("worse", "equivalent")
-    assert not R.contradicts("inconclusive", "worse") and not R.contradicts("better", "equivalent")
-    assert not R.contradicts("worse", "worse")
+    assert rerun.contradicts("better", "worse") and rerun.contradicts("worse", "equivalent")
+    assert not rerun.contradicts("inconclusive", "worse") and not rerun.contradicts("better", "equivalent")
+    assert not rerun.contradicts("worse", "worse")
     a, _ = _stored_summary()
     b = copy.deepcopy(a)
     b["git_commit"] = "e22dcde"
-    cmp = R.compare_runs(a, b)  # both written before the new fields: recomputed first
+    cmp = rerun.compare_runs(a, b)  # both written before the new fields: recomputed first
     assert [r["model"] for r in cmp["rows"]][0] == "stage2_w4" and cmp["contradictions"] == []
     assert cmp["rows"][0]["a"] == "inconclusive" and cmp["rows"][0]["a_speakers_only"] == "better"
     # run B far worse in every replicate: conclusive "worse" against A's "inconclusive" is no contradiction...
     for x in b["models"]["stage2_w4"]["per_replicate"]:
         x["delta_frr"] += 0.2
-    assert R.compare_runs(a, b)["contradictions"] == []
+    assert rerun.compare_runs(a, b)["contradictions"] == []
     # ...but against a conclusive "equivalent" it is
     for x in a["models"]["stage2_w4"]["per_replicate"]:
         x["delta_frr"] = 0.001 * (hash(str(x["accuracy"])) % 3)
         x["delta_frr_ci"] = [x["delta_frr"] - 0.001, x["delta_frr"] + 0.001]
-    cmp = R.compare_runs(a, b)
-    assert cmp["claim_contradictions"] == ["stage2_w4"] and "YES" in R.compare_markdown(cmp)
+    cmp = rerun.compare_runs(a, b)
+    assert cmp["claim_contradictions"] == ["stage2_w4"] and "YES" in rerun.compare_markdown(cmp)
     pa, pb = tmp_path / "a.json", tmp_path / "b.json"
     pa.write_text(json.dumps(a))
     pb.write_text(json.dumps(b))
-    assert R.main([str(pa), "--against", str(pb)]) == 1
+    assert rerun.main([str(pa), "--against", str(pb)]) == 1
     assert "stage2_w4" in capsys.readouterr().out
-    assert R.main([str(pa), "--against", str(pa)]) == 0
+    assert rerun.main([str(pa), "--against", str(pa)]) == 0
     with pytest.raises(ValueError, match="not in both"):
-        R.compare_runs(a, b, models=["stage2_w3"])
+        rerun.compare_runs(a, b, models=["stage2_w3"])

@@ -1,7 +1,8 @@
 """The report says what a verdict rests on and which of the paper's claims the data decides."""
 import numpy as np
 
-from kwslib.study import replicates as R, report
+from kwslib.study import report
+from kwslib.study import rerun
 from kwslib.evaluation import stats
 
 
@@ -20,7 +21,7 @@ def _summary():
               "stage2_w8": model(8, "stage2", [0.001, 0.002, 0.0, 0.001, -0.001], half=0.001),  # tight: decided
               "stage2_w4": model(4, "stage2", [0.005, -0.059, -0.040, -0.027, -0.002]),  # spread: undecided
               "stage1_w1": model(1, "stage1", [0.30, 0.31, 0.29, 0.30, 0.32])}  # far worse: decided
-    return R.recompute_summary({"git_commit": "807132e", "replicates": {"n": 5, "kind": "speaker_folds"},
+    return rerun.recompute_summary({"git_commit": "807132e", "replicates": {"n": 5, "kind": "speaker_folds"},
                                 "operating_point": {"parity_margin": 0.02, "false_detections_per_hour": 10.0},
                                 "models": models}, "abc1234")
 

@@ -194,20 +194,21 @@ def negative_pair(rng, pos_f, pos_q):
 
 def _point(f, q):
     """The FRR difference on the whole sample, each threshold the lowest grid value at or under OP."""
-    from kwslib.study import replicates as R
+
+    from kwslib.study import verdicts
 
     out = []
     for rec in (f, q):
-        j0, mat = R._band(rec, UNITS)
+        j0, mat = verdicts._band(rec, UNITS)
         rate = np.asarray(mat.sum(axis=0)).ravel() / (UNITS * UNIT_HOURS)
-        out.append(np.mean(rec["pos_scores"] < GRID[j0 + R._first_at_or_under(rate[None, :], OP)[0]]))
+        out.append(np.mean(rec["pos_scores"] < GRID[j0 + verdicts._first_at_or_under(rate[None, :], OP)[0]]))
     return out[1] - out[0]
 
 
 def test_negative_bootstrap_measures_the_threshold_variance():
     """Its sd of the FRR difference (one sample of negative audio, thresholds re-derived per draw) matches the
     sd over fresh samples of negative audio."""
-    from kwslib.study import replicates as R
+    from kwslib.study import verdicts
 
     rng = np.random.default_rng(7)
     pos_f = rng.uniform(0.5, 1.0, 800)
@@ -216,34 +217,34 @@ def test_negative_bootstrap_measures_the_threshold_variance():
     boot = []
     for _ in range(12):
         f, q = negative_pair(rng, pos_f, pos_q)
-        draws = R.negative_bootstrap([q], [f], OP, n_boot=400, seed=int(rng.integers(1 << 30)))
+        draws = verdicts.negative_bootstrap([q], [f], OP, n_boot=400, seed=int(rng.integers(1 << 30)))
         boot.append(np.std(draws["delta_frr"][:, 0], ddof=1))
         assert draws["delta_frr"].shape == (400, 1) and draws["units"] == UNITS
     assert truth > 0.005  # the threshold matters here
     assert np.mean(boot) == pytest.approx(truth, rel=0.3), (np.mean(boot), truth)
     # a model against itself: every draw gives 0
-    same = R.negative_bootstrap([f, f], [f, f], OP, n_boot=50)
+    same = verdicts.negative_bootstrap([f, f], [f, f], OP, n_boot=50)
     assert not same["delta_frr"].any() and not same["delta_fdph"].any()
     # shared across replicates: two replicates read on the same audio move together
-    two = R.negative_bootstrap([q, q], [f, f], OP, n_boot=200, seed=1)
-    shared, per_rep = R._shared_var(two["delta_frr"], np.array([0.5, 0.5]))
+    two = verdicts.negative_bootstrap([q, q], [f, f], OP, n_boot=200, seed=1)
+    shared, per_rep = verdicts._shared_var(two["delta_frr"], np.array([0.5, 0.5]))
     assert shared == pytest.approx(per_rep.mean() / 2, rel=1e-6)  # perfectly correlated: all of the covariance
 
 
 def test_negative_bootstrap_bad_input_and_old_records():
-    from kwslib.study import replicates as R
+    from kwslib.study import verdicts
 
     rng = np.random.default_rng(8)
     f, q = negative_pair(rng, rng.random(50), rng.random(50))
     old = {k: v for k, v in q.items() if not k.startswith("unit_curve")}
-    assert R.negative_bootstrap([old], [f], OP) is None  # a version-1 record: not measurable, not an error
+    assert verdicts.negative_bootstrap([old], [f], OP) is None  # a version-1 record: not measurable, not an error
     with pytest.raises(ValueError, match="float records"):
-        R.negative_bootstrap([q, q], [f], OP)
+        verdicts.negative_bootstrap([q, q], [f], OP)
     other = dict(q, unit_ids=np.array([f"v{i}" for i in range(UNITS)]))
     with pytest.raises(ValueError, match="different negative audio"):
-        R.negative_bootstrap([other], [f], OP)
+        verdicts.negative_bootstrap([other], [f], OP)
     with pytest.raises(ValueError, match="n_boot"):
-        R.negative_bootstrap([q], [f], OP, n_boot=1)
+        verdicts.negative_bootstrap([q], [f], OP, n_boot=1)
     bad = dict(q, unit_curve_unit=q["unit_curve_unit"] + UNITS)
     with pytest.raises(ValueError, match="do not fit"):
-        R.negative_bootstrap([bad], [f], OP)
+        verdicts.negative_bootstrap([bad], [f], OP)
