@@ -78,14 +78,15 @@ def test_host_build_prints_what_kwslib_detect_prints(setup, capsys):
 
 def test_aarch64_build_under_qemu(setup, capsys):
     from kwslib.deploy import ckernels
+    from kwslib.deploy import qemu
 
     try:
-        ckernels.neon_tools()
+        qemu.neon_tools()
     except ckernels.CKernelsUnavailable as exc:
         pytest.skip(str(exc))
     d = setup
     make(d, "aarch64")
-    _, qemu = ckernels.neon_tools()
+    _, qemu = qemu.neon_tools()
     res = subprocess.run([qemu, str(d / "build" / "kws_detect_aarch64"), "-t", "0.05", str(d / "a.raw")],
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr

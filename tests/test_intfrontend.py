@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from kwslib.frontend import intfrontend as I
-from kwslib.deploy.ckernels import CKernelsUnavailable, availability, neon_tools, run_frontend_qemu
+from kwslib.deploy.ckernels import CKernelsUnavailable, availability
+from kwslib.deploy.qemu import neon_tools, run_frontend_qemu
 from kwslib.deploy.engine import random_int_model
 from kwslib.errors import AudioError, ConfigError
 from kwslib.frontend.features import FeatureConfig, logmel_numpy

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from kwslib.deploy import ckernels, export
+from kwslib.deploy import qemu
 from kwslib.deploy.engine import float_forward, float_layers, random_int_model
 from kwslib.quant.intspec import IntLayer, quantize_input, quantize_multiplier
 
@@ -17,10 +18,10 @@ SMALL = dict(dims=(64, 24, 12), n_mels=16, context_frames=16, decimate=4)
 @pytest.fixture(scope="session")
 def harnesses():
     try:
-        ckernels.neon_tools()
+        qemu.neon_tools()
     except ckernels.CKernelsUnavailable as exc:
         pytest.skip(str(exc))
-    return {v: ckernels.build_harness(v) for v in VARIANTS}
+    return {v: qemu.build_harness(v) for v in VARIANTS}
 
 
 def run_all(tmp_path, m, x, harnesses, modes=("auto", "s8")):
@@ -28,7 +29,7 @@ def run_all(tmp_path, m, x, harnesses, modes=("auto", "s8")):
     ref = m.forward_int(quantize_input(x, m.input_scale, m.input_zero_point))
     for v in harnesses:
         for mode in modes:
-            out = ckernels.run_harness(path, x, mode=mode, variant=v)
+            out = qemu.run_harness(path, x, mode=mode, variant=v)
             assert np.array_equal(out, ref), f"{v}/{mode}: {(out != ref).sum()} mismatches"
     return ref
 
@@ -67,7 +68,7 @@ def test_neon_float32_kernel(tmp_path, rng, harnesses):
     path = export.save_artifact(tmp_path / "m.kws", m)
     x = rng.normal(0, 1, (8, 960)).astype(np.float32)
     ref = float_forward(float_layers(m), x)
-    out = ckernels.run_harness(path, x, mode="f32", variant="neon")
+    out = qemu.run_harness(path, x, mode="f32", variant="neon")
     assert np.allclose(out, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
 
 
@@ -77,8 +78,8 @@ def test_instruction_counts(tmp_path, rng, harnesses):
     path = export.save_artifact(tmp_path / "s.kws", m)
     x = rng.normal(0, 1, (1, 64)).astype(np.float32)
     for mode in ("auto", "s8", "f32"):
-        a = ckernels.count_instructions(path, x, mode=mode, variant="neon", repeats=2)
-        b = ckernels.count_instructions(path, x, mode=mode, variant="neon", repeats=2, skip_setup=False)
+        a = qemu.count_instructions(path, x, mode=mode, variant="neon", repeats=2)
+        b = qemu.count_instructions(path, x, mode=mode, variant="neon", repeats=2, skip_setup=False)
         assert a["per_inference"] == b["per_inference"] > 100
         assert a["setup_filtered"] and a["startup"] < b["startup"]
 
@@ -88,9 +89,9 @@ def test_instruction_counts_default_model(tmp_path, rng, harnesses):
     m8, m4 = random_int_model(8, seed=2), random_int_model(4, seed=2)
     p8, p4 = export.save_artifact(tmp_path / "m8.kws", m8), export.save_artifact(tmp_path / "m4.kws", m4)
     x = rng.normal(0, 1, (1, 960)).astype(np.float32)
-    f32 = ckernels.count_instructions(p8, x, mode="f32", variant="neon", repeats=1)["per_inference"]
-    i8 = ckernels.count_instructions(p8, x, mode="s8", variant="neon-dotprod", repeats=1)["per_inference"]
-    w4 = ckernels.count_instructions(p4, x, mode="auto", variant="neon-dotprod", repeats=1)["per_inference"]
+    f32 = qemu.count_instructions(p8, x, mode="f32", variant="neon", repeats=1)["per_inference"]
+    i8 = qemu.count_instructions(p8, x, mode="s8", variant="neon-dotprod", repeats=1)["per_inference"]
+    w4 = qemu.count_instructions(p4, x, mode="auto", variant="neon-dotprod", repeats=1)["per_inference"]
     macs = sum(l.w_q.size for l in m8.layers)
     assert macs / 4 < f32 < macs  # roughly 2 instructions per 4-lane FMA, nothing pathological
     assert f32 / i8 > 1.5 and f32 / w4 > 1.5
@@ -99,7 +100,7 @@ def test_instruction_counts_default_model(tmp_path, rng, harnesses):
 def test_qemu_net(rng, harnesses):
     m = random_int_model((8, 4), seed=5, **SMALL)
     x = rng.normal(0, 2, (20, 64)).astype(np.float32)
-    q = ckernels.QemuNet(m, variant="neon", mode="auto")
+    q = qemu.QemuNet(m, variant="neon", mode="auto")
     try:
         assert np.array_equal(q.forward_f32(x), m.forward_int(quantize_input(x, m.input_scale, m.input_zero_point)))
     finally:
@@ -127,13 +128,13 @@ def test_log_counter_handles_chunk_boundaries(tmp_path, monkeypatch):
             return self.f.read(7)
 
     monkeypatch.setattr(builtins, "open", Small)
-    assert ckernels._count_lines(log) == 1000
+    assert qemu._count_lines(log) == 1000
 
 
 def test_whole_pipeline_instructions_per_audio_second(tmp_path, harnesses):
     """The pipeline harness under qemu: a count per second of audio, steady state, float32 > integer,
     and the difference of two lengths (setup and start-up cancel) scales with the audio."""
-    from kwslib.study.bench import bench_audio
+    from kwslib.study.bench_pipeline import bench_audio
     from kwslib.deploy.pipeline import harness_config_text
 
     m = random_int_model(4, **dict(SMALL, dims=(64, 24, 12)), seed=3)
@@ -141,9 +142,9 @@ def test_whole_pipeline_instructions_per_audio_second(tmp_path, harnesses):
     path = export.save_artifact(tmp_path / "m.kws", m)
     cfg = harness_config_text(m, 0.5, 3, 25)
     pcm = bench_audio(1.5)
-    f32 = ckernels.count_pipeline_instructions(path, cfg, pcm, mode="f32", t1=0.5, t2=0.98)
-    w4 = ckernels.count_pipeline_instructions(path, cfg, pcm, mode="int", t1=0.5, t2=0.98)
-    longer = ckernels.count_pipeline_instructions(path, cfg, pcm, mode="int", t1=0.5, t2=1.46)
+    f32 = qemu.count_pipeline_instructions(path, cfg, pcm, mode="f32", t1=0.5, t2=0.98)
+    w4 = qemu.count_pipeline_instructions(path, cfg, pcm, mode="int", t1=0.5, t2=0.98)
+    longer = qemu.count_pipeline_instructions(path, cfg, pcm, mode="int", t1=0.5, t2=1.46)
     assert f32["per_audio_second"] > w4["per_audio_second"] > 100_000  # the front end alone is ~40K per frame
     assert f32["setup_filtered"] and w4["counts"][1] > w4["counts"][0]
     assert abs(longer["per_audio_second"] - w4["per_audio_second"]) < 0.01 * w4["per_audio_second"]

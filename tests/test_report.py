@@ -1,4 +1,5 @@
 from kwslib.study import report
+from kwslib.study import verdict_tables
 
 
 def _summary():
@@ -210,27 +211,27 @@ def _real_summary():
 
 def test_real_speech_rows_show_intervals_and_mark_unsupported_rates():
     s = _real_summary()
-    rows = report.real_speech_rows(s)
+    rows = verdict_tables.real_speech_rows(s)
     assert [r["model"] for r in rows] == ["float", "stage2_w8", "stage2_w5", "stage2_w4"]
     assert rows[0]["FRR @ 10/h"] == "77.0% [75.0, 79.0]*" and rows[0]["FRR @ 1/h"] == "97.0% [96.0, 98.0]*"
     assert rows[3]["FRR @ 10/h"] == "90.0% [88.0, 92.0]*"
-    note = report.real_speech_note(s)
+    note = verdict_tables.real_speech_note(s)
     assert "0.85 h of real speech" in note and "1/h: 0.85, 5/h: 4.25, 10/h: 8.5 false" in note and "fewer than 20" in note
     # a supported rate has no star, and the note says every rate is supported when they all are
     for e in s["models"].values():
         if "real_speech" in e:
             e["real_speech"]["supported"] = {"1": True, "5": True, "10": True}
-    assert report.real_speech_rows(s)[0]["FRR @ 10/h"] == "77.0% [75.0, 79.0]"
-    assert "Every rate rests on at least 20" in report.real_speech_note(s)
+    assert verdict_tables.real_speech_rows(s)[0]["FRR @ 10/h"] == "77.0% [75.0, 79.0]"
+    assert "Every rate rests on at least 20" in verdict_tables.real_speech_note(s)
     # no real speech (quick): no rows, no note, no section
     q = _summary()
-    assert report.real_speech_rows(q) == [] and report.real_speech_note(q) is None
-    assert report.real_speech_cost_rows(q) == [] and "Real non-keyword speech" not in report.report_markdown(q)
+    assert verdict_tables.real_speech_rows(q) == [] and verdict_tables.real_speech_note(q) is None
+    assert verdict_tables.real_speech_cost_rows(q) == [] and "Real non-keyword speech" not in report.report_markdown(q)
 
 
 def test_real_speech_cost_rows_compare_real_speech_with_all_negatives(tmp_path):
     s = _real_summary()
-    rows = {r["model"]: r for r in report.real_speech_cost_rows(s)}
+    rows = {r["model"]: r for r in verdict_tables.real_speech_cost_rows(s)}
     assert list(rows) == ["stage2_w8", "stage2_w5", "stage2_w4"]  # float is the reference, not a row
     w4 = rows["stage2_w4"]
     assert w4["delta FRR, all negatives"] == "+3.5 [+2.6, +4.5]" and w4["delta FRR, real speech"] == "+13.0 [+10.0, +16.0]"
@@ -239,14 +240,14 @@ def test_real_speech_cost_rows_compare_real_speech_with_all_negatives(tmp_path):
     assert rows["stage2_w8"]["reading"].startswith("no clear difference")
     assert rows["stage2_w5"]["reading"].startswith("costs less on real speech")
     s["models"]["stage2_w4"]["real_speech"]["at_op_rate"]["supported"] = True
-    assert report.real_speech_cost_rows(s)[2]["reading"] == "costs more on real speech"
+    assert verdict_tables.real_speech_cost_rows(s)[2]["reading"] == "costs more on real speech"
     text = report.write_report(tmp_path / "R.md", s)
     assert "## Real non-keyword speech" in text and "| stage2_w4 | 4 | 10/h | +3.5 [+2.6, +4.5] |" in text
     assert "77.0% [75.0, 79.0]*" in text
     # a summary written before at_op_rate existed: the FRR table, and the comparison "not measured"
     for e in s["models"].values():
         e.get("real_speech", {}).pop("at_op_rate", None)
-    assert report.real_speech_cost_rows(s) == []
+    assert verdict_tables.real_speech_cost_rows(s) == []
     assert "not measured (this summary has no `real_speech.at_op_rate`" in report.report_markdown(s)
 
 

@@ -2,6 +2,7 @@
 import numpy as np
 
 from kwslib.study import report
+from kwslib.study import verdict_tables
 from kwslib.study import rerun
 from kwslib.evaluation import stats
 
@@ -28,7 +29,7 @@ def _summary():
 
 def test_verdict_basis_rows_and_text():
     s = _summary()
-    rows = {r["model"]: r for r in report.verdict_basis_rows(s)}
+    rows = {r["model"]: r for r in verdict_tables.verdict_basis_rows(s)}
     assert set(rows) == {"stage2_w8", "stage2_w4", "stage1_w1"}
     w4 = rows["stage2_w4"]
     assert w4["verdict"] == "inconclusive" and w4["speakers-only verdict"] == "worse"  # the run's verdict, kept
@@ -37,7 +38,7 @@ def test_verdict_basis_rows_and_text():
     assert w4["sd: threshold"] is None and w4["sd: training"].endswith("(with threshold)")
     assert w4["replicates needed"].startswith(">= ")  # recomputed without the shared part: a lower bound
     assert rows["stage2_w8"]["verdict"] == "equivalent" and rows["stage1_w1"]["verdict"] == "worse"
-    text = report.verdict_basis_text(s)
+    text = verdict_tables.verdict_basis_text(s)
     assert "5 replicate(s)" in text and "+-2 FRR points" in text and "own test speakers" in text
     assert "decides: stage2_w8 (equivalent), stage1_w1 (worse)" in text
     assert "cannot decide: stage2_w4" in text and f"needs at least {w4['replicates needed'][3:]} replicates" in text
@@ -53,5 +54,5 @@ def test_verdict_basis_rows_and_text():
 
 def test_verdict_basis_of_a_summary_without_paired_models():
     s = {"models": {"float": {"accuracy": 0.8, "frr_at_op": 0.5}}}
-    assert report.verdict_basis_rows(s) == [] and report.verdict_basis_text(s) is None
+    assert verdict_tables.verdict_basis_rows(s) == [] and verdict_tables.verdict_basis_text(s) is None
     assert "What a verdict rests on" not in report.report_markdown(s)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 from ..errors import ConfigError
+from .tables import lookup
 
 HEADING = "## What this run shows"
 #: The paper's widths (8/5/4 bits: NEON containers; 5 and 1 bits: accelerators).
@@ -23,14 +24,6 @@ NEON_WIDTHS = (8, 5, 4)
 #: model is compared with it, so its weakness bounds what the comparison can show). A rule of thumb of
 #: ours, not the paper's: its models are trained on far more speech.
 WEAK_FLOAT_ACCURACY = 0.9
-
-
-def _get(d, *keys):
-    for k in keys:
-        if not isinstance(d, dict) or d.get(k) is None:
-            return None
-        d = d[k]
-    return d
 
 
 def _num(x) -> bool:
@@ -98,7 +91,7 @@ def _basis(summary: dict) -> str:
     data = summary.get("data") or {}
     op = summary.get("operating_point") or {}
     n, kind = reps.get("n"), reps.get("kind")
-    spk = _get(data, "speakers", "test")
+    spk = lookup(data, "speakers", "test")
     hours = op.get("stream_hours")
     parts = [f"{n} replicate(s)" + (f" ({'speaker folds' if kind == 'speaker_folds' else 'seeds'})" if kind else "")
              if n else "one run"]
@@ -111,13 +104,13 @@ def _basis(summary: dict) -> str:
 
 
 def _op_phrase(summary: dict) -> str:
-    op = _get(summary, "operating_point", "false_detections_per_hour")
+    op = lookup(summary, "operating_point", "false_detections_per_hour")
     return f"{op:g} false detections per hour" if _num(op) else "the operating point"
 
 
 def float_baseline(summary: dict) -> list[str]:
     _require(summary, "models", "operating_point")
-    f = _get(summary, "models", "float")
+    f = lookup(summary, "models", "float")
     if not f:
         raise ConfigError("summary.json has no float model: notebook 1 did not finish")
     data = summary.get("data") or {}
@@ -139,7 +132,7 @@ def float_baseline(summary: dict) -> list[str]:
         lines.append("False detections per hour at that threshold, by source: "
                      + ", ".join(f"{k.replace('_', ' ')} {v:.1f}" for k, v in by_src.items() if _num(v)) + ".")
     lines.append(f"**It rests on** {_basis(summary)}; the operating point is the lowest rate at which that audio "
-                 f"holds at least {_get(summary, 'operating_point', 'min_events') or 20} false detections.")
+                 f"holds at least {lookup(summary, 'operating_point', 'min_events') or 20} false detections.")
     nxt = []
     if _num(acc) and acc < WEAK_FLOAT_ACCURACY:
         nxt.append(f"the float model is weak (accuracy below {WEAK_FLOAT_ACCURACY:g}), and it is the reference of every "
@@ -155,7 +148,7 @@ def float_baseline(summary: dict) -> list[str]:
 
 def _stage_lines(summary: dict, prefix: str, label: str) -> tuple[list[str], dict]:
     models = summary.get("models") or {}
-    margin = _get(summary, "operating_point", "parity_margin") or 0.02
+    margin = lookup(summary, "operating_point", "parity_margin") or 0.02
     rows, verdicts = [], {}
     for b in PAPER_WIDTHS:
         e = models.get(f"{prefix}{b}")
@@ -176,7 +169,7 @@ def _advice_for_verdicts(summary: dict, prefix: str, verdicts: dict) -> list[str
     undecided = [b for b, v in verdicts.items() if v == "inconclusive"]
     if undecided:
         need = _needed(summary, prefix)
-        n = _get(summary, "replicates", "n")
+        n = lookup(summary, "replicates", "n")
         est = "" if not need else f"; the design estimates {need[0]}" + (f"-{need[-1]}" if need[-1] != need[0] else "")
         nxt.append(f"at {_widths(undecided)} the interval is too wide to decide: more replicates (now {n}{est}) or "
                    "more test speakers narrow it")
@@ -194,7 +187,7 @@ def _widths(bits: list[int]) -> str:
 def _interval_note(summary: dict, prefix: str) -> str:
     """How the paired interval was computed, as the summary says (``delta_frr_interval.method``), if it says."""
     for k, e in (summary.get("models") or {}).items():
-        method = _get(e, "delta_frr_interval", "method") if k.startswith(prefix) and isinstance(e, dict) else None
+        method = lookup(e, "delta_frr_interval", "method") if k.startswith(prefix) and isinstance(e, dict) else None
         if method:
             return f" The interval: {method}."
     return ""
@@ -205,7 +198,7 @@ def stage1(summary: dict) -> list[str]:
     rows, verdicts = _stage_lines(summary, "stage1_w", "stage 1 (tanh)")
     if not rows:
         raise ConfigError("summary.json has no stage-1 models: notebook 2 did not finish")
-    holds = _get(summary, "stage1", "holds_down_to") or {}
+    holds = lookup(summary, "stage1", "holds_down_to") or {}
     lines = ["**Claim.** Stage-1 QAT (dense weights through tanh to *b* bits) keeps the float model's operating point "
              "at 8, 5 and 4 bits (NEON) and 5 and 1 bits (accelerators).",
              f"**This run**, paired with the float model of the same replicate at {_op_phrase(summary)}:", *rows]
@@ -229,7 +222,7 @@ def stage2(summary: dict) -> list[str]:
     models = summary["models"]
     neon = [b for b in NEON_WIDTHS if b in verdicts]
     at_parity = [b for b in neon if verdicts[b] in ("equivalent", "better")]
-    diffs = sum(int(_get(models[f"stage2_w{b}"], "fake_vs_integer", part, "logit_differences") or 0)
+    diffs = sum(int(lookup(models[f"stage2_w{b}"], "fake_vs_integer", part, "logit_differences") or 0)
                 for b in verdicts for part in ("clips", "stream"))
     lines = ["**Claim.** With the weights at 8, 5 or 4 bits and inputs, activations and logits at 8 bits (batchnorm "
              "folded, fixed-point gain, int32 bias), the fully integer model keeps the float model's operating point.",
@@ -251,15 +244,15 @@ def integer(summary: dict) -> list[str]:
     exact = [k.replace("bit_exact_", "") for k, v in eng.items() if v is True]
     not_exact = [k.replace("bit_exact_", "") for k, v in eng.items() if v is False]
     unmeasured = [k.replace("bit_exact_", "") for k, v in eng.items() if v is None]
-    arm = _get(summary, "cpu", "aarch64_instructions_per_inference") or {}
+    arm = lookup(summary, "cpu", "aarch64_instructions_per_inference") or {}
     r8, r4 = _ratio(arm.get("float32_neon"), arm.get("int8_neon")), _ratio(arm.get("float32_neon"), arm.get("w4_neon"))
-    pipe = _get(summary, "pipeline", "aarch64_instructions_per_audio_second") or {}
+    pipe = lookup(summary, "pipeline", "aarch64_instructions_per_audio_second") or {}
     p8 = _ratio(pipe.get("float32"), pipe.get("int8"))
-    rtf = _get(summary, "pipeline", "x86_realtime_factor", "c")
-    int_fe = _get(summary, "pipeline", "frontend") == "int"
-    pf = _get(summary, "pipeline", "aarch64_instructions_per_audio_second_float_frontend") or {}
+    rtf = lookup(summary, "pipeline", "x86_realtime_factor", "c")
+    int_fe = lookup(summary, "pipeline", "frontend") == "int"
+    pf = lookup(summary, "pipeline", "aarch64_instructions_per_audio_second_float_frontend") or {}
     p8f = _ratio(pf.get("float32"), pf.get("int8"))
-    codes = _get(summary, "pipeline", "frontend_int8_codes_equal_share")
+    codes = lookup(summary, "pipeline", "frontend_int8_codes_equal_share")
     fe_phrase = ("" if not int_fe else
                  " with the integer front end" + (f" (its int8 codes equal the float64 front end's in "
                                                   f"{_pct(codes, 2)} of entries)" if _num(codes) else "")
@@ -281,7 +274,7 @@ def integer(summary: dict) -> list[str]:
         nxt.append("the front end dominates the whole detector's instruction count: the network's saving reaches "
                    "the device only as far as the front end shrinks too")
     if not _num(r8):
-        nxt.append(f"install the aarch64 tools to count instructions ({_get(summary, 'cpu', 'aarch64_instructions_per_inference', 'reason') or 'see the README'})")
+        nxt.append(f"install the aarch64 tools to count instructions ({lookup(summary, 'cpu', 'aarch64_instructions_per_inference', 'reason') or 'see the README'})")
     nxt.append("`kwslib export` and `kwslib detect` run these models from the command line (README)")
     lines.append("**Try next**: " + "; ".join(nxt) + ".")
     return lines

@@ -10,6 +10,14 @@ from pathlib import Path
 
 from ..config import REPO_ROOT
 from ..io import atomic_write_text
+from .tables import lookup, markdown_table
+from .verdict_tables import (
+    REAL_SPEECH_COST_COLUMNS,
+    _real_speech_section,
+    _verdict_basis_section,
+    real_speech_cost_rows,
+    verdict_basis_text,
+)
 
 PAPER = {
     "parity": "stage-2 models with 4-, 5- and 8-bit weights match the float model's operating point on the DET curve",
@@ -18,18 +26,6 @@ PAPER = {
            "count is beside it)",
     "memory": "more than 4x less memory than float (8-bit containers)",
 }
-
-
-def _get(d, *keys):
-    """Nested lookup through dicts (by key) and lists (by index); None when anything is missing."""
-    for k in keys:
-        if isinstance(d, dict) and k in d and d[k] is not None:
-            d = d[k]
-        elif isinstance(d, list) and isinstance(k, int) and -len(d) <= k < len(d):
-            d = d[k]
-        else:
-            return None
-    return d
 
 
 def _pct(x):
@@ -127,7 +123,7 @@ def _frr_phrase(m: dict, fl: dict) -> str:
     if m.get("delta_frr") is not None:
         n = m.get("replicates") or 1
         ci = m.get("delta_frr_ci")
-        centre = _get(m, "delta_frr_interval", "center")
+        centre = lookup(m, "delta_frr_interval", "center")
         diff = m["delta_frr"] if centre is None else centre
         head = (f"FRR {_pct(m.get('frr_at_op'))} vs float {_pct(fl.get('frr_at_op'))}: difference "
                 f"{100 * diff:+.1f} points, 95% CI ")
@@ -144,7 +140,7 @@ def _frr_phrase(m: dict, fl: dict) -> str:
             extra.append(_needed_phrase(m))
         return head + " (" + "; ".join(extra) + f"); {acc}"
     return (f"FRR {_pct(m.get('frr_at_op'))} vs float {_pct(fl.get('frr_at_op'))} "
-            f"(float 95% CI {_pct(_get(fl, 'frr_at_op_ci', 0))}-{_pct(_get(fl, 'frr_at_op_ci', 1))}); {acc}")
+            f"(float 95% CI {_pct(lookup(fl, 'frr_at_op_ci', 0))}-{_pct(lookup(fl, 'frr_at_op_ci', 1))}); {acc}")
 
 
 def claims(summary: dict) -> list[dict]:
@@ -168,8 +164,8 @@ def claims(summary: dict) -> list[dict]:
                 "verdict": "not measured" if m is None else {"worse than float": "no parity",
                                                               "inconclusive": "undecided (inconclusive)"}.get(
                     parity_word(m), parity_word(m))})
-    ins = _get(summary, "cpu", "aarch64_instructions_per_inference") or {}
-    us = _get(summary, "cpu", "x86_us_per_inference") or {}
+    ins = lookup(summary, "cpu", "aarch64_instructions_per_inference") or {}
+    us = lookup(summary, "cpu", "x86_us_per_inference") or {}
     rx = _ratio(us.get("float32_numpy"), us.get("kwslib_int8_c"))
     out.append(_cpu_claim("CPU", "aarch64 instructions", ins.get("float32_neon"), ins.get("int8_neon"),
                           ins.get("w4_neon"), None if rx is None else f"x86 time float32 numpy / int8 C {rx:.1f}x",
@@ -193,7 +189,7 @@ def claims(summary: dict) -> list[dict]:
                           "not supported: the shared front end dominates"))
     mem = summary.get("memory_bytes") or {}
     rm = _ratio(mem.get("float32"), mem.get("int8_containers"))
-    r4m = _ratio(mem.get("float32"), _get(mem, "packed", "4"))
+    r4m = _ratio(mem.get("float32"), lookup(mem, "packed", "4"))
     out.append({"claim": "memory", "paper": "more than 4x less",
                 "ours": "not measured" if rm is None else
                 f"float32 / 8-bit containers {rm:.2f}x; float32 / packed 4-bit {r4m:.2f}x" if r4m else f"{rm:.2f}x",
@@ -202,238 +198,6 @@ def claims(summary: dict) -> list[dict]:
                                                                 "with packed 4-bit weights" if (r4m or 0) > 4 else
                                                                 "not supported"))})
     return out
-
-
-#: The models whose verdicts answer the paper's claims: stage 2 at the widths of its two settings (8/5/4 bits on
-#: NEON, 1 and 5 bits on accelerators) and stage 1 at the same widths.
-CLAIM_MODELS = ("stage2_w8", "stage2_w5", "stage2_w4", "stage2_w1", "stage1_w8", "stage1_w5", "stage1_w4", "stage1_w1")
-
-
-def _sd(vc, key):
-    v = vc.get(key) if isinstance(vc, dict) else None
-    return None if v is None else f"{v:.1f}"
-
-
-def verdict_basis_rows(summary: dict) -> list[dict]:
-    """What each claim model's verdict rests on: the interval (replicate as unit) and the speakers-only one,
-    the variance components (sd in FRR points), the replicates and the replicates a conclusive verdict needs."""
-    models = summary.get("models") or {}
-    rows = []
-    for name in CLAIM_MODELS:
-        m = models.get(name)
-        if not isinstance(m, dict) or m.get("delta_frr") is None:
-            continue
-        vc = m.get("variance_components") or {}
-        centre = _get(m, "delta_frr_interval", "center")
-        need = m.get("replicates_needed")
-        rows.append({"model": name, "bits": m.get("weight_bits"),
-                     "delta FRR [95% CI]": _pts(m["delta_frr"] if centre is None else centre, m.get("delta_frr_ci")),
-                     "verdict": m.get("verdict"),
-                     "speakers-only CI": _pts(m["delta_frr"], m.get("delta_frr_ci_speakers_only")),
-                     "speakers-only verdict": m.get("verdict_speakers_only"),
-                     "sd: training": _sd(vc, "training") if not vc.get("training_includes_threshold") else
-                     (None if _sd(vc, "training") is None else _sd(vc, "training") + " (with threshold)"),
-                     "sd: speakers": _sd(vc, "test_speakers"), "sd: threshold": _sd(vc, "threshold_negatives"),
-                     "sd: per replicate": _sd(vc, "per_replicate_total"),
-                     "replicates": m.get("replicates"),
-                     "replicates needed": None if need is None else (f">= {need}" if m.get("replicates_needed_note")
-                                                                     else str(need))})
-    return rows
-
-
-VERDICT_BASIS_COLUMNS = ["model", "bits", "delta FRR [95% CI]", "verdict", "speakers-only CI", "speakers-only verdict",
-                         "sd: training", "sd: speakers", "sd: threshold", "sd: per replicate", "replicates",
-                         "replicates needed"]
-
-
-def verdict_basis_text(summary: dict) -> str | None:
-    """A paragraph: what the verdicts rest on and which of the paper's claims this data can and cannot decide."""
-    models = summary.get("models") or {}
-    claim = [(k, models[k]) for k in CLAIM_MODELS if isinstance(models.get(k), dict) and
-             models[k].get("delta_frr") is not None]
-    if not claim:
-        return None
-    n = claim[0][1].get("replicates") or 1
-    margin = (summary.get("operating_point") or {}).get("parity_margin") or claim[0][1].get("parity_margin")
-    op = (summary.get("operating_point") or {}).get("false_detections_per_hour")
-    decided = [f"{k} ({m.get('verdict')})" for k, m in claim if m.get("verdict") not in (None, "inconclusive")]
-    open_ = [k for k, m in claim if m.get("verdict") in (None, "inconclusive")]
-    needs = [m.get("replicates_needed") for k, m in claim if k in open_ and m.get("replicates_needed") is not None]
-    at_least = any(m.get("replicates_needed_note") for k, m in claim if k in open_)
-    doms = [(m.get("variance_components") or {}).get("dominant") for _, m in claim]
-    doms = [d for d in doms if d]
-    dominant = max(set(doms), key=doms.count) if doms else None
-    text = [f"Each verdict rests on {n} replicate(s) (a training run each: float model and QAT"
-            + (", and its own test speakers" if (summary.get("replicates") or {}).get("kind") == "speaker_folds"
-               else "") + f"), read at {op} false detections per hour, against a margin of "
-            f"+-{100 * (margin or 0):.0f} FRR points. The interval takes the replicate as its unit (a t-interval "
-            "of the per-replicate differences, "
-            + ("which a run of the current code also widens by the negative audio all replicates share; this "
-               "recomputation could not, see below" if isinstance(summary.get("recomputed"), dict) else
-               "widened by the negative audio all replicates share, every threshold re-derived in each draw")
-            + "), so it holds what a rerun changes; the speakers-only interval, which holds the models and "
-            "thresholds fixed, is shown beside it and is too narrow for a verdict."]
-    if dominant:
-        text.append(f"The largest part of the spread between replicates is {dominant.replace('_', ' ')} in "
-                    f"{doms.count(dominant)} of {len(doms)} of these models.")
-    text.append("This data decides: " + (", ".join(decided) if decided else "none of the paper's precision claims")
-                + ". It cannot decide: " + (", ".join(open_) if open_ else "nothing") + (
-                    f" (at the measured spread a conclusive verdict needs "
-                    f"{'at least ' if at_least else ''}"
-                    f"{min(needs) if min(needs) == max(needs) else f'{min(needs)}-{max(needs)}'} replicates, or a "
-                    "less noisy measure: more negative audio, several QAT seeds per float model, FRR over a band of "
-                    "rates)" if needs else "") + ".")
-    text.append("The CPU and memory claims are counts (instructions, bytes), not samples: they are decided as "
-                "measured.")
-    rec = summary.get("recomputed")
-    if isinstance(rec, dict):
-        text.append(f"These intervals and verdicts were recomputed at commit {rec.get('at_commit')} from "
-                    f"{rec.get('from')}; not recomputed: {rec.get('not_recomputed')}.")
-    return " ".join(text)
-
-
-def _verdict_basis_section(summary: dict) -> list[str]:
-    rows = verdict_basis_rows(summary)
-    if not rows:
-        return []
-    return ["", "## What a verdict rests on", "", verdict_basis_text(summary) or "", "",
-            "Differences and sd in FRR points (quantized minus the float model of the same replicate); `sd: training` "
-            "is what of the spread between replicates the speakers and the threshold do not explain (a method-of-"
-            "moments estimate, noisy at a few replicates); `replicates needed`: the replicates for an interval no "
-            "wider than the margin, which always gives a conclusive verdict, at the measured spread.", "",
-            _md_table(rows, VERDICT_BASIS_COLUMNS)]
-
-
-def _pts(v, ci=None) -> str:
-    """'+6.1 [+5.0, +7.2]': a difference of rates and its interval in percentage points."""
-    if v is None:
-        return "not measured"
-    text = f"{100 * v:+.1f}"
-    if ci is not None and len(ci) == 2 and None not in ci:
-        text += f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
-    return text
-
-
-def _real_models(summary: dict) -> list[tuple[str, dict]]:
-    """(name, entry) of float and every stage-2 width (widest first) that were read on real speech."""
-    models = summary.get("models") or {}
-    names = ["float"] + sorted((k for k in models if k.startswith("stage2_w")),
-                               key=lambda k: -((models[k] or {}).get("weight_bits") or 0))
-    return [(k, models[k]) for k in names if isinstance(models.get(k), dict) and
-            isinstance(models[k].get("real_speech"), dict)]
-
-
-def real_speech_rows(summary: dict) -> list[dict]:
-    """Float and every stage-2 width on real non-keyword speech alone (``models.<name>.real_speech``).
-
-    One row per model: FRR at 1, 5 and 10 false detections per hour of real speech (each replicate's
-    model at its own threshold on that curve, pooled) with the 95% speaker-bootstrap interval; a
-    trailing ``*`` marks a rate resting on fewer than ``min_events`` false detections of real speech
-    (:func:`real_speech_note` says how many). ``[]`` when no model was read on real speech.
-    """
-    rows = []
-    for name, m in _real_models(summary):
-        rs = m["real_speech"]
-        row = {"model": name, "bits": m.get("weight_bits"), "hours": rs.get("hours")}
-        for level, frr in (rs.get("frr_at_fdph") or {}).items():
-            if frr is None:
-                row[f"FRR @ {level}/h"] = "not measured"
-                continue
-            ci = _get(rs, "frr_at_fdph_ci", level)
-            text = f"{100 * frr:.1f}%" + ("" if ci is None or None in ci else
-                                          f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]")
-            row[f"FRR @ {level}/h"] = text + ("*" if _get(rs, "supported", level) is False else "")
-        rows.append(row)
-    return rows
-
-
-def real_speech_note(summary: dict) -> str | None:
-    """How many false detections of real speech each reported rate rests on, and which fall short."""
-    for _, m in _real_models(summary):
-        rs = m["real_speech"]
-        events = rs.get("events_at_fdph") or {}
-        if not events:
-            return None
-        need = rs.get("min_events", 20)
-        short = [k for k, ok in (rs.get("supported") or {}).items() if ok is False]
-        listing = ", ".join(f"{k}/h: {v:.3g}" for k, v in events.items())
-        return (f"{rs.get('hours', 0):.2f} h of real speech allow {listing} false detections at these rates. "
-                + (f"`*`: fewer than {need}, the events the operating point asks for; the threshold there is "
-                   f"set by a handful of detections, so read those FRRs as indicative (the interval holds the "
-                   f"thresholds fixed and does not include that)." if short else
-                   f"Every rate rests on at least {need}."))
-    return None
-
-
-def real_speech_cost_rows(summary: dict) -> list[dict]:
-    """Does quantization cost more on real speech? One row per stage-2 width with ``real_speech.at_op_rate``.
-
-    ``delta FRR, all negatives``: the paired FRR difference (minus float, points) at the operating point
-    read on all negative audio (``delta_frr``, ``delta_frr_ci``); ``delta FRR, real speech``: the same
-    with each model's threshold read at the same rate of real speech alone; ``real minus all``: their
-    difference on the same clips with its speaker-bootstrap interval; ``reading``: "costs more on real
-    speech" / "costs less on real speech" when that interval excludes 0, else "no clear difference",
-    with the events of real speech at that rate when fewer than ``min_events``. ``[]`` without any.
-    """
-    rows = []
-    for name, m in _real_models(summary):
-        at = m["real_speech"].get("at_op_rate") or {}
-        if name == "float" or at.get("delta_frr") is None:
-            continue
-        ex, ci = at.get("excess_delta_frr"), at.get("excess_delta_frr_ci") or [None, None]
-        reading = ("not measured" if ex is None or None in ci else "costs more on real speech" if ci[0] > 0 else
-                   "costs less on real speech" if ci[1] < 0 else "no clear difference")
-        events = at.get("events")
-        if at.get("supported") is False and events is not None:
-            reading += (f" (the real-speech threshold rests on {events:.3g} false detections, fewer than "
-                        f"{m['real_speech'].get('min_events', 20)})")
-        rate = "not measured" if at.get("fdph") is None else f"{at['fdph']:g}/h"
-        rows.append({"model": name, "bits": m.get("weight_bits"), "rate": rate,
-                     # speakers-only, like the two columns beside it: the three compare thresholds within the same
-                     # runs (the replicate-level interval of the verdict is in the claims and verdict tables)
-                     "delta FRR, all negatives": _pts(m.get("delta_frr"), m.get("delta_frr_ci_speakers_only",
-                                                                                m.get("delta_frr_ci"))),
-                     "delta FRR, real speech": _pts(at.get("delta_frr"), at.get("delta_frr_ci")),
-                     "real minus all": _pts(ex, ci), "reading": reading})
-    return rows
-
-
-REAL_SPEECH_COST_COLUMNS = ["model", "bits", "rate", "delta FRR, all negatives", "delta FRR, real speech",
-                            "real minus all", "reading"]
-
-
-def _real_speech_section(summary: dict) -> list[str]:
-    rows = real_speech_rows(summary)
-    if not rows:
-        return []
-    parts = ["", "## Real non-keyword speech", "",
-             "FRR of the keyword clips with each model's threshold read on the DET curve of real non-keyword speech "
-             "alone (false detections per hour of real speech), pooled over the replicates, with the 95% "
-             "speaker-bootstrap interval (figure `report_det_real_speech`).", "",
-             _md_table(rows, list(rows[0]))]
-    note = real_speech_note(summary)
-    if note:
-        parts += ["", note]
-    cost = real_speech_cost_rows(summary)
-    parts += ["", "Does quantization cost more on real speech? The paired FRR difference of each stage-2 width "
-              "(minus the float model of the same replicate, percentage points, 95% speaker-bootstrap interval) at "
-              "the operating-point rate, the thresholds read on all negative audio or on real speech alone:", ""]
-    parts += [_md_table(cost, REAL_SPEECH_COST_COLUMNS)] if cost else [
-        "not measured (this summary has no `real_speech.at_op_rate`: rerun notebooks 1-3)"]
-    return parts
-
-
-def _md_table(rows: list[dict], cols: list[str]) -> str:
-    def fmt(v):
-        if isinstance(v, float):
-            return f"{v:.4f}"
-        if isinstance(v, list):
-            return "[" + ", ".join(fmt(x) for x in v) + "]"
-        return "" if v is None else str(v)
-
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 METHOD_LABELS = {"stage1": "tanh QAT (stage 1), per channel", "stage1_pt": "tanh QAT (stage 1), per tensor",
@@ -459,7 +223,7 @@ def cpu_rows(summary: dict) -> list[dict]:
     for key, ref, measure, cast in (("x86_us_per_inference", "float32_numpy", "x86 microseconds per inference", float),
                                     ("aarch64_instructions_per_inference", "float32_neon",
                                      "aarch64 instructions per inference", int)):
-        values = _get(summary, "cpu", key) or {}
+        values = lookup(summary, "cpu", key) or {}
         rows += [{"measure": measure, "engine": k, "value": cast(v), "float32 / this": _ratio(values.get(ref), v)}
                  for k, v in values.items() if isinstance(v, (int, float))]
     return rows
@@ -467,7 +231,7 @@ def cpu_rows(summary: dict) -> list[dict]:
 
 def memory_rows(summary: dict) -> list[dict]:
     """The memory projection of this model (summary['memory_projection']['table']), one row per layout."""
-    return [dict(r) for r in (_get(summary, "memory_projection", "table") or []) if isinstance(r, dict)]
+    return [dict(r) for r in (lookup(summary, "memory_projection", "table") or []) if isinstance(r, dict)]
 
 
 def report_markdown(summary: dict, assumptions: list[str] | None = None, figures: list[str] | None = None) -> str:
@@ -475,7 +239,7 @@ def report_markdown(summary: dict, assumptions: list[str] | None = None, figures
     parts = [f"# Replication report: profile `{prof}`", "",
              f"Generated from `results/{prof}/summary.json` (commit {summary.get('git_commit')}, "
              f"{summary.get('created')}). {data_phrase(summary)}.", "",
-             "## The paper's claims and this run", "", _md_table(claims(summary), ["claim", "paper", "ours", "verdict"]),
+             "## The paper's claims and this run", "", markdown_table(claims(summary), ["claim", "paper", "ours", "verdict"]),
              "", "## Every model", "",
              "Pooled over the replicates. `delta_frr`: FRR at the operating point minus the float model's of the same "
              "replicate; `delta_frr_ci`: its 95% interval with the replicate as the unit (training, test speakers and "
@@ -487,7 +251,7 @@ def report_markdown(summary: dict, assumptions: list[str] | None = None, figures
              "the pooled one; `mdd`: the smallest difference the design detects (80% power). `parity` / "
              "`no_worse`: the single-interval test (FRR inside / at most the upper end of the float model's "
              "interval), secondary.", "",
-             _md_table(model_rows(summary), ["model", "stage", "bits", "accuracy", "frr_at_op", "delta_frr",
+             markdown_table(model_rows(summary), ["model", "stage", "bits", "accuracy", "frr_at_op", "delta_frr",
                                              "delta_frr_ci", "verdict", "delta_frr_ci_speakers_only",
                                              "verdict_speakers_only", "replicates_needed", "agreement", "mdd",
                                              "fdph_at_float_frr", "parity", "no_worse"])]
@@ -498,18 +262,18 @@ def report_markdown(summary: dict, assumptions: list[str] | None = None, figures
     if abl[0][1]:
         parts += ["", "## Ablation: tanh (stage 1) vs DoReFa vs linear QAT vs post-training quantization", ""]
         for title, rows in abl:
-            parts += [f"{title} by weight width:", "", _md_table(rows, list(rows[0])), ""]
+            parts += [f"{title} by weight width:", "", markdown_table(rows, list(rows[0])), ""]
     mem = memory_rows(summary)
     if mem:
         parts += ["", "## Memory (bytes) by layout", "",
                   "Weights, per-channel parameters and peak activation buffers; `int8` is the 8-bit-container "
                   "(NEON) layout, a number is packed weights of that width (see notebook 5).", "",
-                  _md_table(mem, ["layout", "weights", "params", "activations", "total", "reduction_vs_float32",
+                  markdown_table(mem, ["layout", "weights", "params", "activations", "total", "reduction_vs_float32",
                                   "weight_reduction_vs_float32"])]
     cpu = cpu_rows(summary)
     if cpu:
-        parts += ["", "## CPU", "", _md_table(cpu, ["measure", "engine", "value", "float32 / this"])]
-        note = _get(summary, "cpu", "aarch64_instructions_per_inference", "note")
+        parts += ["", "## CPU", "", markdown_table(cpu, ["measure", "engine", "value", "float32 / this"])]
+        note = lookup(summary, "cpu", "aarch64_instructions_per_inference", "note")
         if note:
             parts += ["", note]
     eng = summary.get("engine") or {}
@@ -528,13 +292,13 @@ def data_phrase(summary: dict) -> str:
     """'Data: ..., N replicates (kind), train/val/test clips, negative hours by source; operating point ...'."""
     data = summary.get("data", {})
     rep = summary.get("replicates") or {}
-    hours = _get(summary, "negatives", "hours") or {}
+    hours = lookup(summary, "negatives", "hours") or {}
     neg = ", ".join(f"{k.replace('_', ' ')} {v:.2f} h" for k, v in hours.items()) or \
         f"{(data.get('stream_hours') or 0):.2f} h"
     return (f"Data: {data.get('source')}, {rep.get('n', 1)} replicate(s) ({rep.get('kind', 'single run')}); replicate "
             f"0: {data.get('train_clips')} / {data.get('val_clips')} / {data.get('test_clips')} train/val/test clips. "
             f"Negative audio (no keyword): {neg}; operating point "
-            f"{_get(summary, 'operating_point', 'false_detections_per_hour')} false detections per hour")
+            f"{lookup(summary, 'operating_point', 'false_detections_per_hour')} false detections per hour")
 
 
 def write_report(path, summary: dict, assumptions=None, figures=None) -> str:
@@ -550,7 +314,7 @@ def readme_table(summaries: dict) -> str:
         for r in model_rows(s):
             if r["stage"] in ("float", "stage1", "stage2"):
                 rows.append(dict(r, profile=prof))
-    return _md_table(rows, ["profile", "model", "bits", "accuracy", "frr_at_op", "delta_frr_ci", "verdict",
+    return markdown_table(rows, ["profile", "model", "bits", "accuracy", "frr_at_op", "delta_frr_ci", "verdict",
                             "delta_frr_ci_speakers_only", "verdict_speakers_only", "replicates_needed"])
 
 
@@ -630,7 +394,7 @@ def update_readme(readme, results_root) -> str:
              + ".", ""]
     for prof, s in summaries.items():
         parts += [f"### `{prof}`", "", data_phrase(s) + ".",
-                  "", _md_table(claims(s), ["claim", "paper", "ours", "verdict"]), "",
+                  "", markdown_table(claims(s), ["claim", "paper", "ours", "verdict"]), "",
                   readme_table({prof: s}), ""]
         basis = verdict_basis_text(s)
         if basis:
@@ -640,7 +404,7 @@ def update_readme(readme, results_root) -> str:
             parts += ["Stage 2 against float with the threshold read on real non-keyword speech alone vs on all "
                       "negative audio (FRR difference in points, 95% speakers-only intervals: they compare the two "
                       "thresholds within the same runs and are not verdicts):", "",
-                      _md_table(cost, REAL_SPEECH_COST_COLUMNS), ""]
+                      markdown_table(cost, REAL_SPEECH_COST_COLUMNS), ""]
         timings = s.get("timings") or {}
         if timings:
             parts += [f"Notebook wall times on {machine_phrase(results_root / prof / 'bench.json')}: " + ", ".join(

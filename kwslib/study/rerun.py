@@ -15,7 +15,7 @@ import numpy as np
 from ..evaluation import stats
 from ..summary import git_commit
 from .verdicts import _interval_fields, power_fields
-from .report import CLAIM_MODELS  # the models whose verdicts two runs must not contradict (issue 23)
+from .verdict_tables import CLAIM_MODELS  # the models whose verdicts two runs must not contradict (issue 23)
 
 
 _Z975 = 1.959963984540054

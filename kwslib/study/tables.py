@@ -124,3 +124,29 @@ def display_wide(df, max_chars: int = PAGE_CHARS) -> int:
     for part in parts:
         display(part)
     return len(parts)
+
+
+def lookup(d, *keys):
+    """Nested lookup through dicts (by key) and lists (by index); None when anything is missing."""
+    for k in keys:
+        if isinstance(d, dict) and k in d and d[k] is not None:
+            d = d[k]
+        elif isinstance(d, list) and isinstance(k, int) and -len(d) <= k < len(d):
+            d = d[k]
+        else:
+            return None
+    return d
+
+
+def markdown_table(rows: list[dict], cols: list[str]) -> str:
+    """``rows`` as a markdown table of columns ``cols`` (floats to 4 decimals, lists in brackets, None empty)."""
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.4f}"
+        if isinstance(v, list):
+            return "[" + ", ".join(fmt(x) for x in v) + "]"
+        return "" if v is None else str(v)
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
