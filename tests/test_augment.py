@@ -2,14 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from kwslib.data.augment import (
-    AugmentConfig,
-    augment_audio,
-    mix_noise,
-    spec_augment,
-    speed_perturb,
-    time_shift,
-)
+from kwslib.data.augment import (AugmentConfig, augment_audio, mix_noise, spec_augment, speed_perturb,
+                                 time_shift)
 
 
 def test_time_shift_moves_samples_and_zero_fills():

@@ -9,15 +9,8 @@ import pytest
 
 from kwslib.deploy import ckernels
 from kwslib.deploy.engine import float_forward, float_layers, random_int_model
-from kwslib.quant.intspec import (
-    ACC_MAX,
-    IntLayer,
-    IntModel,
-    max_abs_accumulator,
-    quantize_input,
-    quantize_multiplier,
-    weight_qmax,
-)
+from kwslib.quant.intspec import (ACC_MAX, IntLayer, IntModel, max_abs_accumulator, quantize_input,
+                                  quantize_multiplier, weight_qmax)
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from kwslib.data.base import CLASS_INDEX, ClipSet, Corpus
 from kwslib.frontend.features import FeatureConfig
 from kwslib.model import ModelConfig, build_model, center_window
 from kwslib.quant import stage2
+from kwslib.quant import stage2_int
 from kwslib.quant.qat import Stage1Config, train_stage1
 from kwslib.quant.weights import WeightQuantConfig
 from kwslib.frontend.features import clip_features
@@ -78,7 +79,7 @@ def pipeline(corpus, bits: int):
                            WeightQuantConfig(bits=bits), log=None)
     net, s2h = stage2.train_stage2(s1, corpus, FEAT, cfg, stage2.Stage2Config(epochs=1, calibration_batches=2),
                                    log=None)
-    int_model = stage2.to_int_model(net, FEAT)
+    int_model = stage2_int.to_int_model(net, FEAT)
     blob = export.to_bytes(int_model, extra={"note": "determinism test"})
     test_windows = center_window(clip_features(corpus.test.audio, FEAT), SMALL.context_frames)
     logits = export.from_bytes(blob).model.forward_int(int_model.quantize_input(test_windows.numpy()))

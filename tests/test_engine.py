@@ -7,16 +7,8 @@ import torch
 
 from kwslib.deploy import ckernels
 from kwslib.deploy import detection
-from kwslib.deploy.engine import (
-    Detector,
-    Engine,
-    compare_logits,
-    eval_windows,
-    float_forward,
-    float_layers,
-    random_int_model,
-    softmax,
-)
+from kwslib.deploy.engine import (Detector, Engine, compare_logits, eval_windows, float_forward, float_layers,
+                                  random_int_model, softmax)
 from kwslib.model import sliding_windows
 from kwslib.quant.intspec import dense_int, quantize_input
 
@@ -50,7 +42,7 @@ def test_c_backend_equals_numpy(rng):
 
 
 def test_posteriors_equal_stage2_integer_mode(rng):
-    from kwslib.quant.stage2 import int_posterior_fn
+    from kwslib.quant.stage2_int import int_posterior_fn
 
     m = random_int_model(8, seed=3)
     w = windows(rng, m, 50)

@@ -4,15 +4,8 @@ import pytest
 import torch
 
 from kwslib.quant import intspec
-from kwslib.quant.fakequant import (
-    FakeQuantize,
-    MovingAverageMinMaxObserver,
-    affine_qparams,
-    fake_quantize,
-    qrange,
-    quantize_codes,
-    round_half_up,
-)
+from kwslib.quant.fakequant import (FakeQuantize, MovingAverageMinMaxObserver, affine_qparams, fake_quantize,
+                                    qrange, quantize_codes, round_half_up)
 
 
 def ref_qparams(mn, mx, qmin, qmax, symmetric=False):

@@ -4,14 +4,8 @@ import pytest
 import torch
 
 from kwslib.errors import AudioError, ConfigError
-from kwslib.frontend.features import (
-    FeatureConfig,
-    StreamingFrontend,
-    logmel_numpy,
-    logmel_torch,
-    mel_filterbank,
-    num_frames,
-)
+from kwslib.frontend.features import (FeatureConfig, StreamingFrontend, logmel_numpy, logmel_torch,
+                                      mel_filterbank, num_frames)
 
 CFG = FeatureConfig()
 

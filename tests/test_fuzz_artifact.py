@@ -36,17 +36,8 @@ from hypothesis import strategies as st
 from kwslib.deploy import ckernels, export
 from kwslib.deploy.engine import Engine, random_int_model
 from kwslib.errors import ArtifactError
-from kwslib.quant.intspec import (
-    ACC_MAX,
-    ACC_MIN,
-    IntLayer,
-    IntModel,
-    dense_int,
-    max_abs_accumulator,
-    quantize_input,
-    quantize_multiplier,
-    weight_qmax,
-)
+from kwslib.quant.intspec import (ACC_MAX, ACC_MIN, IntLayer, IntModel, dense_int, max_abs_accumulator,
+                                  quantize_input, quantize_multiplier, weight_qmax)
 
 TRAILER = export.TRAILER_BYTES
 SMALL = dict(dims=(16, 9, 5), n_mels=4, context_frames=8, decimate=2, step_frames=2)

@@ -381,7 +381,7 @@ def test_train_command_hostile_params(tmp_path, capsys, case):
     params.write_text(text)
     before = snapshot(tmp_path)
     rc, out, err = train_main(["--params", str(params), "--out", str(tmp_path / "out")], capsys)
-    assert rc == 2 and err.startswith("kwslib.train.loop: error: ") and "Traceback" not in err
+    assert rc == 2 and err.startswith("kwslib.train: error: ") and "Traceback" not in err
     assert re.search(message, err), err
     assert snapshot(tmp_path) == before  # nothing written
 

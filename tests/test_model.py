@@ -3,18 +3,8 @@ import pytest
 import torch
 
 from kwslib.errors import ArtifactError
-from kwslib.model import (
-    KWSNet,
-    ModelConfig,
-    StreamingRunner,
-    build_model,
-    center_window,
-    count_params,
-    load_model,
-    save_model,
-    sliding_windows,
-    torch_posterior_fn,
-)
+from kwslib.model import (KWSNet, ModelConfig, StreamingRunner, build_model, center_window, count_params,
+                          load_model, save_model, sliding_windows, torch_posterior_fn)
 
 
 def test_default_model_has_about_250k_params():

@@ -8,6 +8,8 @@ import pytest
 import soundfile as sf
 
 from kwslib.data import negatives as N
+from kwslib.data import negative_streams
+from kwslib.data import vocabulary
 from kwslib.data import synthetic as S
 from kwslib.data.base import CLASS_INDEX, CLIP_SAMPLES, KEYWORDS, SAMPLE_RATE
 from kwslib.errors import AudioError, ConfigError, DatasetError
@@ -23,12 +25,12 @@ def _bare(token):
 @pytest.fixture(scope="module")
 def keyword_tokens():
     """{base voice: {bare phoneme token of each keyword}} straight from espeak."""
-    return {v: {_bare(p) for p in N.phonemes(KEYWORDS, v)} for v in S.BASE_VOICES}
+    return {v: {_bare(p) for p in vocabulary.phonemes(KEYWORDS, v)} for v in S.BASE_VOICES}
 
 
 @pytest.fixture(scope="module")
 def vocab():
-    return N.negative_vocabulary()
+    return vocabulary.negative_vocabulary()
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def test_vocabulary_has_no_keyword_text_or_sound(vocab, keyword_tokens):
     assert not set(vocab) & set(KEYWORDS)
     assert all(re.fullmatch(r"[a-z]+", w) for w in vocab)
     for v in S.BASE_VOICES:
-        for w, ph in zip(vocab, N.phonemes(vocab, v)):
+        for w, ph in zip(vocab, vocabulary.phonemes(vocab, v)):
             toks = {_bare(t) for t in ph.split()}
             assert not toks & keyword_tokens[v], (w, v, ph)
             assert _bare(ph.replace(" ", "")) not in keyword_tokens[v], (w, v, ph)
@@ -54,18 +56,18 @@ def test_homophones_removed_near_misses_kept(vocab):
         assert w not in vocab
     for w in ("not", "often", "upper", "going", "stopped", "now", "gone", "top", "yet", "too", "light"):
         assert w in vocab, w
-    removed = N.removed_words()
+    removed = vocabulary.removed_words()
     assert removed["know"].startswith("homophone of no") and removed["write"].startswith("homophone of right")
     assert all(removed[k] == "keyword" for k in KEYWORDS)
-    kept, gone = N.filter_words(["rite", "wright", "noh", "hon", "Not", "upper", "don't", "x", "GO"])
+    kept, gone = vocabulary.filter_words(["rite", "wright", "noh", "hon", "Not", "upper", "don't", "x", "GO"])
     assert kept == ["not", "upper"]
     assert set(gone) == {"rite", "wright", "noh", "hon", "don't", "x", "go"}
     assert "hon" in gone and "gbcwmd" in gone["hon"]  # h-dropping voice: only that voice says "on"
 
 
 def test_espeak_phonemes_as_expected():
-    assert _bare(N.phonemes("know")) == _bare(N.phonemes("no")) != _bare(N.phonemes("not"))
-    assert N.phonemes(["write", "right"]) == [N.phonemes("right")] * 2
+    assert _bare(vocabulary.phonemes("know")) == _bare(vocabulary.phonemes("no")) != _bare(vocabulary.phonemes("not"))
+    assert vocabulary.phonemes(["write", "right"]) == [vocabulary.phonemes("right")] * 2
 
 
 # --------------------------------------------------------------------------- synthetic speech
@@ -77,7 +79,7 @@ def test_synthetic_speech_has_no_keyword(synth, keyword_tokens):
         assert 3 <= len(words) <= 12
         assert not set(re.findall(r"[a-z]+", c.text.lower())) & set(KEYWORDS), c.text
         base = c.source.removeprefix("synthetic:").partition("+")[0]
-        ph = N.phonemes(c.text, base)
+        ph = vocabulary.phonemes(c.text, base)
         assert not {_bare(t) for t in ph.split()} & keyword_tokens[base], (c.text, base, ph)
     assert len(set(texts)) == len(texts)
 
@@ -245,10 +247,10 @@ def test_real_folder():
     assert not {c.source for c in train} & {c.source for c in test}
     assert len(train) + len(test) == len(clips) and len({c.source for c in clips}) >= 2
     assert sum(c.duration_s for c in test) >= 0.5 * sum(c.duration_s for c in clips)
-    st = N.build_negative_stream(test, seed=0)
+    st = negative_streams.build_negative_stream(test, seed=0)
     assert st.hours_by_unit().sum() == pytest.approx(st.hours)
     noise = N.load_real_negatives(kind="noise")
-    assert noise and N.noise_stream(noise).hours == pytest.approx(sum(c.duration_s for c in noise) / 3600)
+    assert noise and negative_streams.noise_stream(noise).hours == pytest.approx(sum(c.duration_s for c in noise) / 3600)
 
 
 # --------------------------------------------------------------------------- streams
@@ -274,7 +276,7 @@ def _check_tiling(st):
 def test_negative_stream_units(with_noise):
     clips = _fake_clips()
     noise = [np.random.default_rng(5).uniform(-1, 1, 2 * SR).astype(np.float32)] if with_noise else None
-    st = N.build_negative_stream(clips, noise=noise, gap_s=(0.2, 1.0), seed=7, source="synthetic_speech")
+    st = negative_streams.build_negative_stream(clips, noise=noise, gap_s=(0.2, 1.0), seed=7, source="synthetic_speech")
     assert st.source == "synthetic_speech" and st.audio.dtype == np.float32
     assert len(st.units) == len(clips)
     _check_tiling(st)
@@ -288,14 +290,14 @@ def test_negative_stream_units(with_noise):
         gap = e - len(c.audio) - s
         assert int(0.2 * SR) <= gap <= int(1.0 * SR)
         assert 0 < np.abs(st.audio[s:s + gap]).max() < 0.5  # noise, quieter than the clips
-    again = N.build_negative_stream(clips, noise=noise, seed=7, source="synthetic_speech")
+    again = negative_streams.build_negative_stream(clips, noise=noise, seed=7, source="synthetic_speech")
     assert np.array_equal(again.audio, st.audio) and again.units == st.units
     assert st.hours_by_source().keys() == {"src0", "src1", "src2", "src3"}
 
 
 def test_noise_stream_units():
     recs = [np.ones(25 * SR, np.float32), 2 * np.ones(7 * SR, np.float32), 3 * np.ones(10 * SR, np.float32)]
-    st = N.noise_stream(recs, unit_s=10.0)
+    st = negative_streams.noise_stream(recs, unit_s=10.0)
     assert [(e - s) / SR for s, e, _, _ in st.units] == [10, 10, 5, 7, 10]
     assert [u[2] for u in st.units] == ["rec0#0", "rec0#1", "rec0#2", "rec1#0", "rec2#0"]
     assert {u[3] for u in st.units} == {"noise"}
@@ -303,19 +305,19 @@ def test_noise_stream_units():
     for (s, e, uid, _), val in zip(st.units, [1, 1, 1, 2, 3]):
         assert np.all(st.audio[s:e] == val)
     clip = N.NegativeClip(np.zeros(3 * SR, np.float32), "room", "noises/room__a.wav", 3.0)
-    st2 = N.noise_stream([clip], unit_s=2.0, source="real_noise")
+    st2 = negative_streams.noise_stream([clip], unit_s=2.0, source="real_noise")
     assert st2.units == [(0, 2 * SR, "noises/room__a.wav#0", "room"), (2 * SR, 3 * SR, "noises/room__a.wav#1", "room")]
     with pytest.raises(ConfigError, match="unit_s"):
-        N.noise_stream(recs, unit_s=0)
+        negative_streams.noise_stream(recs, unit_s=0)
     with pytest.raises(ConfigError, match="no noise"):
-        N.noise_stream([])
+        negative_streams.noise_stream([])
 
 
 @pytest.mark.parametrize("step, window", [(160, 16000), (320, 480), (1000, 1), (7, 3)])
 def test_unit_of_step_brute_force(step, window):
-    st = N.build_negative_stream(_fake_clips(12, seed=2), seed=1)
+    st = negative_streams.build_negative_stream(_fake_clips(12, seed=2), seed=1)
     n_steps = (len(st.audio) - window) // step + 1
-    got = N.unit_of_step(st, n_steps, step, window)
+    got = negative_streams.unit_of_step(st, n_steps, step, window)
     want = []
     for t in range(n_steps):
         e = t * step + window
@@ -323,32 +325,32 @@ def test_unit_of_step_brute_force(step, window):
     assert got.dtype.kind == "i" and got.tolist() == want
     assert len(set(want)) > 1
     with pytest.raises(ConfigError, match="past the stream"):
-        N.unit_of_step(st, n_steps + 1, step, window)
-    assert N.unit_of_step(st, 0, step, window).shape == (0,)
+        negative_streams.unit_of_step(st, n_steps + 1, step, window)
+    assert negative_streams.unit_of_step(st, 0, step, window).shape == (0,)
 
 
 def test_stream_bad_input():
     clips = _fake_clips(3)
     with pytest.raises(ConfigError, match="no clips"):
-        N.build_negative_stream([])
+        negative_streams.build_negative_stream([])
     with pytest.raises(ConfigError, match="gap_s"):
-        N.build_negative_stream(clips, gap_s=(1.0, 0.2))
+        negative_streams.build_negative_stream(clips, gap_s=(1.0, 0.2))
     stereo = N.NegativeClip(np.zeros((100, 2), np.float32), "s", "speech/s__x.wav", 0.0)
     with pytest.raises(AudioError, match=r"s__x\.wav.*mono"):
-        N.build_negative_stream(clips + [stereo])
+        negative_streams.build_negative_stream(clips + [stereo])
     with pytest.raises(ConfigError, match="step_samples"):
-        N.unit_of_step(N.build_negative_stream(clips), 3, 0, 10)
+        negative_streams.unit_of_step(negative_streams.build_negative_stream(clips), 3, 0, 10)
 
 
 def test_vocabulary_halves_are_disjoint_and_training_clips_are_unknown():
     from kwslib.data.base import CLASS_INDEX, CLIP_SAMPLES
 
-    train, test = N.vocabulary_part("train"), N.vocabulary_part("test")
+    train, test = vocabulary.vocabulary_part("train"), vocabulary.vocabulary_part("test")
     assert not set(train) & set(test)
-    assert sorted(train + test) == sorted(N.negative_vocabulary())
-    assert N.vocabulary_part("train") == train  # seeded
+    assert sorted(train + test) == sorted(vocabulary.negative_vocabulary())
+    assert vocabulary.vocabulary_part("train") == train  # seeded
     with pytest.raises(ValueError, match="part must be one of"):
-        N.vocabulary_part("val")
+        vocabulary.vocabulary_part("val")
     clips = N.unknown_training_clips(0.005, seed=3, vocabulary=train)
     assert len(clips) >= 0.005 * 3600 * 0.8 and clips.audio.shape[1] == CLIP_SAMPLES
     assert set(clips.labels.tolist()) == {CLASS_INDEX["_unknown_"]}

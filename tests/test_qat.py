@@ -9,17 +9,8 @@ from kwslib.data.base import CLASS_INDEX, ClipSet, Corpus
 from kwslib.errors import ArtifactError
 from kwslib.frontend.features import FeatureConfig
 from kwslib.model import KWSNet, ModelConfig, build_model, center_window
-from kwslib.quant.qat import (
-    FreezableBatchNorm1d,
-    QuantLinear,
-    Stage1Config,
-    load_qat_model,
-    quant_layers,
-    quantize_model,
-    save_qat_model,
-    set_bn_frozen,
-    train_stage1,
-)
+from kwslib.quant.qat import (FreezableBatchNorm1d, QuantLinear, Stage1Config, load_qat_model, quant_layers,
+                              quantize_model, save_qat_model, set_bn_frozen, train_stage1)
 from kwslib.quant.qat import ptq_quantize
 from kwslib.quant.weights import WeightQuantConfig, code_max, weight_codes
 from kwslib.frontend.features import clip_features

@@ -12,6 +12,7 @@ from kwslib.frontend.features import FeatureConfig
 from kwslib.model import KWSNet, ModelConfig
 from kwslib.quant import intspec
 from kwslib.quant import stage2 as s2m
+from kwslib.quant import stage2_int
 from kwslib.quant.qat import quantize_model
 from kwslib.quant.weights import WeightQuantConfig
 
@@ -120,7 +121,7 @@ def test_largest_accumulator_for_each_weight_width(bits):
     ref = [[ref_requantize(a, m[j], s[j], 0, -128, 127) for j, a in enumerate(row)] for row in acc]
     assert out.tolist() == ref
     im = intspec.IntModel([layer], 0.1, 0, np.zeros(40, np.float32), np.ones(40, np.float32), 96, 4, 40, 4, ["a", "b"])
-    np.testing.assert_array_equal(s2m.forward_int_fast(im, x), out)
+    np.testing.assert_array_equal(stage2_int.forward_int_fast(im, x), out)
 
 
 # ---------------------------------------------------------------------------
@@ -144,7 +145,7 @@ def test_bn_folding_keeps_stage1_outputs(bits):
 @pytest.mark.parametrize("bits", WIDTHS)
 def test_integer_mode_equals_fake_quant_and_forward_int(bits):
     q, net = stage2_net(bits)
-    im = s2m.to_int_model(net, FeatureConfig())
+    im = stage2_int.to_int_model(net, FeatureConfig())
     w = windows(300, seed=3, mean=q.norm_mean)
     fake = net.int8_outputs(w)
     integer = net.int_forward(w)
@@ -152,7 +153,7 @@ def test_integer_mode_equals_fake_quant_and_forward_int(bits):
     np.testing.assert_array_equal(integer, reference)  # exact, element by element
     np.testing.assert_array_equal(fake, integer)
     assert (fake.argmax(1) == integer.argmax(1)).all()
-    report = s2m.compare_modes(net, im, w)
+    report = stage2_int.compare_modes(net, im, w)
     assert report["logit_differences"] == report["reference_differences"] == report["input_code_differences"] == 0
     # hidden layers: ReLU outputs with zero point -128; every accumulator fits int32
     assert [layer.out_zero_point for layer in im.layers[:-1]] == [-128] * (len(im.layers) - 1)
@@ -197,7 +198,7 @@ def test_observers_move_only_while_training():
 
 def test_reduced_gain_bits_still_exact():
     q, net = stage2_net(5, s2m.Stage2Config(gain_bits=8))
-    im = s2m.to_int_model(net)
+    im = stage2_int.to_int_model(net)
     for layer in im.layers:
         assert np.all(layer.mult.astype(np.int64) % 2 ** 23 == 0)  # 8 significant bits
     w = windows(100, seed=4, mean=q.norm_mean)
@@ -209,7 +210,7 @@ def test_bias_is_clamped_so_the_accumulator_fits_int32():
     with torch.no_grad():
         net.layers[0].gain[:3] = 1e-9  # bias / (gain * s_x) far beyond int32
         net.layers[0].bias[:3] = torch.tensor([50.0, -50.0, 3.0])
-    im = s2m.to_int_model(net)
+    im = stage2_int.to_int_model(net)
     layer = im.layers[0]
     assert intspec.max_abs_accumulator(layer) <= intspec.ACC_MAX
     w = windows(100, seed=6, mean=q.norm_mean)
@@ -224,10 +225,10 @@ def test_dorefa_is_refused():
 
 def test_int_posterior_fn_is_softmax_of_integer_logits():
     q, net = stage2_net(4)
-    im = s2m.to_int_model(net)
+    im = stage2_int.to_int_model(net)
     w = windows(20, seed=8, mean=q.norm_mean).numpy()
-    post = s2m.int_posterior_fn(im)(w)
-    logits = im.logits(s2m.int_forward(im, w))
+    post = stage2_int.int_posterior_fn(im)(w)
+    logits = im.logits(stage2_int.int_forward(im, w))
     np.testing.assert_allclose(post, torch.softmax(torch.from_numpy(logits), 1).numpy(), rtol=1e-5, atol=1e-7)
     assert post.dtype == np.float32 and np.allclose(post.sum(1), 1, atol=1e-5)
 
@@ -247,7 +248,7 @@ def test_stage2_checkpoint_round_trips_quantization_state(tmp_path):
     assert back.layers[0].weight_cfg == net.layers[0].weight_cfg
     w = windows(50, seed=2, mean=q.norm_mean)
     np.testing.assert_array_equal(back.int8_outputs(w), net.int8_outputs(w))
-    a, b = s2m.to_int_model(net), s2m.to_int_model(back)
+    a, b = stage2_int.to_int_model(net), stage2_int.to_int_model(back)
     for la, lb in zip(a.layers, b.layers):
         for f in ("w_q", "bias_q", "mult", "shift"):
             np.testing.assert_array_equal(getattr(la, f), getattr(lb, f))
@@ -275,7 +276,7 @@ def test_stage2_checkpoint_round_trips_quantization_state(tmp_path):
 
 def test_int_model_file_round_trip_and_damage(tmp_path):
     q, net = stage2_net(4)
-    im = s2m.to_int_model(net, FeatureConfig())
+    im = stage2_int.to_int_model(net, FeatureConfig())
     path = tmp_path / "m.int.npz"
     s2m.save_int_model(path, im)
     assert not list(tmp_path.glob(".*tmp*"))  # atomic: no temp file left
@@ -331,9 +332,9 @@ def test_train_stage2_runs_checkpoints_and_resumes(tmp_path):
     net, hist = s2m.train_stage2(stage1, corpus, FeatureConfig(), train_cfg, s2, ckpt_dir=tmp_path, log=logs.append)
     assert len(hist) == 2 and (tmp_path / "last.pt").exists() and (tmp_path / "run_key.txt").exists()
     assert not net.training and not bool(net.input_fq.observer_enabled)
-    assert 0.0 <= s2m.changed_codes(stage1, net) < 0.5
-    assert s2m.changed_codes(stage1, s2m.fold_stage1(stage1)) == 0.0
-    im = s2m.to_int_model(net)
+    assert 0.0 <= stage2_int.changed_codes(stage1, net) < 0.5
+    assert stage2_int.changed_codes(stage1, s2m.fold_stage1(stage1)) == 0.0
+    im = stage2_int.to_int_model(net)
     w = windows(10, cfg=cfg, mean=fm.norm_mean)
     np.testing.assert_array_equal(net.int8_outputs(w), im.forward_int(im.quantize_input(w.numpy())))
     # a second run of the same configuration resumes from the finished checkpoint
@@ -352,16 +353,16 @@ def test_fast_integer_path_is_exact_at_the_float32_boundary(rng, bound_offset):
     """Accumulator bound exactly 2^24 (float32 path) and 2^24 + 1 (float64 path): both exact."""
     n_in = 960
     w = np.full((3, n_in), 127, np.int8)
-    room = s2m.FLOAT32_EXACT + bound_offset - 128 * 127 * n_in
+    room = stage2_int.FLOAT32_EXACT + bound_offset - 128 * 127 * n_in
     bias = np.array([-room, room, 0], np.int32)
     m, s = intspec.quantize_multiplier([2.0 ** -17, 2.0 ** -17, 2.0 ** -16])
     layer = intspec.IntLayer(w, 8, bias, m, s, 0.1, 0, 0.1, 0, relu=False)
-    assert intspec.max_abs_accumulator(layer) == s2m.FLOAT32_EXACT + bound_offset
+    assert intspec.max_abs_accumulator(layer) == stage2_int.FLOAT32_EXACT + bound_offset
     x = np.concatenate([np.full((1, n_in), -128), np.full((1, n_in), 127),
                         rng.integers(-128, 128, (200, n_in))]).astype(np.int8)
     im = intspec.IntModel([layer], 0.1, 0, np.zeros(40, np.float32), np.ones(40, np.float32), 96, 4, 40, 4,
                           ["a", "b", "c"])
-    np.testing.assert_array_equal(s2m.forward_int_fast(im, x), intspec.dense_int(x, layer))
+    np.testing.assert_array_equal(stage2_int.forward_int_fast(im, x), intspec.dense_int(x, layer))
 
 
 @pytest.mark.parametrize("decimate", [1, 3, 4, 6])
@@ -372,9 +373,9 @@ def test_input_vector_and_codes_match_the_numpy_front_end(decimate):
     net = s2m.fold_stage1(q)
     w = windows(400, seed=11, cfg=cfg, mean=q.norm_mean) * 3
     s2m.calibrate(net, w, batch_size=100)
-    im = s2m.to_int_model(net)
+    im = stage2_int.to_int_model(net)
     with torch.no_grad():
         np.testing.assert_array_equal(net.stack(w).numpy(), im.input_vector(w.numpy()))  # bit for bit
         torch.testing.assert_close(net.stack(w), q.stack(w))  # and the model's own front end, up to rounding
-    report = s2m.compare_modes(net, im, w)
+    report = stage2_int.compare_modes(net, im, w)
     assert report["input_code_differences"] == report["logit_differences"] == 0

@@ -248,3 +248,25 @@ def test_negative_bootstrap_bad_input_and_old_records():
     bad = dict(q, unit_curve_unit=q["unit_curve_unit"] + UNITS)
     with pytest.raises(ValueError, match="do not fit"):
         verdicts.negative_bootstrap([bad], [f], OP)
+
+
+def test_qat_seed_split_separates_the_qat_run_from_float_retraining():
+    from kwslib.study import verdicts
+
+    comp = {"training": 5.0, "test_speakers": 1.0, "threshold_negatives": 0.5, "dominant": "training"}
+    fl = {"frr_at_op": 0.40}
+    runs = [{"frr_at_op": v} for v in (0.42, 0.45, 0.39)]  # deltas +2, +5, -1 points
+    out = verdicts.qat_seed_split(comp, fl, runs[0], runs[1:], replicate=0)
+    sd = float(np.std([2.0, 5.0, -1.0], ddof=1))  # 3.0
+    assert out["qat_seed"] == pytest.approx(sd) and out["qat_seed_deltas"] == pytest.approx([2.0, 5.0, -1.0])
+    assert out["float_retraining"] == pytest.approx(np.sqrt(25.0 - sd ** 2))  # 4.0
+    assert out["dominant"] == "float_retraining" and "2 degrees of freedom" in out["qat_seed_note"]
+    assert comp["dominant"] == "training" and "qat_seed" not in comp  # the input is not changed
+    # the QAT part explains all of the training part: no float retraining left, and the QAT seed dominates
+    big = verdicts.qat_seed_split(comp, fl, {"frr_at_op": 0.30}, [{"frr_at_op": 0.50}])
+    assert big["float_retraining"] == 0.0 and big["dominant"] == "qat_seed"
+    # no replicate-level training part (one replicate): QAT sd alone, float retraining unknown
+    one = verdicts.qat_seed_split({}, fl, runs[0], runs[1:])
+    assert one["float_retraining"] is None and one["dominant"] == "qat_seed"
+    with pytest.raises(ValueError, match="at least one other seed"):
+        verdicts.qat_seed_split(comp, fl, runs[0], [])

@@ -26,17 +26,8 @@ import numpy as np
 from ..frontend.audio import check_audio, fit_to_clip, read_wav
 from ..errors import DatasetError, AudioError, OfflineError
 from .base import (
-    ALL_WORDS_V1,
-    ALL_WORDS_V2,
-    CLASS_INDEX,
-    CLIP_SAMPLES,
-    SAMPLE_RATE,
-    SILENCE,
-    UNKNOWN,
-    ClipSet,
-    Corpus,
-    split_noise_by_time,
-    word_to_class,
+    ALL_WORDS_V1, ALL_WORDS_V2, CLASS_INDEX, CLIP_SAMPLES, SAMPLE_RATE, SILENCE, UNKNOWN,
+    ClipSet, Corpus, split_noise_by_time, word_to_class,
 )
 from .speech_commands import _report_bad, cut_silence
 

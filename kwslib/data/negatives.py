@@ -8,13 +8,11 @@ Three sources, each reported apart:
   parameter or by the environment variable ``KWS_REAL_NEGATIVES_ROOT``;
 * **synthetic non-keyword speech**: random word sequences from a frequency
   list of English words with every keyword and keyword homophone removed
-  (:func:`negative_vocabulary`), spoken by espeak-ng
+  (:func:`kwslib.data.vocabulary.negative_vocabulary`), spoken by espeak-ng
   (:func:`synthetic_negative_speech`). Needs no data and no network.
 
-:func:`build_negative_stream` / :func:`noise_stream` turn clips into one long
-stream cut into *units* (one per clip, or fixed-length pieces of noise) and
-:func:`unit_of_step` maps each model step to its unit, so detections can be
-counted per unit and per source for a unit-level (or source-level) bootstrap.
+:mod:`kwslib.data.vocabulary` makes the non-keyword vocabulary; :mod:`kwslib.data.negative_streams`
+turns clips into streams cut into units, so detections are counted per unit and per source.
 
 Assumptions (each one is a choice a reader may want to change):
 
@@ -35,18 +33,6 @@ Assumptions (each one is a choice a reader may want to change):
   seeded by ``seed``) go to test one by one until test holds at least
   ``test_fraction`` of the total duration (so it may hold much more: the
   folders are few and of very unequal size). Train must keep at least one folder.
-- **Vocabulary.** ``wordfreq.top_n_list("en", n_words)`` (wordfreq 3.1.1): the
-  ``n_words`` most frequent English words *before* filtering, so the list is
-  shorter than ``n_words``. Kept: lower-case ASCII letters only, at least two
-  letters (plus "a" and "i"; other single letters are spelled out by espeak).
-  Removed: the keywords, and every word whose espeak-ng phonemes, in *any* of
-  the English base voices of :mod:`kwslib.data.synthetic`, contain a keyword's
-  phonemes (in that voice) as a whole token: the homophones ("know" = "no",
-  "write" = "right") and words espeak reads as a phrase holding a keyword
-  (an abbreviation or a numeral: "ii" is read "roman two"). Phonemes are compared without stress marks (``'``, ``,``, ``%``,
-  ``=``) and pause marks (``_``): in running speech espeak weakens the stress of
-  "go" to ``g,oU``, which is still "go". Near misses that are other words
-  ("not", "often", "upper", "going", "stopped") stay: they are the hard negatives.
 - **Synthetic utterances.** Each utterance is 3-12 (``words_per_utterance``)
   words drawn uniformly with replacement from the vocabulary, joined by spaces
   (no punctuation), spoken by one of ``voices`` voices (default 48, as the
@@ -61,17 +47,6 @@ Assumptions (each one is a choice a reader may want to change):
   (streams add noise between clips). Clips are generated until their total
   duration reaches ``hours``, so the total exceeds it by less than one utterance.
   Source = ``"synthetic:<base+variant>"``.
-- **Streams.** Clips are concatenated unchanged in a seeded order, each after a
-  gap of background noise drawn as :func:`kwslib.data.streams._noise_piece` draws
-  it (a random piece of ``noise`` at a random gain; generated white noise when
-  ``noise`` is empty or None). A unit is ``[gap, clip]``, so units tile the
-  stream and each clip fills the end of its unit; the stream ends with the last
-  clip (no closing gap). A detection is attributed to the unit holding the last
-  sample of the model's input window at that step (a false alarm that fires
-  late, after its clip, may so land on the next unit). Gap gains are drawn from
-  ``noise_gain_db`` = (-30, -10) dB as in :func:`kwslib.data.streams.build_stream`.
-  :func:`noise_stream` cuts each recording into ``unit_s`` pieces from its
-  start, the last piece holding the remainder, with no gaps.
 - **espeak-ng.** Phonemes come from ``espeak_TextToPhonemes`` (ASCII phoneme
   names, one clause per call) of a private engine of
   :mod:`kwslib.data.synthetic` (``_Engine``, used under its ``_LOCK``; nothing
@@ -83,8 +58,6 @@ Assumptions (each one is a choice a reader may want to change):
 from __future__ import annotations
 
 import csv
-import ctypes
-import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,14 +67,12 @@ import numpy as np
 from . import synthetic as _syn
 from .base import KEYWORDS, SAMPLE_RATE
 from ..errors import AudioError, ConfigError, DatasetError
-from .streams import _noise_piece
+from .vocabulary import _keyword_tokens, _phonemize, _tokens, negative_vocabulary, vocabulary_part
 
 ENV_VAR = "KWS_REAL_NEGATIVES_ROOT"
 KINDS = ("speech", "noise")
 N_SYNTH_VOICES = 48  # SyntheticConfig().n_voices
 _VOICE_STREAM = 100  # seed stream of the negative voices (the keyword corpus uses [seed, 0])
-_STRESS = str.maketrans("", "", "',%=_")
-_PHONEME_ASCII = 0  # espeak_TextToPhonemes phonememode: espeak's ASCII phoneme names, space between words
 
 
 @dataclass
@@ -218,115 +189,6 @@ def split_by_source(clips: list[NegativeClip], test_sources=None, test_fraction:
     return [c for c in clips if c.source not in test], [c for c in clips if c.source in test]
 
 
-# --------------------------------------------------------------------------- phonemes
-
-def _norm(token: str) -> str:
-    return token.translate(_STRESS)
-
-
-def _phonemize(engine, text: str, voice: str) -> str:
-    """espeak-ng's ASCII phonemes of ``text`` (words separated by spaces, clauses joined by a space)."""
-    lib = engine.lib
-    if getattr(lib, "_kws_t2p", None) is None:
-        fn = lib.espeak_TextToPhonemes
-        fn.restype = ctypes.c_char_p
-        fn.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
-        lib._kws_t2p = fn
-    engine.set_voice(voice)
-    buf = ctypes.create_string_buffer(text.encode("utf-8") + b"\0")
-    ptr = ctypes.c_void_p(ctypes.addressof(buf))
-    out = []
-    while ptr.value:  # one clause per call; the library sets ptr to NULL at the end
-        r = lib._kws_t2p(ctypes.byref(ptr), _syn._CHARS_UTF8, _PHONEME_ASCII)
-        if r:
-            out.append(r.decode("utf-8", "replace").strip())
-    return " ".join(o for o in out if o)
-
-
-def phonemes(text, voice: str = "en-us"):
-    """espeak-ng's phonemes of ``text`` in ``voice`` (ASCII phoneme names with stress marks, words
-    separated by spaces); a list of texts gives a list, phonemized by one engine (fast)."""
-    with _syn._LOCK, _syn._Engine() as engine:
-        if isinstance(text, str):
-            return _phonemize(engine, text, voice)
-        return [_phonemize(engine, t, voice) for t in text]
-
-
-def _tokens(ph: str) -> set[str]:
-    return {t for t in (_norm(x) for x in ph.split()) if t}
-
-
-@functools.cache
-def _keyword_tokens() -> dict[str, dict[str, str]]:
-    """{base voice: {keyword phoneme token (no stress): keyword}}."""
-    with _syn._LOCK, _syn._Engine() as engine:
-        return {v: {_norm(_phonemize(engine, k, v)): k for k in KEYWORDS} for v in _syn.BASE_VOICES}
-
-
-def keyword_phoneme_hits(ph: str, voice: str = "en-us") -> list[str]:
-    """The keywords whose phoneme token (in ``voice``'s base) is a whole token of the phonemes ``ph``."""
-    table = _keyword_tokens()[voice.partition("+")[0]]
-    return sorted({table[t] for t in _tokens(ph) if t in table})
-
-
-_WORD_RE = re.compile(r"[a-z]+")
-
-
-def filter_words(words) -> tuple[list[str], dict[str, str]]:
-    """(kept, {removed word: reason}) of ``words`` by the rules of :func:`negative_vocabulary`.
-
-    Words are lower-cased; one that is not lower-case ASCII letters (or a single
-    letter other than "a"/"i") is removed as "not a plain word".
-    """
-    kw_tokens = _keyword_tokens()
-    words = [str(w).strip().lower() for w in words]
-    plain = [w for w in dict.fromkeys(words) if _WORD_RE.fullmatch(w) and (len(w) >= 2 or w in ("a", "i"))
-             and w not in KEYWORDS]
-    why: dict[str, str] = {}
-    with _syn._LOCK, _syn._Engine() as engine:
-        for v in _syn.BASE_VOICES:  # voices outer: switching voices costs more than a word
-            for w in plain:
-                if w in why:
-                    continue
-                ph = _phonemize(engine, w, v)
-                hits = sorted({kw_tokens[v][t] for t in _tokens(ph) if t in kw_tokens[v]})
-                if hits:
-                    same = _norm(ph.replace(" ", "")) in kw_tokens[v]
-                    why[w] = f"{'homophone of' if same else 'says'} {'/'.join(hits)} ({v}: {ph})"
-    kept, removed = [], {}
-    for w in words:
-        if w in KEYWORDS:
-            removed[w] = "keyword"
-        elif not (_WORD_RE.fullmatch(w) and (len(w) >= 2 or w in ("a", "i"))):
-            removed[w] = "not a plain word"
-        elif w in why:
-            removed[w] = why[w]
-        elif w not in kept:
-            kept.append(w)
-    return kept, removed
-
-
-@functools.cache
-def _vocabulary(n_words: int) -> tuple[tuple[str, ...], dict[str, str]]:
-    import wordfreq
-
-    kept, removed = filter_words(wordfreq.top_n_list("en", n_words))
-    return tuple(kept), {w: r for w, r in removed.items() if r != "not a plain word"}
-
-
-def negative_vocabulary(n_words: int = 5000) -> list[str]:
-    """Frequent English words that are no keyword and sound like none (see the module docstring)."""
-    if not isinstance(n_words, int) or isinstance(n_words, bool) or n_words < 1:
-        raise ConfigError(f"negative_vocabulary: n_words = {n_words!r} must be a positive integer")
-    return list(_vocabulary(n_words)[0])
-
-
-def removed_words(n_words: int = 5000) -> dict[str, str]:
-    """The words of the top ``n_words`` that :func:`negative_vocabulary` drops, with the reason."""
-    negative_vocabulary(n_words)  # validates
-    return dict(_vocabulary(n_words)[1])
-
-
 # --------------------------------------------------------------------------- synthetic negative speech
 
 def _positive_number(name: str, v, allow_zero: bool = False) -> float:
@@ -413,136 +275,7 @@ def synthetic_negative_speech(hours: float, seed: int = 0, voices=None, words_pe
     return clips
 
 
-# --------------------------------------------------------------------------- streams
-
-@dataclass
-class NegativeStream:
-    """A long negative signal cut into units that tile it."""
-
-    audio: np.ndarray  # float32, 16 kHz
-    units: list  # (start_sample, end_sample, unit_id, source), in stream order, tiling [0, len(audio))
-    source: str  # what the stream is: "real_speech", "synthetic_speech", "noise", ...
-
-    @property
-    def hours(self) -> float:
-        return len(self.audio) / SAMPLE_RATE / 3600.0
-
-    def hours_by_unit(self) -> np.ndarray:
-        """Hours of each unit, in the order of ``units`` (the indices :func:`unit_of_step` returns)."""
-        return np.array([(e - s) for s, e, _, _ in self.units], np.float64) / SAMPLE_RATE / 3600.0
-
-    def hours_by_source(self) -> dict[str, float]:
-        """Hours of the units of each source (upstream folder or synthetic voice)."""
-        out: dict[str, float] = {}
-        for (_, _, _, src), h in zip(self.units, self.hours_by_unit()):
-            out[src] = out.get(src, 0.0) + float(h)
-        return out
-
-
-def _clip_audio(c, what: str) -> np.ndarray:
-    x = np.asarray(c.audio if isinstance(c, NegativeClip) else c)
-    if x.ndim != 1:
-        raise AudioError(f"{what}: audio of shape {x.shape}, expected mono (1-D)")
-    if not np.issubdtype(x.dtype, np.floating) or not np.isfinite(x).all():
-        raise AudioError(f"{what}: audio must be finite floating-point samples (got {x.dtype})")
-    return x.astype(np.float32, copy=False)
-
-
-def _range(name: str, r, allow_zero: bool = True) -> tuple[float, float]:
-    try:
-        lo, hi = (float(x) for x in r)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} = {r!r} must be a (min, max) pair") from None
-    if not (np.isfinite(lo) and np.isfinite(hi) and (lo >= 0 if allow_zero else True) and lo <= hi):
-        raise ConfigError(f"{name} = {r!r} must be (min, max) with {'0 <= ' if allow_zero else ''}min <= max")
-    return lo, hi
-
-
-def build_negative_stream(clips: list[NegativeClip], noise=None, gap_s=(0.2, 1.0), seed: int = 0,
-                          source: str = "real_speech", noise_gain_db=(-30.0, -10.0)) -> NegativeStream:
-    """Every clip once, in a seeded order, each after a gap of ``gap_s`` seconds of background noise.
-
-    ``noise``: recordings (arrays or NegativeClips) the gaps are cut from; None
-    or empty: white noise (as in :func:`kwslib.data.streams.build_stream`). Unit k =
-    the gap before clip k + the clip; unit_id = the clip's ``file``, unit source
-    = the clip's ``source``.
-    """
-    if not clips:
-        raise ConfigError("build_negative_stream: no clips")
-    gap_s = _range("build_negative_stream: gap_s", gap_s)
-    noise_gain_db = _range("build_negative_stream: noise_gain_db", noise_gain_db, allow_zero=False)
-    noise = [_clip_audio(r, f"noise recording {i}") for i, r in enumerate(noise or [])]
-    audio = [_clip_audio(c, f"clip {c.file}") for c in clips]
-    rng = np.random.default_rng(seed)
-    parts, units, pos = [], [], 0
-    for i in rng.permutation(len(clips)):
-        gap = _noise_piece(noise, int(rng.uniform(*gap_s) * SAMPLE_RATE), rng, noise_gain_db)
-        end = pos + len(gap) + len(audio[i])
-        units.append((pos, end, clips[i].file, clips[i].source))
-        parts += [gap, audio[i]]
-        pos = end
-    return NegativeStream(np.concatenate(parts).astype(np.float32, copy=False), units, source)
-
-
-def noise_stream(recordings, unit_s: float = 10.0, source: str = "noise") -> NegativeStream:
-    """Noise recordings (arrays or NegativeClips) back to back, cut into units of ``unit_s`` seconds.
-
-    The last unit of each recording holds its remainder (shorter). unit_id =
-    ``"<file or rec index>#<k>"``; unit source = the clip's source, or ``source``
-    for a plain array.
-    """
-    unit_s = _positive_number("noise_stream: unit_s", unit_s)
-    n_unit = max(1, int(round(unit_s * SAMPLE_RATE)))
-    parts, units, pos = [], [], 0
-    for i, r in enumerate(recordings):
-        name = r.file if isinstance(r, NegativeClip) else f"rec{i}"
-        src = r.source if isinstance(r, NegativeClip) else source
-        x = _clip_audio(r, f"noise recording {name}")
-        for k, a in enumerate(range(0, len(x), n_unit)):
-            b = min(a + n_unit, len(x))
-            units.append((pos + a, pos + b, f"{name}#{k}", src))
-        parts.append(x)
-        pos += len(x)
-    if pos == 0:
-        raise ConfigError("noise_stream: no noise (no recordings, or all of them empty)")
-    return NegativeStream(np.concatenate(parts).astype(np.float32, copy=False), units, source)
-
-
-def unit_of_step(stream: NegativeStream, n_steps: int, step_samples: int, window_samples: int) -> np.ndarray:
-    """``[n_steps]`` int: the index into ``stream.units`` of the unit holding sample ``e - 1`` of step t.
-
-    Step ``t`` is the model input window ``[e - window_samples, e)`` with
-    ``e = t * step_samples + window_samples`` (as in
-    :func:`kwslib.data.streams.keyword_masks`). A window that ends past the stream
-    is an error (the step/window sizes do not belong to this stream).
-    """
-    for name, v in (("n_steps", n_steps), ("step_samples", step_samples), ("window_samples", window_samples)):
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < (0 if name == "n_steps" else 1):
-            raise ConfigError(f"unit_of_step: {name} = {v!r} must be an integer >= {0 if name == 'n_steps' else 1}")
-    ends = np.arange(int(n_steps), dtype=np.int64) * int(step_samples) + int(window_samples)
-    if n_steps and ends[-1] > len(stream.audio):
-        raise ConfigError(f"unit_of_step: step {n_steps - 1} ends at sample {ends[-1]}, past the stream's "
-                          f"{len(stream.audio)} samples (n_steps/step_samples/window_samples do not fit it)")
-    starts = np.array([u[0] for u in stream.units], np.int64)
-    return np.searchsorted(starts, ends - 1, side="right") - 1
-
-
 # --------------------------------------------------------------------------- rejection training
-
-PARTS = ("train", "test")
-
-
-def vocabulary_part(part: str, n_words: int = 5000, seed: int = 0) -> list[str]:
-    """One of two disjoint halves of :func:`negative_vocabulary` (a seeded shuffle, then split):
-    ``"train"`` for the non-keyword speech a model learns to reject, ``"test"`` for the speech its
-    false detections are counted on, so that no word is both trained on and tested on."""
-    if part not in PARTS:
-        raise ConfigError(f"vocabulary_part: part must be one of {PARTS}, got {part!r}")
-    words = negative_vocabulary(n_words)
-    order = np.random.default_rng([seed, 7]).permutation(len(words))
-    half = order[: len(words) // 2] if part == "train" else order[len(words) // 2:]
-    return [words[i] for i in sorted(half)]
-
 
 def unknown_training_clips(hours: float, seed: int, vocabulary=None):
     """Synthetic non-keyword speech cut into 1-s clips, as ``_unknown_`` training clips (a ClipSet).

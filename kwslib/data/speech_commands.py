@@ -39,17 +39,8 @@ import numpy as np
 from ..frontend.audio import fit_to_clip, read_wav
 from ..errors import AudioError, ConfigError, DatasetError, OfflineError
 from .base import (
-    ALL_WORDS_V1,
-    ALL_WORDS_V2,
-    CLASS_INDEX,
-    CLIP_SAMPLES,
-    KEYWORDS,
-    SILENCE,
-    UNKNOWN,
-    ClipSet,
-    Corpus,
-    split_noise_by_time,
-    word_to_class,
+    ALL_WORDS_V1, ALL_WORDS_V2, CLASS_INDEX, CLIP_SAMPLES, KEYWORDS, SILENCE, UNKNOWN,
+    ClipSet, Corpus, split_noise_by_time, word_to_class,
 )
 
 #: More unreadable clips than this fraction means a damaged or wrong folder: DatasetError.

@@ -45,17 +45,8 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 
 from ..errors import ConfigError, KwsError
-from .base import (
-    CLASS_INDEX,
-    CLIP_SAMPLES,
-    KEYWORDS,
-    SAMPLE_RATE,
-    SILENCE,
-    UNKNOWN,
-    ClipSet,
-    Corpus,
-    split_noise_by_time,
-)
+from .base import (CLASS_INDEX, CLIP_SAMPLES, KEYWORDS, SAMPLE_RATE, SILENCE, UNKNOWN, ClipSet, Corpus,
+                   split_noise_by_time)
 
 
 class EspeakError(KwsError, RuntimeError):

@@ -66,7 +66,7 @@ class NegativesConfig:
     real_noise: bool = True  # with real_speech: its noises/ recordings join the noise source
     synthetic_hours: float = 1.0  # espeak-ng non-keyword speech (0: none)
     synthetic_seed: int = 1000
-    # which half of the negative vocabulary (kwslib.data.negatives.vocabulary_part) the synthetic speech is drawn
+    # which half of the negative vocabulary (kwslib.data.vocabulary.vocabulary_part) the synthetic speech is drawn
     # from: "test" (the default: rejection training, data.unknown_speech_hours, speaks the "train" half) or
     # "train" (validation negatives for choosing settings: kwslib.study.tuning; never the test half)
     synthetic_vocabulary: str = "test"
@@ -146,25 +146,25 @@ def long_logmel(audio: np.ndarray, feat_cfg: FeatureConfig, chunk_frames: int = 
 
 
 def negative_streams(corpus: Corpus, cfg: NegativesConfig) -> list:
-    """The negative streams :class:`NegativesConfig` asks for (kwslib.data.negatives.NegativeStream each)."""
-    from ..data import negatives as neg
+    """The negative streams :class:`NegativesConfig` asks for (kwslib.data.negative_streams.NegativeStream each)."""
+    from ..data import negatives as neg, negative_streams as nstreams, vocabulary
 
     noise = list(corpus.noise_test)
     streams = []
     if cfg.real_speech:
         real = (neg.load_real_negatives(cfg.real_root, cfg.real_env, kind="speech") if cfg.real_parts is None
                 else neg.real_part_clips(cfg.real_parts, cfg.real_root, cfg.real_env))
-        streams.append(neg.build_negative_stream(real, noise, seed=cfg.seed, source="real_speech"))
+        streams.append(nstreams.build_negative_stream(real, noise, seed=cfg.seed, source="real_speech"))
         if cfg.real_noise:
             noise = noise + [c.audio for c in neg.load_real_negatives(cfg.real_root, cfg.real_env, kind="noise")]
     if cfg.synthetic_hours > 0:
         # by default the "test" half of the vocabulary: rejection training (data.unknown_speech_hours) uses the other
         synth = neg.synthetic_negative_speech(cfg.synthetic_hours, seed=cfg.synthetic_seed,
-                                              vocabulary=neg.vocabulary_part(cfg.synthetic_vocabulary))
-        streams.append(neg.build_negative_stream(synth, list(corpus.noise_test), seed=cfg.seed + 1,
+                                              vocabulary=vocabulary.vocabulary_part(cfg.synthetic_vocabulary))
+        streams.append(nstreams.build_negative_stream(synth, list(corpus.noise_test), seed=cfg.seed + 1,
                                                  source="synthetic_speech"))
     if cfg.noise and noise:
-        streams.append(neg.noise_stream(noise, unit_s=cfg.noise_unit_s, source="noise"))
+        streams.append(nstreams.noise_stream(noise, unit_s=cfg.noise_unit_s, source="noise"))
     return streams
 
 
@@ -173,7 +173,7 @@ def _negative_sources(corpus: Corpus, feat_cfg: FeatureConfig, context: int, ste
     """source -> NegativeSource; features cached under ``cache_dir`` (keyed by everything they depend on)."""
     import json
 
-    from ..data import negatives as neg
+    from ..data import negative_streams as nstreams
     from ..io import atomic_write_json
 
     def build():
@@ -182,7 +182,7 @@ def _negative_sources(corpus: Corpus, feat_cfg: FeatureConfig, context: int, ste
             feats = long_logmel(st.audio, feat_cfg)
             n_steps = len(sliding_windows(feats, context, step)) if len(feats) >= context else 0
             window = (context - 1) * feat_cfg.hop_length + feat_cfg.win_length
-            u = neg.unit_of_step(st, n_steps, step * feat_cfg.hop_length, window)
+            u = nstreams.unit_of_step(st, n_steps, step * feat_cfg.hop_length, window)
             out[st.source] = NegativeSource(st.source, feats, u, [f"{st.source}:{x[2]}" for x in st.units],
                                             st.hours_by_unit(), st.hours)
         return out

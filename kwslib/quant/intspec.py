@@ -189,7 +189,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     where every libm and numpy agree to far below float32 rounding); ``s = e_0 + e_1 + ...`` summed
     left to right in float32; ``p_j = e_j / s``. kws_pipeline.c computes exactly this, so the C
     detector's scores equal the numpy engine's, and thresholds read off these scores (the report's
-    operating point) mean the same thing on both. ``stage2.int_posterior_fn`` uses it too.
+    operating point) mean the same thing on both. ``stage2_int.int_posterior_fn`` uses it too.
     """
     logits = np.asarray(logits, np.float32)
     z = logits - logits.max(axis=1, keepdims=True)

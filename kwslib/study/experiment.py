@@ -251,7 +251,7 @@ def stage2_replicate(rep: Replicate, op: float, widths, s2cfg, log=None, on_mode
     import dataclasses
 
     from ..errors import ConfigError
-    from ..quant import stage2 as s2
+    from ..quant import stage2 as s2, stage2_int as s2int
     from ..quant.qat import load_qat_model
     from .replicates import file_digest
 
@@ -273,13 +273,71 @@ def stage2_replicate(rep: Replicate, op: float, widths, s2cfg, log=None, on_mode
         s1 = load_qat_model(s1_file)
         net, hist = s2.train_stage2(s1, rep.corpus, rep.cfg.features, rep.cfg.train, s2cfg,
                                     ckpt_dir=rep.paths.checkpoints / f"stage2_w{b}", log=log)
-        im = s2.to_int_model(net, rep.cfg.features)
+        im = s2int.to_int_model(net, rep.cfg.features)
         s2.save_stage2_model(rep.paths.models / f"stage2_w{b}.pt", net, extra={"history": hist})
         s2.save_int_model(int_file, im)
         seconds = time.time() - t0
-        rec = read_model(rep, f"stage2_w{b}", s2.int_posterior_fn(im), op, int_file, f_rec, key_extra=run_key)[1]
+        rec = read_model(rep, f"stage2_w{b}", s2int.int_posterior_fn(im), op, int_file, f_rec, key_extra=run_key)[1]
         out[b] = {"record": rec, "seconds": seconds, "history": hist, "net": net, "int_model": im}
         _done(on_model, f"stage2_w{b}", out[b])
+    return out
+
+
+def qat_seed_replicate(rep: Replicate, op: float, widths, extra_seeds: int, s2cfg, log=None, on_model=None) -> dict:
+    """Stage 1 and stage 2 again on ``rep``'s own float model, with ``extra_seeds`` other QAT seeds (issue 23).
+
+    With the float model, the test speakers and the negative audio held fixed, what still moves between these
+    runs is the QAT run itself (its seed: data order, augmentation draws, and the threshold each model's own DET
+    curve then gives). Seed j (1..``extra_seeds``) trains with ``train.seed + 1000 j``; the stage-1 schedule is
+    the one notebook 2 saved with ``models/stage1_w<b>.pt`` (tanh, per channel), so only the seed differs.
+    Models go to ``models/qat_seeds/s<j>/``, records to ``records/qatseed<j>_stage2_w<b>.npz``; a run whose
+    files and record exist is reused. Returns b -> [record of seed 1, ..., seed ``extra_seeds``].
+    """
+    import dataclasses
+
+    from ..config import from_dict
+    from ..errors import ConfigError
+    from ..model import read_model_file
+    from ..quant import stage2 as s2, stage2_int as s2int
+    from ..quant.qat import QAT_FORMAT, QAT_VERSION, Stage1Config, save_qat_model, train_stage1
+    from ..quant.weights import WeightQuantConfig
+
+    if not isinstance(extra_seeds, int) or isinstance(extra_seeds, bool) or extra_seeds < 1:
+        raise ConfigError(f"qat_seeds.extra_seeds must be an integer >= 1, got {extra_seeds!r}")
+    f_rec = float_record(rep)
+    float_file = rep.paths.models / "float.pt"
+    net = load_model(float_file)
+    out = {b: [] for b in widths}
+    for b in widths:
+        s1_main = rep.paths.models / f"stage1_w{b}.pt"
+        if not s1_main.is_file():
+            raise ConfigError(f"replicate {rep.k}: no stage-1 model {s1_main}: run notebook 2 first")
+        schedule = read_model_file(s1_main, QAT_FORMAT, QAT_VERSION, "QAT model").get("extra", {}).get("schedule")
+        if not isinstance(schedule, dict):
+            raise ConfigError(f"{s1_main}: holds no stage-1 schedule (written before it was saved): rerun notebook 2")
+        stage_cfg = from_dict(Stage1Config, schedule, where=f"{s1_main}:extra.schedule")
+        for j in range(1, extra_seeds + 1):
+            tcfg = dataclasses.replace(rep.cfg.train, seed=rep.cfg.train.seed + 1000 * j)
+            folder = rep.paths.models / "qat_seeds" / f"s{j}"
+            folder.mkdir(parents=True, exist_ok=True)
+            name, int_file = f"qatseed{j}_stage2_w{b}", folder / f"stage2_w{b}.int.npz"
+            run_key = {"stage1": schedule, "stage2": dataclasses.asdict(s2cfg), "seed": tcfg.seed}
+            rec = cached_record(rep, name, int_file, key_extra=run_key)
+            seconds = None
+            if rec is None:
+                t0 = time.time()
+                wcfg = WeightQuantConfig(b, "tanh", True)
+                s1, _ = train_stage1(net, rep.corpus, rep.cfg.features, tcfg, stage_cfg, wcfg,
+                                     ckpt_dir=rep.paths.checkpoints / "qat_seeds" / f"s{j}" / wcfg.name, log=log)
+                save_qat_model(folder / f"stage1_w{b}.pt", s1, kind="stage1", extra={"schedule": schedule})
+                s2net, _ = s2.train_stage2(s1, rep.corpus, rep.cfg.features, tcfg, s2cfg,
+                                           ckpt_dir=rep.paths.checkpoints / "qat_seeds" / f"s{j}" / f"stage2_w{b}", log=log)
+                im = s2int.to_int_model(s2net, rep.cfg.features)
+                s2.save_int_model(int_file, im)
+                rec = read_model(rep, name, s2int.int_posterior_fn(im), op, int_file, f_rec, key_extra=run_key)[1]
+                seconds = time.time() - t0
+            out[b].append(rec)
+            _done(on_model, name, {"record": rec, "seconds": seconds})
     return out
 
 

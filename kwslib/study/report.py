@@ -105,7 +105,8 @@ def _components_phrase(m: dict) -> str | None:
     if not isinstance(vc, dict) or vc.get("per_replicate_total") is None:
         return None
     parts = [f"{label} {vc[k]:.1f}" for k, label in (("training", "training" + (" (with threshold)" if vc.get(
-        "training_includes_threshold") else "")), ("test_speakers", "speakers"), ("threshold_negatives", "threshold"))
+        "training_includes_threshold") else "")), ("qat_seed", "of it the QAT seed"),
+        ("float_retraining", "float retraining"), ("test_speakers", "speakers"), ("threshold_negatives", "threshold"))
         if vc.get(k) is not None]
     return f"sd per replicate {vc['per_replicate_total']:.1f} points: " + ", ".join(parts)
 

@@ -118,7 +118,7 @@ def main(argv=None) -> int:
         p = _output_paths(args.out, cache_dir)
         result = _train_main(cfg, p, env, args)
     except KwsError as exc:
-        print(f"kwslib.train.loop: error: {exc}", file=sys.stderr)
+        print(f"kwslib.train: error: {exc}", file=sys.stderr)
         return 2
     finally:
         distributed.shutdown()
@@ -135,7 +135,7 @@ def _train_main(cfg, p, env, args) -> int:
 
     log = print if env.is_main else None
     if log:
-        log(f"kwslib.train.loop: {env.world_size} rank(s) on {env.device} "
+        log(f"kwslib.train: {env.world_size} rank(s) on {env.device} "
             f"({'DistributedDataParallel, ' + ('nccl' if env.device.type == 'cuda' else 'gloo') if env.distributed else 'single process'}), "
             f"global batch {cfg.train.batch_size}, {cfg.train.epochs} epochs, results in {p.results}")
     num_proc = args.num_proc or max(1, (os.cpu_count() or 1) // env.world_size)
@@ -155,7 +155,7 @@ def _train_main(cfg, p, env, args) -> int:
         save_model(p.models / "float.pt", model, kind="float",
                    extra={"history": hist.epochs, "world_size": env.world_size, "device": str(env.device)})
         best = hist.best()
-        log(f"kwslib.train.loop: done in {time.time() - t0:.0f} s; best val_acc "
+        log(f"kwslib.train: done in {time.time() - t0:.0f} s; best val_acc "
             f"{best['val_acc'] if best else float('nan'):.3f}; model {p.models / 'float.pt'}")
     distributed.barrier(env)
     return 0

@@ -39,6 +39,7 @@ def verdict_basis_rows(summary: dict) -> list[dict]:
                      "speakers-only verdict": m.get("verdict_speakers_only"),
                      "sd: training": _sd(vc, "training") if not vc.get("training_includes_threshold") else
                      (None if _sd(vc, "training") is None else _sd(vc, "training") + " (with threshold)"),
+                     "sd: QAT seed": _sd(vc, "qat_seed"), "sd: float retraining": _sd(vc, "float_retraining"),
                      "sd: speakers": _sd(vc, "test_speakers"), "sd: threshold": _sd(vc, "threshold_negatives"),
                      "sd: per replicate": _sd(vc, "per_replicate_total"),
                      "replicates": m.get("replicates"),
@@ -48,8 +49,8 @@ def verdict_basis_rows(summary: dict) -> list[dict]:
 
 
 VERDICT_BASIS_COLUMNS = ["model", "bits", "delta FRR [95% CI]", "verdict", "speakers-only CI", "speakers-only verdict",
-                         "sd: training", "sd: speakers", "sd: threshold", "sd: per replicate", "replicates",
-                         "replicates needed"]
+                         "sd: training", "sd: QAT seed", "sd: float retraining", "sd: speakers", "sd: threshold",
+                         "sd: per replicate", "replicates", "replicates needed"]
 
 
 def verdict_basis_text(summary: dict) -> str | None:
@@ -105,7 +106,9 @@ def _verdict_basis_section(summary: dict) -> list[str]:
     return ["", "## What a verdict rests on", "", verdict_basis_text(summary) or "", "",
             "Differences and sd in FRR points (quantized minus the float model of the same replicate); `sd: training` "
             "is what of the spread between replicates the speakers and the threshold do not explain (a method-of-"
-            "moments estimate, noisy at a few replicates); `replicates needed`: the replicates for an interval no "
+            "moments estimate, noisy at a few replicates); `sd: QAT seed`: the spread of the same model trained "
+            "with other QAT seeds from one replicate's float model (speakers and negatives fixed), and `sd: float "
+            "retraining` what of the training part remains beyond it; `replicates needed`: the replicates for an interval no "
             "wider than the margin, which always gives a conclusive verdict, at the measured spread.", "",
             markdown_table(rows, VERDICT_BASIS_COLUMNS)]
 

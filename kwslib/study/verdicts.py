@@ -484,3 +484,33 @@ def load_pooled_curves(p, n: int, names=None, source: str | None = None) -> dict
         if recs and all(r is not None for r in recs):
             out[name] = pooled_curve(recs, source)
     return out
+
+
+def qat_seed_split(components: dict, float_rec: dict, main_rec: dict, seed_recs: list, replicate: int = 0) -> dict:
+    """``components`` (a :func:`pooled_entry`'s ``variance_components``) with the training part split in two.
+
+    ``main_rec`` and ``seed_recs`` are records of the same model trained from the same float model of replicate
+    ``replicate`` (its own QAT run and the other QAT seeds of :func:`kwslib.study.experiment.qat_seed_replicate`),
+    read on the same clips and negative audio. The sd of their FRR differences to ``float_rec`` at the operating
+    point is ``qat_seed`` (FRR points): the QAT run alone, its threshold included. ``float_retraining`` is
+    ``sqrt(training^2 - qat_seed^2)`` (0 when the QAT part already explains the training part): what retraining
+    the float model adds. With n runs the sd has n - 1 degrees of freedom (2 for 3 runs: within a factor of about
+    2 of the truth), which ``qat_seed_note`` says. ``dominant`` is then read among speakers, threshold,
+    QAT seed and float retraining. The input dict is not changed.
+    """
+    recs = [main_rec, *seed_recs]
+    if len(recs) < 2:
+        raise ValueError(f"qat_seed_split: need the model's own run and at least one other seed, got {len(recs)} run(s)")
+    deltas = [100.0 * (float(r["frr_at_op"]) - float(float_rec["frr_at_op"])) for r in recs]
+    qat = float(np.std(deltas, ddof=1))
+    out = dict(components)
+    training = components.get("training")
+    out.update(qat_seed=qat, qat_seed_deltas=[round(d, 3) for d in deltas], qat_seed_replicate=int(replicate),
+               qat_seed_note=f"{len(recs)} QAT runs on the float model of replicate {replicate} "
+                             f"({len(recs) - 1} degrees of freedom)",
+               float_retraining=None if training is None else float(np.sqrt(max(training ** 2 - qat ** 2, 0.0))))
+    parts = {k: out.get(k) for k in ("test_speakers", "threshold_negatives", "qat_seed", "float_retraining")}
+    present = {k: v for k, v in parts.items() if v is not None}
+    if present:
+        out["dominant"] = max(present, key=present.get)
+    return out
