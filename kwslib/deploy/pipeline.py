@@ -5,9 +5,11 @@ of :mod:`kwslib.frontend.intfrontend`, whose int8 codes feed the network directl
 log-mel front end the models were trained on (the reference; the network quantizes its output).
 
 - :class:`NumpyPipeline`: the executable specification in numpy: the front end
-  (:class:`kwslib.frontend.intfrontend.StreamingIntFrontend` or :class:`kwslib.frontend.features.StreamingFrontend`), the sliding window
+  (:class:`kwslib.frontend.intfrontend.StreamingIntFrontend` or
+  :class:`kwslib.frontend.features.StreamingFrontend`), the sliding window
   (:class:`kwslib.frontend.streaming.StreamingRunner`), the integer engine's numpy spec
-  (:class:`kwslib.deploy.engine.Engine`), :func:`kwslib.quant.intspec.softmax` and :class:`kwslib.deploy.engine.Detector`.
+  (:class:`kwslib.deploy.engine.Engine`), :func:`kwslib.quant.intspec.softmax` and
+  :class:`kwslib.deploy.engine.Detector`.
 - :class:`CPipeline`: the same computation in C (``csrc/kws_pipeline.c``, ``csrc/kws_intfrontend.c``
   or ``csrc/kws_frontend.c`` with KISS FFT; ``kws_pipeline_push`` runs front end, window, network and detector with no
   allocation), through ctypes. Python only hands it int16 samples.

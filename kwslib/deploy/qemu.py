@@ -4,8 +4,8 @@
 :func:`build_harness` compiles ``csrc/kws_harness.c`` (or ``csrc/kws_pipeline_harness.c``) statically;
 :func:`run_harness` and :func:`run_frontend_qemu` run it and return its outputs (the tests compare them
 bit for bit with the numpy specification); :func:`count_instructions` and
-:func:`count_pipeline_instructions` count the instructions it retires (qemu's ``-d in_asm`` plus
-execution logging), the benchmark's machine-independent measure of CPU cost; :func:`code_bytes`
+:func:`count_pipeline_instructions` count the instructions it executes (``-singlestep -d exec,nochain``: one
+log line per executed instruction), the benchmark's machine-independent measure of CPU cost; :func:`code_bytes`
 reads the detector's code size for x86-64 or aarch64; :class:`QemuNet` is a network run under qemu.
 """
 from __future__ import annotations
