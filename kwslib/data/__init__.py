@@ -53,6 +53,9 @@ class DataConfig:
     fold: int | None = None
     n_folds: int = 5
     val_fraction: float = 0.125  # of the clips outside the test fold, by speaker
+    # The keywords: one or more words or short phrases; the classes are _silence_, _unknown_, then these.
+    # None: the 10 of Speech Commands' 12-class task (yes, no, up, ...).
+    keywords: list[str] | None = None
 
     def __post_init__(self):
         if isinstance(self.synthetic, dict):
@@ -72,6 +75,15 @@ class DataConfig:
         if bad:
             raise ConfigError(f"data.unknown_real_parts: {bad} cannot be trained on; choose from {trainable} "
                               "(the 'test' part of the real negatives is held out)")
+        if self.keywords is not None:
+            from .base import check_keywords
+
+            self.keywords = check_keywords(self.keywords, "data.keywords")
+            if self.source != "synthetic":
+                raise ConfigError(f"data.keywords: source {self.source!r} reads Speech Commands' 12 classes only so far; "
+                                  "a keyword list needs data.source synthetic")
+            if self.mix_synthetic_train:
+                raise ConfigError("data.keywords: mix_synthetic_train mixes in a corpus of other classes")
         if self.fold is not None and not (isinstance(self.fold, int) and 0 <= self.fold < self.n_folds):
             raise ConfigError(f"data.fold must be an integer in [0, data.n_folds={self.n_folds}), got {self.fold!r}")
 
@@ -89,7 +101,7 @@ def build_corpus(cfg: DataConfig) -> Corpus:
     from . import synthetic
 
     if cfg.source == "synthetic":
-        corpus = synthetic.generate_corpus(cfg.synthetic, seed=cfg.synthetic_seed)
+        corpus = synthetic.generate_corpus(cfg.synthetic, seed=cfg.synthetic_seed, keywords=cfg.keywords)
     elif cfg.source == "hub":
         from .hub import load_hub
 
@@ -108,7 +120,7 @@ def build_corpus(cfg: DataConfig) -> Corpus:
     if cfg.unknown_speech_hours > 0:
         from .negatives import unknown_training_clips
 
-        extra = unknown_training_clips(cfg.unknown_speech_hours, seed=cfg.unknown_speech_seed)
+        extra = unknown_training_clips(cfg.unknown_speech_hours, seed=cfg.unknown_speech_seed, keywords=cfg.keywords)
         corpus.train = ClipSet.concat([corpus.train, extra])
         corpus.notes["unknown_speech_train_clips"] = len(extra)
     if cfg.unknown_real_parts:
@@ -131,6 +143,8 @@ def load_corpus(cfg: DataConfig, cache_dir=None) -> Corpus:
     from .cache import cached
 
     key = dataclasses.asdict(cfg)
+    if key["keywords"] is None:  # the 12 classes: the key of caches written before keyword lists
+        del key["keywords"]
     # the data location is part of the key only through what is read; resolve it for the key
     key["_root"] = os.environ.get(cfg.root_env) if cfg.root is None else cfg.root
     key["_noise_root"] = os.environ.get(cfg.noise_env) if cfg.noise_root is None else cfg.noise_root
