@@ -1,4 +1,6 @@
 """Your own keywords (issue 25): a keyword list is data, through both QAT stages to the C detector."""
+import os
+
 import numpy as np
 import pytest
 
@@ -39,8 +41,29 @@ def test_bad_keyword_lists_are_refused_with_one_clear_line(bad, message):
 
 
 def test_keywords_need_a_source_that_can_speak_them():
-    with pytest.raises(ConfigError, match="synthetic"):
-        DataConfig(source="speech_commands_test_set", keywords=["marvin"])
+    DataConfig(source="speech_commands_test_set", keywords=["marvin", "yes"])  # words of the archive: fine
+    with pytest.raises(ConfigError, match=r"no source for \[.hey jarvis.\]"):
+        DataConfig(source="speech_commands_test_set", keywords=["hey jarvis"])
+    with pytest.raises(ConfigError, match="hub"):
+        DataConfig(source="hub", keywords=["marvin"])
+
+
+@pytest.mark.skipif(not os.environ.get("KWS_SC12_ROOT"), reason="needs the Speech Commands test-set archive")
+def test_archive_words_become_keywords_and_the_split_stays():
+    """marvin (11 clips in the archive's _unknown_ folder) as the one keyword: its clips leave _unknown_,
+    the keyword folders of the 12-class task join it, and every clip keeps its split."""
+    from kwslib.data.speech_commands import load_test_set
+
+    ref = load_test_set(fold=0)
+    own = load_test_set(fold=0, keywords=["marvin"])
+    assert own.classes == ["_silence_", "_unknown_", "marvin"]
+    for name in ("train", "val", "test"):
+        a, b = ref.splits()[name], own.splits()[name]
+        assert list(a.origins) == list(b.origins)  # the same clips in the same splits
+        is_marvin = np.array(["/marvin_" in o for o in b.origins])
+        assert np.all(b.labels[is_marvin] == 2) and np.all(b.labels[~is_marvin & (a.labels != 0)] == 1)
+        assert np.array_equal(b.labels == 0, a.labels == 0)  # _silence_ stays _silence_
+    assert sum(int((s.labels == 2).sum()) for s in own.splits().values()) == 11
 
 
 def test_the_default_corpus_is_unchanged_by_an_explicit_keyword_list_of_the_same_words():
@@ -90,3 +113,64 @@ def test_whole_chain_with_1_2_and_20_keywords(keywords, tmp_path):
     assert ref and all(name in keywords for _, name, _ in ref)  # detections, and only of the profile's keywords
     if C_OK:
         assert run(CPipeline(art, 0.02, 3, 25)) == ref
+
+
+def _write(path, audio, rate=16000, fmt=None):
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), audio, rate, format=fmt)
+
+
+def test_recordings_of_any_common_format_become_train_clips(tmp_path):
+    from kwslib.data.recordings import load_recordings, loudest_second
+
+    rng = np.random.default_rng(0)
+    burst = np.zeros(48000, np.float32)
+    burst[30000:34000] = 0.5 * np.sin(np.arange(4000) / 3)  # the "word" at 1.9-2.1 s of a 3-s file
+    _write(tmp_path / "rec" / "marvin" / "ann_1.wav", burst)
+    _write(tmp_path / "rec" / "marvin" / "bob_1.flac", (0.1 * rng.standard_normal((44100, 2))).astype(np.float32),
+           rate=44100)  # stereo, 44.1 kHz: averaged and converted
+    _write(tmp_path / "rec" / "hey_jarvis" / "take3.ogg", (0.1 * rng.standard_normal(8000)).astype(np.float32),
+           fmt="OGG")
+    (tmp_path / "rec" / "marvin" / "notes.txt").write_text("not audio")
+    clips = load_recordings(tmp_path / "rec", ["marvin", "hey jarvis"])
+    assert clips.audio.shape == (3, 16000) and sorted(clips.labels.tolist()) == [2, 2, 3]
+    assert sorted(clips.speakers.tolist()) == ["rec:ann", "rec:bob", "rec:hey_jarvis/take3"]
+    i = list(clips.origins).index("marvin/ann_1.wav")
+    assert np.abs(clips.audio[i]).max() == pytest.approx(0.5, abs=1e-3)  # the loudest second holds the word
+    assert np.array_equal(loudest_second(np.ones(100, np.float32))[7950:8050], np.ones(100, np.float32))
+
+
+@pytest.mark.parametrize("case", ["no folder", "empty folder", "unreadable", "silent"])
+def test_bad_recordings_give_one_clear_line(tmp_path, case):
+    from kwslib.data.recordings import load_recordings
+    from kwslib.errors import DatasetError
+
+    root = tmp_path / "rec"
+    root.mkdir()
+    if case == "empty folder":
+        (root / "marvin").mkdir()
+        (root / "marvin" / "readme.txt").write_text("x")
+    elif case == "unreadable":
+        (root / "marvin").mkdir()
+        (root / "marvin" / "a.wav").write_bytes(b"RIFF....WAVEjunk")
+    elif case == "silent":
+        _write(root / "marvin" / "a.wav", np.zeros(16000, np.float32))
+    message = {"no folder": "no folder of any keyword", "empty folder": "holds no audio file",
+               "unreadable": "a.wav", "silent": "holds no sound"}[case]
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    with pytest.raises(DatasetError, match=message):
+        load_recordings(root, ["marvin"])
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
+
+
+def test_a_keyword_with_no_source_is_refused(tmp_path):
+    from kwslib.data.recordings import check_sources
+
+    _write(tmp_path / "rec" / "marvin" / "a.wav", 0.1 * np.ones(8000, np.float32))
+    check_sources(["marvin", "sheila"], {"sheila"}, tmp_path / "rec")  # one from each: fine
+    with pytest.raises(ConfigError, match=r"no source for \['hey jarvis'\]"):
+        check_sources(["marvin", "hey jarvis"], set(), tmp_path / "rec")
+    with pytest.raises(ConfigError, match="does not exist"):
+        DataConfig(recordings=str(tmp_path / "nowhere"))

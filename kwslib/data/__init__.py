@@ -56,6 +56,9 @@ class DataConfig:
     # The keywords: one or more words or short phrases; the classes are _silence_, _unknown_, then these.
     # None: the 10 of Speech Commands' 12-class task (yes, no, up, ...).
     keywords: list[str] | None = None
+    # Your own recordings of the keywords (kwslib.data.recordings): a folder ROOT/<keyword>/<files> of any common
+    # audio format; every file joins the train split as a 1-s clip. None: none.
+    recordings: str | None = None
 
     def __post_init__(self):
         if isinstance(self.synthetic, dict):
@@ -78,12 +81,28 @@ class DataConfig:
         if self.keywords is not None:
             from .base import check_keywords
 
+            from .base import ALL_WORDS_V1, ALL_WORDS_V2
+
             self.keywords = check_keywords(self.keywords, "data.keywords")
-            if self.source != "synthetic":
-                raise ConfigError(f"data.keywords: source {self.source!r} reads Speech Commands' 12 classes only so far; "
-                                  "a keyword list needs data.source synthetic")
-            if self.mix_synthetic_train:
-                raise ConfigError("data.keywords: mix_synthetic_train mixes in a corpus of other classes")
+            if self.source == "hub":
+                raise ConfigError("data.keywords: the hub source reads Speech Commands' 12 classes only; use "
+                                  "speech_commands or speech_commands_test_set for other words of the archive")
+        if self.recordings is not None:
+            if not isinstance(self.recordings, str) or not self.recordings.strip():
+                raise ConfigError(f"data.recordings must be a folder path, got {self.recordings!r}")
+            from pathlib import Path
+
+            if not Path(self.recordings).is_dir():
+                raise ConfigError(f"data.recordings: folder {self.recordings} does not exist")
+        if self.keywords is not None:
+            from .recordings import check_sources
+
+            if self.source == "synthetic" or self.mix_synthetic_train:
+                spoken = set(self.keywords)  # espeak-ng speaks any text
+            else:
+                words = ALL_WORDS_V1 if (self.source == "speech_commands" and self.version == "v0.01") else ALL_WORDS_V2
+                spoken = set(self.keywords) & set(words)
+            check_sources(self.keywords, spoken, self.recordings)
         if self.fold is not None and not (isinstance(self.fold, int) and 0 <= self.fold < self.n_folds):
             raise ConfigError(f"data.fold must be an integer in [0, data.n_folds={self.n_folds}), got {self.fold!r}")
 
@@ -113,10 +132,18 @@ def build_corpus(cfg: DataConfig) -> Corpus:
         if cfg.source == "speech_commands_test_set":
             corpus = sc.load_test_set(root, noise_root=_noise_root(cfg), split_seed=cfg.split_seed,
                                       fractions=tuple(cfg.split_fractions), noise_test_fraction=cfg.noise_test_fraction,
-                                      fold=cfg.fold, n_folds=cfg.n_folds, val_fraction=cfg.val_fraction)
+                                      fold=cfg.fold, n_folds=cfg.n_folds, val_fraction=cfg.val_fraction,
+                                      keywords=cfg.keywords)
         else:
             corpus = sc.load_full(root, version=cfg.version, silence_fraction=cfg.silence_fraction,
-                                  seed=cfg.split_seed, noise_test_fraction=cfg.noise_test_fraction)
+                                  seed=cfg.split_seed, noise_test_fraction=cfg.noise_test_fraction,
+                                  keywords=cfg.keywords)
+    if cfg.recordings is not None:
+        from .recordings import load_recordings
+
+        rec = load_recordings(cfg.recordings, corpus.keywords if cfg.keywords is not None else None)
+        corpus.train = ClipSet.concat([corpus.train, rec])
+        corpus.notes["recordings_train_clips"] = len(rec)
     if cfg.unknown_speech_hours > 0:
         from .negatives import unknown_training_clips
 
@@ -130,7 +157,7 @@ def build_corpus(cfg: DataConfig) -> Corpus:
         corpus.train = ClipSet.concat([corpus.train, extra])
         corpus.notes["unknown_real_train_clips"] = len(extra)
     if cfg.mix_synthetic_train and cfg.source != "synthetic":
-        synth = synthetic.generate_corpus(cfg.synthetic, seed=cfg.synthetic_seed)
+        synth = synthetic.generate_corpus(cfg.synthetic, seed=cfg.synthetic_seed, keywords=cfg.keywords)
         corpus.train = ClipSet.concat([corpus.train, synth.train])
         corpus.notes["mixed_synthetic_train_clips"] = len(synth.train)
     return corpus
@@ -143,8 +170,14 @@ def load_corpus(cfg: DataConfig, cache_dir=None) -> Corpus:
     from .cache import cached
 
     key = dataclasses.asdict(cfg)
-    if key["keywords"] is None:  # the 12 classes: the key of caches written before keyword lists
-        del key["keywords"]
+    for name in ("keywords", "recordings"):  # unset: the key of caches written before these fields
+        if key[name] is None:
+            del key[name]
+    if cfg.recordings is not None:  # the recordings' files, so a changed folder makes a new corpus
+        from pathlib import Path
+
+        key["_recordings"] = sorted((str(f.relative_to(cfg.recordings)), f.stat().st_size, f.stat().st_mtime_ns)
+                                    for f in Path(cfg.recordings).rglob("*") if f.is_file())
     # the data location is part of the key only through what is read; resolve it for the key
     key["_root"] = os.environ.get(cfg.root_env) if cfg.root is None else cfg.root
     key["_noise_root"] = os.environ.get(cfg.noise_env) if cfg.noise_root is None else cfg.noise_root

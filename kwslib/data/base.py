@@ -75,13 +75,14 @@ ALL_WORDS_V1 = KEYWORDS + [
 ALL_WORDS_V2 = ALL_WORDS_V1 + ["backward", "forward", "follow", "learn", "visual"]
 
 
-def word_to_class(word: str) -> int:
-    """Map a Speech Commands word (or ``_silence_``/``_unknown_``) to its 12-class index.
+def word_to_class(word: str, keywords=None) -> int:
+    """Map a Speech Commands word (or ``_silence_``/``_unknown_``) to its class index.
 
-    The 10 keywords map to themselves, every other word to ``_unknown_``.
+    The keywords (None: the 10 of the 12-class task) map to themselves, every other word to ``_unknown_``.
     """
-    if word in CLASS_INDEX:
-        return CLASS_INDEX[word]
+    index = CLASS_INDEX if keywords is None else {name: i for i, name in enumerate(class_names(keywords))}
+    if word in index:
+        return index[word]
     if word == "_background_noise_":
         return CLASS_INDEX[SILENCE]
     return CLASS_INDEX[UNKNOWN]
