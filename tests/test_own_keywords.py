@@ -174,3 +174,59 @@ def test_a_keyword_with_no_source_is_refused(tmp_path):
         check_sources(["marvin", "hey jarvis"], set(), tmp_path / "rec")
     with pytest.raises(ConfigError, match="does not exist"):
         DataConfig(recordings=str(tmp_path / "nowhere"))
+
+
+def test_new_profile_writes_params_the_notebooks_read(tmp_path, monkeypatch):
+    import yaml
+
+    from kwslib import cli
+    from kwslib.study import newprofile
+
+    _write(tmp_path / "rec" / "marvin" / "me_1.wav", 0.2 * np.sin(np.arange(12000) / 5).astype(np.float32))
+    out = newprofile.new_profile("mine", ["Marvin", "hey jarvis"], "synthetic", str(tmp_path / "rec"),
+                                 params_dir=tmp_path / "params")
+    assert sorted(p.name for p in out.iterdir()) == sorted(("shared.yaml",) + newprofile.NOTEBOOK_PARAMS)
+    shared = yaml.safe_load((out / "shared.yaml").read_text())
+    assert shared["data"]["keywords"] == ["marvin", "hey jarvis"] and shared["data"]["source"] == "synthetic"
+    assert shared["data"]["recordings"] == str((tmp_path / "rec").resolve())
+    nb = {**yaml.safe_load((out / "01_float.yaml").read_text()), **shared}
+    cfg = experiment.experiment_config(**{k: nb.get(k) for k in ("data", "features", "model", "train", "eval",
+                                                                  "negatives", "replicates")})
+    assert cfg.model.n_classes == 4 and cfg.data.keywords == ["marvin", "hey jarvis"]
+    # the command line: the same files; a second time it refuses (nothing overwritten), with one line
+    monkeypatch.setattr(newprofile, "PROFILES_DIR", tmp_path / "cli")
+    assert cli.main(["new-profile", "mine", "--keywords", "Marvin", "hey jarvis"]) == 0
+    assert (tmp_path / "cli" / "mine" / "03_stage2.yaml").read_text() == (out / "03_stage2.yaml").read_text()
+    before = (tmp_path / "cli" / "mine" / "shared.yaml").read_text()
+    assert cli.main(["new-profile", "mine", "--keywords", "sheila"]) == 2
+    assert (tmp_path / "cli" / "mine" / "shared.yaml").read_text() == before
+
+
+@pytest.mark.parametrize("args, message", [
+    ((["yes", "yes"],), "listed twice"), (([],), "non-empty"), ((["_unknown_"],), "reserved"),
+    ((["hey jarvis"], "sc"), "no source|KWS_SC12_ROOT"), ((["marvin"], "web"), "--from")])
+def test_new_profile_bad_input_writes_nothing(tmp_path, monkeypatch, args, message):
+    from kwslib.study import newprofile
+
+    monkeypatch.setenv("KWS_SC12_ROOT", str(tmp_path))
+    (tmp_path / "params").mkdir()
+    with pytest.raises(ConfigError, match=message):
+        newprofile.new_profile("mine", *args, params_dir=tmp_path / "params")
+    assert list((tmp_path / "params").iterdir()) == []
+
+
+def test_new_profile_refuses_an_existing_profile_and_bad_recordings(tmp_path):
+    from kwslib.errors import DatasetError
+    from kwslib.study import newprofile
+
+    (tmp_path / "params" / "mine").mkdir(parents=True)
+    (tmp_path / "params" / "mine" / "shared.yaml").write_text("keep: me\n")
+    with pytest.raises(ConfigError, match="exists already"):
+        newprofile.new_profile("mine", ["marvin"], params_dir=tmp_path / "params")
+    assert (tmp_path / "params" / "mine" / "shared.yaml").read_text() == "keep: me\n"
+    (tmp_path / "rec" / "marvin").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="holds no audio file"):
+        newprofile.new_profile("other", ["marvin"], recordings=str(tmp_path / "rec"), params_dir=tmp_path / "params")
+    with pytest.raises(ConfigError, match="name"):
+        newprofile.new_profile("My Profile", ["marvin"], params_dir=tmp_path / "params")
+    assert sorted(p.name for p in (tmp_path / "params").iterdir()) == ["mine"]
