@@ -230,3 +230,72 @@ def test_new_profile_refuses_an_existing_profile_and_bad_recordings(tmp_path):
     with pytest.raises(ConfigError, match="name"):
         newprofile.new_profile("My Profile", ["marvin"], params_dir=tmp_path / "params")
     assert sorted(p.name for p in (tmp_path / "params").iterdir()) == ["mine"]
+
+
+def test_cap_keyword_clips_keeps_the_first_speakers_clips():
+    from kwslib.data import cap_keyword_clips
+    from kwslib.data.base import ClipSet
+
+    labels = [2, 2, 2, 3, 3, 1, 1, 0]
+    speakers = ["a", "b", "c", "a", "c", "a", "b", "s"]
+    clips = ClipSet(np.zeros((8, 16000), np.float32), labels, speakers, [f"c{i}" for i in range(8)])
+    out, kept = cap_keyword_clips(clips, 1, seed=0, n_classes=4)
+    assert kept == {2: 1, 3: 1} and len(out) == 5  # one per keyword; _unknown_ and _silence_ untouched
+    assert sorted(out.labels.tolist()) == [0, 1, 1, 2, 3]
+    # the speaker order is seeded: the kept keyword clips come from the earliest speakers of that order
+    none, kept0 = cap_keyword_clips(clips, 0, seed=0, n_classes=4)
+    assert kept0 == {2: 0, 3: 0} and sorted(none.labels.tolist()) == [0, 1, 1]
+    same, _ = cap_keyword_clips(clips, 5, seed=3, n_classes=4)
+    assert list(same.origins) == list(clips.origins)
+    with pytest.raises(ConfigError, match="real_keyword_clips"):
+        DataConfig(source="speech_commands_test_set", real_keyword_clips=-1)
+    with pytest.raises(ConfigError, match="synthetic"):
+        DataConfig(real_keyword_clips=5)
+
+
+def test_the_digits_profile_and_notebook_7_params():
+    from kwslib.config import PROFILES_DIR, load_yaml
+    from kwslib.study import reproduce
+
+    shared = load_yaml(PROFILES_DIR / "digits" / "shared.yaml")
+    cfg = experiment.experiment_config(**{k: shared[k] for k in ("data", "features", "model", "train", "eval",
+                                                                  "negatives", "replicates")})
+    assert cfg.data.keywords[0] == "zero" and len(cfg.data.keywords) == 10 and cfg.model.n_classes == 12
+    assert cfg.data.real_keyword_clips == 10 and cfg.data.mix_synthetic_train
+    root = PROFILES_DIR.parent
+    for nb_stem, params_stem in reproduce.NOTEBOOKS + reproduce.OPTIONAL_NOTEBOOKS:
+        reproduce.check_params(root / "notebooks" / f"{nb_stem}.ipynb", PROFILES_DIR / "digits" / f"{params_stem}.yaml")
+    v = load_yaml(PROFILES_DIR / "digits" / "07_own_keywords.yaml")
+    assert v["reference"] in v["variants"] and len(v["variants"]) == 3
+    for overrides in v["variants"].values():  # every variant is a valid data config
+        experiment.experiment_config(data={**shared["data"], **overrides})
+
+
+def test_notebook_7_conclusion_reads_its_summary_part():
+    from kwslib.study import conclusions
+
+    s = {"profile": "digits", "own_keywords": {
+        "keywords": ["zero", "one"], "operating_point_fdph": 10.0, "reference": "c",
+        "variants": {"a": {"keyword_accuracy": {"mean": 0.61, "ci": [0.55, 0.67]}, "frr_at_op": 0.5,
+                           "delta_frr": 0.2, "delta_frr_ci": [0.1, 0.3], "verdict": "worse", "replicates": 3},
+                     "c": {"keyword_accuracy": {"mean": 0.86, "ci": [0.8, 0.92]}, "frr_at_op": 0.3,
+                           "replicates": 3}}}}
+    text = conclusions.what_this_run_shows("07_own_keywords", s)
+    assert "zero, one" in text and "61.0% [55.0%, 67.0%]" in text and "+20.0 points vs c [+10.0, +30.0] (worse)" in text
+    assert "3 replicate(s)" in text and "`c` reads best" in text
+    with pytest.raises(ConfigError):
+        conclusions.what_this_run_shows("07_own_keywords", {"models": {}})
+
+
+def test_keyword_accuracy_counts_keyword_clips_only():
+    from kwslib.study.own_keywords import keyword_accuracy
+
+    r1 = {"labels": np.array([0, 1, 2, 2, 3, 3]), "correct": np.array([True, False, True, False, True, True])}
+    r2 = {"labels": np.array([2, 3]), "correct": np.array([True, True])}
+    one = keyword_accuracy([r1])
+    assert one["mean"] == 0.75 and one["clips"] == 4 and one["ci"] is None
+    two = keyword_accuracy([r1, r2])
+    assert two["per_replicate"] == [0.75, 1.0] and two["pooled"] == pytest.approx(5 / 6)
+    assert two["ci"][0] < 0.875 < two["ci"][1]
+    with pytest.raises(ValueError, match="no keyword clip"):
+        keyword_accuracy([{"labels": np.array([0, 1]), "correct": np.array([True, True])}])

@@ -59,6 +59,12 @@ class DataConfig:
     # Your own recordings of the keywords (kwslib.data.recordings): a folder ROOT/<keyword>/<files> of any common
     # audio format; every file joins the train split as a 1-s clip. None: none.
     recordings: str | None = None
+    # At most this many clips of each keyword stay in the real source's train split (None: all; 0: none, so the
+    # keywords are learnt from synthetic speech or recordings alone). The clips kept are those of the first
+    # speakers in a seeded order (real_keyword_seed), so a few clips come from a few people, as a user's would.
+    # _unknown_, _silence_, validation and test clips are not touched.
+    real_keyword_clips: int | None = None
+    real_keyword_seed: int = 0
 
     def __post_init__(self):
         if isinstance(self.synthetic, dict):
@@ -94,6 +100,12 @@ class DataConfig:
 
             if not Path(self.recordings).is_dir():
                 raise ConfigError(f"data.recordings: folder {self.recordings} does not exist")
+        if self.real_keyword_clips is not None:
+            if not isinstance(self.real_keyword_clips, int) or isinstance(self.real_keyword_clips, bool) \
+                    or self.real_keyword_clips < 0:
+                raise ConfigError(f"data.real_keyword_clips must be None or an integer >= 0, got {self.real_keyword_clips!r}")
+            if self.source == "synthetic":
+                raise ConfigError("data.real_keyword_clips caps a real source's keyword clips; source is synthetic")
         if self.keywords is not None:
             from .recordings import check_sources
 
@@ -113,6 +125,24 @@ def _noise_root(cfg: DataConfig):
     if cfg.noise_root is None and not os.environ.get(cfg.noise_env):
         return None
     return resolve_root(cfg.noise_root, cfg.noise_env, "background noise folder")
+
+
+def cap_keyword_clips(clips: ClipSet, n: int, seed: int, n_classes: int) -> tuple[ClipSet, dict]:
+    """``clips`` with at most ``n`` clips of each keyword class (indices 2..``n_classes`` - 1): those of the first
+    speakers in a permutation seeded by ``seed`` (within a speaker, in clip order). Other classes stay whole.
+    Returns the clips (in their original order) and {keyword index: clips kept}."""
+    import numpy as np
+
+    speakers = sorted(set(clips.speakers.tolist()))
+    rank = {s: r for r, s in enumerate(np.asarray(speakers, object)[np.random.default_rng([seed, 11]).permutation(len(speakers))])}
+    keep = np.ones(len(clips), bool)
+    kept = {}
+    for k in range(2, n_classes):
+        idx = np.flatnonzero(clips.labels == k)
+        order = idx[np.argsort([rank[s] for s in clips.speakers[idx]], kind="stable")]
+        keep[order[n:]] = False
+        kept[int(k)] = int(min(n, len(idx)))
+    return clips.subset(np.flatnonzero(keep)), kept
 
 
 def build_corpus(cfg: DataConfig) -> Corpus:
@@ -138,6 +168,10 @@ def build_corpus(cfg: DataConfig) -> Corpus:
             corpus = sc.load_full(root, version=cfg.version, silence_fraction=cfg.silence_fraction,
                                   seed=cfg.split_seed, noise_test_fraction=cfg.noise_test_fraction,
                                   keywords=cfg.keywords)
+    if cfg.real_keyword_clips is not None:
+        corpus.train, kept = cap_keyword_clips(corpus.train, cfg.real_keyword_clips, cfg.real_keyword_seed,
+                                               len(corpus.classes))
+        corpus.notes["real_keyword_train_clips"] = kept
     if cfg.recordings is not None:
         from .recordings import load_recordings
 
@@ -170,9 +204,11 @@ def load_corpus(cfg: DataConfig, cache_dir=None) -> Corpus:
     from .cache import cached
 
     key = dataclasses.asdict(cfg)
-    for name in ("keywords", "recordings"):  # unset: the key of caches written before these fields
+    for name in ("keywords", "recordings", "real_keyword_clips"):  # unset: the key of caches written before them
         if key[name] is None:
             del key[name]
+            if name == "real_keyword_clips":
+                del key["real_keyword_seed"]
     if cfg.recordings is not None:  # the recordings' files, so a changed folder makes a new corpus
         from pathlib import Path
 
