@@ -1,9 +1,10 @@
-"""The ``kwslib`` console command: detect, export, say, bench.
+"""The ``kwslib`` console command: detect, export, say, bench, new-profile.
 
     kwslib export results/quick/models/stage2_w4.int.npz model_w4.kws [--header model_w4.h]
     kwslib say "yes. stop. go left" demo.wav
     kwslib detect MODEL.kws AUDIO.wav [--threshold 0.8] [--backend auto|numpy|c] [--frontend int|float]
     kwslib bench --profile quick [--out bench.json]
+    kwslib new-profile marvin --keywords marvin [--recordings DIR] [--from synthetic|sc|both]
 
 ``detect`` streams a recording of any length (WAV, FLAC, OGG; any sample rate and channel count,
 converted on the fly to 16-bit PCM at the model's rate) in chunks through the detector of
@@ -195,6 +196,13 @@ def main(argv=None) -> int:
     y.add_argument("--rate", type=int, default=150, help="words per minute (80-450)")
     y.add_argument("--pause", type=float, default=0.6, help="seconds of silence between sentences")
     sub.add_parser("bench", help="CPU/memory benchmark; options: kwslib bench --help (= python -m kwslib.study.bench)")
+    n = sub.add_parser("new-profile", help="write params/NAME/ for your own keywords (then make reproduce PROFILE=NAME)")
+    n.add_argument("name", help="profile name (lower-case letters, digits, - or _)")
+    n.add_argument("--keywords", nargs="+", required=True, help="one or more words or short phrases (quote a phrase)")
+    n.add_argument("--recordings", default=None, help="your recordings: a folder DIR/<keyword>/<files> of any audio")
+    n.add_argument("--from", dest="source", choices=["synthetic", "sc", "both"], default="synthetic",
+                   help="keyword clips: synthetic (espeak-ng, default), sc (Speech Commands words, $KWS_SC12_ROOT) "
+                        "or both")
     args = ap.parse_args(argv)
 
     from .errors import KwsError
@@ -221,6 +229,12 @@ def main(argv=None) -> int:
             return 0
         if args.cmd == "export":
             export_cmd(args.src, args.dst, args.header, args.prefix, args.containers, args.threshold)
+            return 0
+        if args.cmd == "new-profile":
+            from .study.newprofile import new_profile
+
+            out = new_profile(args.name, args.keywords, args.source, args.recordings)
+            print(f"wrote {out}/: make reproduce PROFILE={args.name}")
             return 0
         return 0
     except KwsError as exc:

@@ -53,6 +53,18 @@ class DataConfig:
     fold: int | None = None
     n_folds: int = 5
     val_fraction: float = 0.125  # of the clips outside the test fold, by speaker
+    # The keywords: one or more words or short phrases; the classes are _silence_, _unknown_, then these.
+    # None: the 10 of Speech Commands' 12-class task (yes, no, up, ...).
+    keywords: list[str] | None = None
+    # Your own recordings of the keywords (kwslib.data.recordings): a folder ROOT/<keyword>/<files> of any common
+    # audio format; every file joins the train split as a 1-s clip. None: none.
+    recordings: str | None = None
+    # At most this many clips of each keyword stay in the real source's train split (None: all; 0: none, so the
+    # keywords are learnt from synthetic speech or recordings alone). The clips kept are those of the first
+    # speakers in a seeded order (real_keyword_seed), so a few clips come from a few people, as a user's would.
+    # _unknown_, _silence_, validation and test clips are not touched.
+    real_keyword_clips: int | None = None
+    real_keyword_seed: int = 0
 
     def __post_init__(self):
         if isinstance(self.synthetic, dict):
@@ -72,6 +84,37 @@ class DataConfig:
         if bad:
             raise ConfigError(f"data.unknown_real_parts: {bad} cannot be trained on; choose from {trainable} "
                               "(the 'test' part of the real negatives is held out)")
+        if self.keywords is not None:
+            from .base import check_keywords
+
+            from .base import ALL_WORDS_V1, ALL_WORDS_V2
+
+            self.keywords = check_keywords(self.keywords, "data.keywords")
+            if self.source == "hub":
+                raise ConfigError("data.keywords: the hub source reads Speech Commands' 12 classes only; use "
+                                  "speech_commands or speech_commands_test_set for other words of the archive")
+        if self.recordings is not None:
+            if not isinstance(self.recordings, str) or not self.recordings.strip():
+                raise ConfigError(f"data.recordings must be a folder path, got {self.recordings!r}")
+            from pathlib import Path
+
+            if not Path(self.recordings).is_dir():
+                raise ConfigError(f"data.recordings: folder {self.recordings} does not exist")
+        if self.real_keyword_clips is not None:
+            if not isinstance(self.real_keyword_clips, int) or isinstance(self.real_keyword_clips, bool) \
+                    or self.real_keyword_clips < 0:
+                raise ConfigError(f"data.real_keyword_clips must be None or an integer >= 0, got {self.real_keyword_clips!r}")
+            if self.source == "synthetic":
+                raise ConfigError("data.real_keyword_clips caps a real source's keyword clips; source is synthetic")
+        if self.keywords is not None:
+            from .recordings import check_sources
+
+            if self.source == "synthetic" or self.mix_synthetic_train:
+                spoken = set(self.keywords)  # espeak-ng speaks any text
+            else:
+                words = ALL_WORDS_V1 if (self.source == "speech_commands" and self.version == "v0.01") else ALL_WORDS_V2
+                spoken = set(self.keywords) & set(words)
+            check_sources(self.keywords, spoken, self.recordings)
         if self.fold is not None and not (isinstance(self.fold, int) and 0 <= self.fold < self.n_folds):
             raise ConfigError(f"data.fold must be an integer in [0, data.n_folds={self.n_folds}), got {self.fold!r}")
 
@@ -84,12 +127,30 @@ def _noise_root(cfg: DataConfig):
     return resolve_root(cfg.noise_root, cfg.noise_env, "background noise folder")
 
 
+def cap_keyword_clips(clips: ClipSet, n: int, seed: int, n_classes: int) -> tuple[ClipSet, dict]:
+    """``clips`` with at most ``n`` clips of each keyword class (indices 2..``n_classes`` - 1): those of the first
+    speakers in a permutation seeded by ``seed`` (within a speaker, in clip order). Other classes stay whole.
+    Returns the clips (in their original order) and {keyword index: clips kept}."""
+    import numpy as np
+
+    speakers = sorted(set(clips.speakers.tolist()))
+    rank = {s: r for r, s in enumerate(np.asarray(speakers, object)[np.random.default_rng([seed, 11]).permutation(len(speakers))])}
+    keep = np.ones(len(clips), bool)
+    kept = {}
+    for k in range(2, n_classes):
+        idx = np.flatnonzero(clips.labels == k)
+        order = idx[np.argsort([rank[s] for s in clips.speakers[idx]], kind="stable")]
+        keep[order[n:]] = False
+        kept[int(k)] = int(min(n, len(idx)))
+    return clips.subset(np.flatnonzero(keep)), kept
+
+
 def build_corpus(cfg: DataConfig) -> Corpus:
     """Build the corpus the config describes (no caching)."""
     from . import synthetic
 
     if cfg.source == "synthetic":
-        corpus = synthetic.generate_corpus(cfg.synthetic, seed=cfg.synthetic_seed)
+        corpus = synthetic.generate_corpus(cfg.synthetic, seed=cfg.synthetic_seed, keywords=cfg.keywords)
     elif cfg.source == "hub":
         from .hub import load_hub
 
@@ -101,14 +162,26 @@ def build_corpus(cfg: DataConfig) -> Corpus:
         if cfg.source == "speech_commands_test_set":
             corpus = sc.load_test_set(root, noise_root=_noise_root(cfg), split_seed=cfg.split_seed,
                                       fractions=tuple(cfg.split_fractions), noise_test_fraction=cfg.noise_test_fraction,
-                                      fold=cfg.fold, n_folds=cfg.n_folds, val_fraction=cfg.val_fraction)
+                                      fold=cfg.fold, n_folds=cfg.n_folds, val_fraction=cfg.val_fraction,
+                                      keywords=cfg.keywords)
         else:
             corpus = sc.load_full(root, version=cfg.version, silence_fraction=cfg.silence_fraction,
-                                  seed=cfg.split_seed, noise_test_fraction=cfg.noise_test_fraction)
+                                  seed=cfg.split_seed, noise_test_fraction=cfg.noise_test_fraction,
+                                  keywords=cfg.keywords)
+    if cfg.real_keyword_clips is not None:
+        corpus.train, kept = cap_keyword_clips(corpus.train, cfg.real_keyword_clips, cfg.real_keyword_seed,
+                                               len(corpus.classes))
+        corpus.notes["real_keyword_train_clips"] = kept
+    if cfg.recordings is not None:
+        from .recordings import load_recordings
+
+        rec = load_recordings(cfg.recordings, corpus.keywords if cfg.keywords is not None else None)
+        corpus.train = ClipSet.concat([corpus.train, rec])
+        corpus.notes["recordings_train_clips"] = len(rec)
     if cfg.unknown_speech_hours > 0:
         from .negatives import unknown_training_clips
 
-        extra = unknown_training_clips(cfg.unknown_speech_hours, seed=cfg.unknown_speech_seed)
+        extra = unknown_training_clips(cfg.unknown_speech_hours, seed=cfg.unknown_speech_seed, keywords=cfg.keywords)
         corpus.train = ClipSet.concat([corpus.train, extra])
         corpus.notes["unknown_speech_train_clips"] = len(extra)
     if cfg.unknown_real_parts:
@@ -118,7 +191,7 @@ def build_corpus(cfg: DataConfig) -> Corpus:
         corpus.train = ClipSet.concat([corpus.train, extra])
         corpus.notes["unknown_real_train_clips"] = len(extra)
     if cfg.mix_synthetic_train and cfg.source != "synthetic":
-        synth = synthetic.generate_corpus(cfg.synthetic, seed=cfg.synthetic_seed)
+        synth = synthetic.generate_corpus(cfg.synthetic, seed=cfg.synthetic_seed, keywords=cfg.keywords)
         corpus.train = ClipSet.concat([corpus.train, synth.train])
         corpus.notes["mixed_synthetic_train_clips"] = len(synth.train)
     return corpus
@@ -131,6 +204,16 @@ def load_corpus(cfg: DataConfig, cache_dir=None) -> Corpus:
     from .cache import cached
 
     key = dataclasses.asdict(cfg)
+    for name in ("keywords", "recordings", "real_keyword_clips"):  # unset: the key of caches written before them
+        if key[name] is None:
+            del key[name]
+            if name == "real_keyword_clips":
+                del key["real_keyword_seed"]
+    if cfg.recordings is not None:  # the recordings' files, so a changed folder makes a new corpus
+        from pathlib import Path
+
+        key["_recordings"] = sorted((str(f.relative_to(cfg.recordings)), f.stat().st_size, f.stat().st_mtime_ns)
+                                    for f in Path(cfg.recordings).rglob("*") if f.is_file())
     # the data location is part of the key only through what is read; resolve it for the key
     key["_root"] = os.environ.get(cfg.root_env) if cfg.root is None else cfg.root
     key["_noise_root"] = os.environ.get(cfg.noise_env) if cfg.noise_root is None else cfg.noise_root

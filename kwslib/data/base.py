@@ -26,6 +26,46 @@ SILENCE = "_silence_"
 UNKNOWN = "_unknown_"
 CLASSES = [SILENCE, UNKNOWN] + KEYWORDS
 CLASS_INDEX = {name: i for i, name in enumerate(CLASSES)}
+#: Every class list starts with _silence_ and _unknown_; the keywords follow from this index on.
+FIRST_KEYWORD = 2
+
+
+def check_keywords(keywords, where: str = "data.keywords") -> list[str]:
+    """A profile's keyword list, checked: one or more distinct words or short phrases (lower-case, single
+    spaces). ConfigError naming ``where`` for an empty list, a duplicate, ``_silence_``/``_unknown_`` or a
+    word that is not a plain string of letters, digits, apostrophes and spaces."""
+    import re
+
+    from ..errors import ConfigError
+
+    if isinstance(keywords, str) or not isinstance(keywords, (list, tuple)) or not keywords:
+        raise ConfigError(f"{where}: needs a non-empty list of keywords, got {keywords!r}")
+    out = []
+    for k in keywords:
+        if not isinstance(k, str) or not k.strip():
+            raise ConfigError(f"{where}: {k!r} is not a word or phrase")
+        word = " ".join(k.strip().lower().split())
+        if word in (SILENCE, UNKNOWN):
+            raise ConfigError(f"{where}: {word!r} is a reserved class name, not a keyword")
+        if not re.fullmatch(r"[a-z0-9' ]+", word):
+            raise ConfigError(f"{where}: {k!r} holds characters other than letters, digits, apostrophes and spaces")
+        if word in out:
+            raise ConfigError(f"{where}: {word!r} is listed twice")
+        out.append(word)
+    return out
+
+
+def class_names(keywords=None) -> list[str]:
+    """The classes of a keyword list: ``_silence_``, ``_unknown_``, then the keywords (None: the 10 of
+    Speech Commands' 12-class task, :data:`CLASSES`)."""
+    return list(CLASSES) if keywords is None else [SILENCE, UNKNOWN] + check_keywords(keywords)
+
+
+def keyword_indices(n_classes: int) -> list[int]:
+    """The class indices of the keywords among ``n_classes`` classes (all but the first two)."""
+    if not isinstance(n_classes, int) or n_classes <= FIRST_KEYWORD:
+        raise ValueError(f"keyword_indices: need more than {FIRST_KEYWORD} classes, got {n_classes!r}")
+    return list(range(FIRST_KEYWORD, n_classes))
 
 # The 35 words of Speech Commands v0.02 (v0.01 has the first 30).
 ALL_WORDS_V1 = KEYWORDS + [
@@ -35,13 +75,14 @@ ALL_WORDS_V1 = KEYWORDS + [
 ALL_WORDS_V2 = ALL_WORDS_V1 + ["backward", "forward", "follow", "learn", "visual"]
 
 
-def word_to_class(word: str) -> int:
-    """Map a Speech Commands word (or ``_silence_``/``_unknown_``) to its 12-class index.
+def word_to_class(word: str, keywords=None) -> int:
+    """Map a Speech Commands word (or ``_silence_``/``_unknown_``) to its class index.
 
-    The 10 keywords map to themselves, every other word to ``_unknown_``.
+    The keywords (None: the 10 of the 12-class task) map to themselves, every other word to ``_unknown_``.
     """
-    if word in CLASS_INDEX:
-        return CLASS_INDEX[word]
+    index = CLASS_INDEX if keywords is None else {name: i for i, name in enumerate(class_names(keywords))}
+    if word in index:
+        return index[word]
     if word == "_background_noise_":
         return CLASS_INDEX[SILENCE]
     return CLASS_INDEX[UNKNOWN]
@@ -69,8 +110,8 @@ class ClipSet:
         for name in ("labels", "speakers", "origins"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"ClipSet.{name} has {len(getattr(self, name))} rows, audio has {n}")
-        if n and (self.labels.min() < 0 or self.labels.max() >= len(CLASSES)):
-            raise ValueError("ClipSet.labels outside the 12-class range")
+        if n and self.labels.min() < 0:
+            raise ValueError("ClipSet.labels must be class indices >= 0")  # the upper end: Corpus.classes
 
     def __len__(self) -> int:
         return len(self.audio)
@@ -79,9 +120,11 @@ class ClipSet:
         index = np.asarray(index)
         return ClipSet(self.audio[index], self.labels[index], self.speakers[index], self.origins[index])
 
-    def class_counts(self) -> dict[str, int]:
-        counts = np.bincount(self.labels, minlength=len(CLASSES))
-        return {name: int(c) for name, c in zip(CLASSES, counts)}
+    def class_counts(self, class_names=None) -> dict[str, int]:
+        """Clips per class, by name (``class_names`` None: the 12 classes of :data:`CLASSES`)."""
+        names = CLASSES if class_names is None else list(class_names)
+        counts = np.bincount(self.labels, minlength=len(names))
+        return {name: int(c) for name, c in zip(names, counts)}
 
     @staticmethod
     def concat(sets: list["ClipSet"]) -> "ClipSet":
@@ -111,6 +154,18 @@ class Corpus:
     noise_train: list = field(default_factory=list)  # list of float32 1-D arrays at 16 kHz
     noise_test: list = field(default_factory=list)
     notes: dict = field(default_factory=dict)  # free-form provenance (split seed, skipped files, ...)
+    classes: list = field(default_factory=lambda: list(CLASSES))  # class names; labels index into it
+
+    def __post_init__(self):
+        self.classes = list(self.classes)
+        for name, split in self.splits().items():
+            if len(split) and split.labels.max() >= len(self.classes):
+                raise ValueError(f"Corpus.{name}: label {int(split.labels.max())} outside its "
+                                 f"{len(self.classes)} classes {self.classes}")
+
+    @property
+    def keywords(self) -> list[str]:
+        return list(self.classes[FIRST_KEYWORD:])
 
     def splits(self) -> dict[str, ClipSet]:
         return {"train": self.train, "val": self.val, "test": self.test}

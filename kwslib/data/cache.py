@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import ConfigError, DatasetError
 from ..io import atomic_path, atomic_write_json
-from .base import CLIP_SAMPLES, ClipSet, Corpus
+from .base import CLASSES, CLIP_SAMPLES, ClipSet, Corpus
 
 FORMAT = 1
 SPLITS = ("train", "val", "test")
@@ -134,7 +134,7 @@ def save_corpus(corpus: Corpus, path) -> None:
             if corpus.noise_train or corpus.noise_test:
                 _noise_to_dataset(corpus).save_to_disk(str(tmp / "noise"))
         atomic_write_json(tmp / "meta.json", {
-            "format": FORMAT, "source": corpus.source, "notes": _jsonable(corpus.notes),
+            "format": FORMAT, "source": corpus.source, "notes": _jsonable(corpus.notes), "classes": list(corpus.classes),
             "rows": {name: len(clips) for name, clips in corpus.splits().items()},
             "noise": [len(corpus.noise_train), len(corpus.noise_test)]})
         old = None
@@ -178,7 +178,8 @@ def load_corpus_cache(path) -> Corpus:
     except Exception as exc:
         raise DatasetError(f"corpus cache at {path} is damaged ({type(exc).__name__}: {exc}); delete it to rebuild") from exc
     return Corpus(source=meta["source"], train=splits["train"], val=splits["val"], test=splits["test"],
-                  noise_train=noise_train, noise_test=noise_test, notes=meta["notes"])
+                  noise_train=noise_train, noise_test=noise_test, notes=meta["notes"],
+                  classes=list(meta.get("classes") or CLASSES))  # caches written before class lists: the 12 classes
 
 
 def cached(builder: Callable[[], Corpus], key: dict, cache_dir) -> Corpus:

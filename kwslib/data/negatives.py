@@ -65,9 +65,9 @@ from pathlib import Path
 import numpy as np
 
 from . import synthetic as _syn
-from .base import KEYWORDS, SAMPLE_RATE
+from .base import SAMPLE_RATE
 from ..errors import AudioError, ConfigError, DatasetError
-from .vocabulary import _keyword_tokens, _phonemize, _tokens, negative_vocabulary, vocabulary_part
+from .vocabulary import _keyword_tokens, _keywords, _phonemize, _tokens, negative_vocabulary, vocabulary_part
 
 ENV_VAR = "KWS_REAL_NEGATIVES_ROOT"
 KINDS = ("speech", "noise")
@@ -216,13 +216,13 @@ def _negative_voices(voices, rng: np.random.Generator) -> list:
 
 
 def synthetic_negative_speech(hours: float, seed: int = 0, voices=None, words_per_utterance=(3, 12),
-                              vocabulary=None) -> list[NegativeClip]:
+                              vocabulary=None, keywords=None) -> list[NegativeClip]:
     """Utterances of random non-keyword words spoken by espeak-ng, ``hours`` in total (a little more).
 
     ``voices``: None (48 designed voices), a number of designed voices, or a
     list of espeak voice names ("en-us+m3"). ``vocabulary``: the words to draw
-    from (default :func:`negative_vocabulary`); it must hold no keyword.
-    Bit-identical for the same arguments.
+    from (default :func:`negative_vocabulary`); it must hold no keyword (``keywords``, None: the 10 of
+    Speech Commands). Bit-identical for the same arguments.
     """
     hours = _positive_number("synthetic_negative_speech: hours", hours)
     try:
@@ -233,16 +233,17 @@ def synthetic_negative_speech(hours: float, seed: int = 0, voices=None, words_pe
     if bad:
         raise ConfigError(f"synthetic_negative_speech: words_per_utterance = {words_per_utterance!r} must be "
                           "(min, max) with 1 <= min <= max")
-    vocab = negative_vocabulary() if vocabulary is None else list(vocabulary)
+    keywords = _keywords(keywords)
+    vocab = negative_vocabulary(keywords=keywords) if vocabulary is None else list(vocabulary)
     if not vocab or not all(isinstance(w, str) and w.strip() for w in vocab):
         raise ConfigError("synthetic_negative_speech: vocabulary must be a non-empty list of words")
-    clash = sorted({t for w in vocab for t in re.findall(r"[a-z]+", w.lower())} & set(KEYWORDS))
+    clash = sorted({t for w in vocab for t in re.findall(r"[a-z]+", w.lower())} & set(keywords))
     if clash:
         raise ConfigError(f"synthetic_negative_speech: vocabulary contains keyword(s) {clash}")
     designs = _negative_voices(voices, np.random.default_rng([seed, _VOICE_STREAM]))
     rng = np.random.default_rng([seed, _VOICE_STREAM + 1])
     want = int(np.ceil(hours * 3600 * SAMPLE_RATE))
-    kw_tokens = _keyword_tokens()
+    kw_tokens = _keyword_tokens(keywords)
     clips, total = [], 0
     with _syn._LOCK, _syn._Engine() as engine, _syn._Engine() as phonemizer:
         for v in designs:
@@ -277,15 +278,16 @@ def synthetic_negative_speech(hours: float, seed: int = 0, voices=None, words_pe
 
 # --------------------------------------------------------------------------- rejection training
 
-def unknown_training_clips(hours: float, seed: int, vocabulary=None):
+def unknown_training_clips(hours: float, seed: int, vocabulary=None, keywords=None):
     """Synthetic non-keyword speech cut into 1-s clips, as ``_unknown_`` training clips (a ClipSet).
 
     Each utterance of :func:`synthetic_negative_speech` (``vocabulary`` default: the ``"train"``
-    half) gives its consecutive 1-s pieces (:func:`one_second_clips`). The speaker of a clip is
-    its voice (``negspeech:<voice>``), so splits by speaker stay apart.
+    half of the vocabulary without ``keywords``, None: Speech Commands' 10) gives its consecutive 1-s pieces
+    (:func:`one_second_clips`). The speaker of a clip is its voice (``negspeech:<voice>``), so splits by
+    speaker stay apart.
     """
-    vocab = vocabulary_part("train") if vocabulary is None else vocabulary
-    clips = synthetic_negative_speech(hours, seed=seed, vocabulary=vocab)
+    vocab = vocabulary_part("train", keywords=keywords) if vocabulary is None else vocabulary
+    clips = synthetic_negative_speech(hours, seed=seed, vocabulary=vocab, keywords=keywords)
     return one_second_clips(clips, lambda c: f"negspeech:{c.source.removeprefix('synthetic:')}")
 
 

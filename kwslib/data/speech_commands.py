@@ -40,7 +40,7 @@ from ..frontend.audio import fit_to_clip, read_wav
 from ..errors import AudioError, ConfigError, DatasetError, OfflineError
 from .base import (
     ALL_WORDS_V1, ALL_WORDS_V2, CLASS_INDEX, CLIP_SAMPLES, KEYWORDS, SILENCE, UNKNOWN,
-    ClipSet, Corpus, split_noise_by_time, word_to_class,
+    ClipSet, Corpus, class_names, split_noise_by_time, word_to_class,
 )
 
 #: More unreadable clips than this fraction means a damaged or wrong folder: DatasetError.
@@ -298,7 +298,7 @@ def check_test_set_layout(root) -> list[str]:
 
 def load_test_set(root=None, noise_root=None, split_seed: int = 0, fractions=(0.7, 0.1, 0.2),
                   noise_test_fraction: float = 0.2, fold: int | None = None, n_folds: int = 5,
-                  val_fraction: float = 0.125) -> Corpus:
+                  val_fraction: float = 0.125, keywords=None) -> Corpus:
     """Load the official 12-class test set and re-split it by speaker.
 
     ``root``: the extracted ``speech_commands_test_set_v0.02`` folder (or
@@ -318,13 +318,18 @@ def load_test_set(root=None, noise_root=None, split_seed: int = 0, fractions=(0.
     ``fold``: when given, the split is replicate ``fold`` of a speaker k-fold design instead
     (:func:`fold_split` with ``split_seed``, ``n_folds`` and ``val_fraction``; ``fractions`` is
     not used), again run separately on speech and on ``_silence_``.
+
+    ``keywords`` (None: the 12-class task's 10): other words of the archive as keywords. A clip's word is
+    its folder, or for ``_unknown_/<word>_<speaker>_nohash_<n>.wav`` the first part of its name; words that
+    are no keyword stay ``_unknown_``. The speakers, and so the split, do not depend on the keywords.
     """
     root = resolve_root(root, "KWS_SC12_ROOT", "Speech Commands 12-class test-set")
     rels = check_test_set_layout(root)
     labels, speakers = [], []
     for rel in rels:
         folder, name = rel.split("/", 1)
-        labels.append(CLASS_INDEX[folder])
+        word = name.split("_", 1)[0] if folder == UNKNOWN else folder
+        labels.append(CLASS_INDEX[SILENCE] if folder == SILENCE else word_to_class(word, keywords))
         speakers.append(f"silence_{name[:-4]}" if folder == SILENCE else _parse_speaker(name, rel))
     audio, ok, bad = _read_clips(root, rels)
     skipped = _report_bad(root, bad, len(rels))
@@ -342,7 +347,7 @@ def load_test_set(root=None, noise_root=None, split_seed: int = 0, fractions=(0.
         noise_root = resolve_root(noise_root, "KWS_SC_NOISE_ROOT", "background-noise")
         noise_train, noise_test = split_noise_by_time(_read_noise(noise_root)[1], noise_test_fraction)
     return Corpus(
-        source="speech_commands_test_set_v0.02",
+        source="speech_commands_test_set_v0.02", classes=class_names(keywords),
         train=clips.subset(np.flatnonzero(split == 0)),
         val=clips.subset(np.flatnonzero(split == 1)),
         test=clips.subset(np.flatnonzero(split == 2)),
@@ -386,7 +391,7 @@ def check_full_layout(root, version: str = "v0.02") -> tuple[list[str], set[str]
 
 def load_full(root=None, version: str = "v0.02", silence_fraction: float = 0.1,
               unknown_fraction: float | None = None, seed: int = 0,
-              noise_test_fraction: float = 0.2) -> Corpus:
+              noise_test_fraction: float = 0.2, keywords=None) -> Corpus:
     """Load the full Speech Commands archive with its official split.
 
     ``root``: the extracted archive (or ``$KWS_SC_FULL_ROOT`` when None).
@@ -410,7 +415,7 @@ def load_full(root=None, version: str = "v0.02", silence_fraction: float = 0.1,
     if missing:
         warnings.warn(f"{missing} clips named in the list files of {root} are not in its word folders", stacklevel=2)
     split = np.array([2 if r in test_list else 1 if r in val_list else 0 for r in rels])
-    labels = np.array([word_to_class(r.split("/", 1)[0]) for r in rels])
+    labels = np.array([word_to_class(r.split("/", 1)[0], keywords) for r in rels])
     rng = np.random.default_rng(seed)
     if unknown_fraction is not None:
         keep = labels != CLASS_INDEX[UNKNOWN]
@@ -439,7 +444,7 @@ def load_full(root=None, version: str = "v0.02", silence_fraction: float = 0.1,
         sil = cut_silence(train_parts if s == 0 else test_parts, n_sil, rng, tag)
         out[tag] = ClipSet.concat([words, sil])
     return Corpus(
-        source=f"speech_commands_{version}", train=out["train"], val=out["val"], test=out["test"],
+        source=f"speech_commands_{version}", classes=class_names(keywords), train=out["train"], val=out["val"], test=out["test"],
         noise_train=noise_train, noise_test=noise_test,
         notes={"root": str(root), "version": version, "seed": seed, "silence_fraction": silence_fraction,
                "unknown_fraction": unknown_fraction, "noise_test_fraction": noise_test_fraction,

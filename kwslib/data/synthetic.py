@@ -45,8 +45,8 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 
 from ..errors import ConfigError, KwsError
-from .base import (CLASS_INDEX, CLIP_SAMPLES, KEYWORDS, SAMPLE_RATE, SILENCE, UNKNOWN, ClipSet, Corpus,
-                   split_noise_by_time)
+from .base import (CLASS_INDEX, CLIP_SAMPLES, FIRST_KEYWORD, KEYWORDS, SAMPLE_RATE, SILENCE, UNKNOWN, ClipSet,
+                   Corpus, check_keywords, class_names, split_noise_by_time)
 
 
 class EspeakError(KwsError, RuntimeError):
@@ -451,11 +451,18 @@ def _design_voices(n: int, rng: np.random.Generator, pool: list[str] | None = No
 
 
 def _voice_clips(engine: _Engine, v: _Voice, cfg: SyntheticConfig, rng: np.random.Generator,
-                 babble_pool: list[np.ndarray]) -> ClipSet:
-    """All clips of one voice: every keyword, _unknown_ and _silence_, cfg.clips_per_class_per_voice each."""
+                 babble_pool: list[np.ndarray], keywords=None, unknown_words=None) -> ClipSet:
+    """All clips of one voice: every keyword, _unknown_ and _silence_, cfg.clips_per_class_per_voice each.
+
+    ``keywords`` (None: the 10 of Speech Commands) are the classes from index 2 on; ``unknown_words``
+    (None: ``cfg.unknown_words``) what an ``_unknown_`` clip says."""
+    keywords = KEYWORDS if keywords is None else list(keywords)
+    unknown_words = cfg.unknown_words if unknown_words is None else unknown_words
+    index = {SILENCE: CLASS_INDEX[SILENCE], UNKNOWN: CLASS_INDEX[UNKNOWN],
+             **{w: FIRST_KEYWORD + i for i, w in enumerate(keywords)}}
     audio, labels, origins = [], [], []
     for k in range(cfg.clips_per_class_per_voice):
-        for word in KEYWORDS + [UNKNOWN, SILENCE]:
+        for word in keywords + [UNKNOWN, SILENCE]:
             kind = NOISE_KINDS[int(rng.integers(len(NOISE_KINDS)))]
             noise = generated_noise(CLIP_SAMPLES, kind, rng, babble_pool)
             if word == SILENCE:
@@ -464,8 +471,8 @@ def _voice_clips(engine: _Engine, v: _Voice, cfg: SyntheticConfig, rng: np.rando
                 labels.append(CLASS_INDEX[SILENCE])
                 origins.append(f"synthetic:silence:noise={kind}:level={level_db:.1f}dB:n={k}")
                 continue
-            label = CLASS_INDEX[word]
-            text = word if word != UNKNOWN else str(rng.choice(cfg.unknown_words)).strip()
+            label = index[word]
+            text = word if word != UNKNOWN else str(rng.choice(unknown_words)).strip()
             # Per-utterance jitter around the voice's settings (espeak ranges: rate 80-450, 0-99).
             rate = int(np.clip(round(v.rate * rng.uniform(0.92, 1.08)), 80, 450))
             pitch = int(np.clip(v.pitch + rng.integers(-6, 7), 0, 99))
@@ -485,10 +492,23 @@ def _voice_clips(engine: _Engine, v: _Voice, cfg: SyntheticConfig, rng: np.rando
     return ClipSet(np.stack(audio), labels, [v.speaker] * len(labels), origins)
 
 
-def generate_corpus(cfg: SyntheticConfig | None = None, seed: int = 0) -> Corpus:
-    """Generate the synthetic corpus (source="synthetic"); bit-identical for the same cfg and seed."""
+def generate_corpus(cfg: SyntheticConfig | None = None, seed: int = 0, keywords=None) -> Corpus:
+    """Generate the synthetic corpus (source="synthetic"); bit-identical for the same cfg, seed and keywords.
+
+    ``keywords`` (None: the 10 of Speech Commands' 12-class task) are spoken from their text alone; the
+    ``_unknown_`` clips say ``cfg.unknown_words`` less any word that is a keyword (so a profile whose keyword
+    is, say, "marvin" does not train "marvin" as unknown); the words dropped are in ``notes``.
+    """
     cfg = cfg if cfg is not None else SyntheticConfig()
     cfg.validate()
+    unknown_words, dropped = None, []
+    if keywords is not None:
+        keywords = check_keywords(keywords)
+        dropped = [w for w in cfg.unknown_words if " ".join(w.strip().lower().split()) in keywords]
+        unknown_words = [w for w in cfg.unknown_words if w not in dropped]
+        if not unknown_words:
+            raise ConfigError(f"data.synthetic.unknown_words: every word is a keyword ({dropped}); "
+                              "give non-keyword words for the _unknown_ class")
     # Independent named streams, so e.g. a change in noise length does not reshuffle the voices.
     voices = _design_voices(cfg.n_voices, np.random.default_rng([seed, 0]), cfg.variants)
     order = np.random.default_rng([seed, 1]).permutation(cfg.n_voices)
@@ -506,7 +526,8 @@ def generate_corpus(cfg: SyntheticConfig | None = None, seed: int = 0) -> Corpus
                  for j, s in enumerate(("train", "val", "test", "background"))}
         for i, v in enumerate(voices):
             s = split_of[v.speaker]
-            parts[s].append(_voice_clips(engine, v, cfg, np.random.default_rng([seed, 3, i]), pools[s]))
+            parts[s].append(_voice_clips(engine, v, cfg, np.random.default_rng([seed, 3, i]), pools[s],
+                                         keywords, unknown_words))
         # Background "recordings": one per noise kind, cut by time into train and test parts.
         rng = np.random.default_rng([seed, 4])
         n_rec = int(cfg.noise_seconds * SAMPLE_RATE) // len(NOISE_KINDS)
@@ -514,8 +535,10 @@ def generate_corpus(cfg: SyntheticConfig | None = None, seed: int = 0) -> Corpus
         version, espeak_rate = engine.version, engine.sample_rate
     noise_train, noise_test = split_noise_by_time(recordings, cfg.noise_test_fraction)
 
+    notes_extra = {} if keywords is None else {"keywords": keywords, "unknown_words_dropped": dropped}
     return Corpus(
         source="synthetic",
+        classes=class_names(keywords),
         train=ClipSet.concat(parts["train"]),
         val=ClipSet.concat(parts["val"]),
         test=ClipSet.concat(parts["test"]),
@@ -528,5 +551,6 @@ def generate_corpus(cfg: SyntheticConfig | None = None, seed: int = 0) -> Corpus
             "voices": {v.speaker: {"voice": v.voice, "rate": v.rate, "pitch": v.pitch,
                                    "pitch_range": v.pitch_range, "split": split_of[v.speaker]}
                        for v in voices},
+            **notes_extra,
         },
     )

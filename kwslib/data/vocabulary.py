@@ -33,7 +33,7 @@ import re
 import numpy as np
 
 from . import synthetic as _syn
-from .base import KEYWORDS
+from .base import KEYWORDS, check_keywords
 from ..errors import ConfigError
 
 _STRESS = str.maketrans("", "", "',%=_")
@@ -76,32 +76,42 @@ def _tokens(ph: str) -> set[str]:
     return {t for t in (_norm(x) for x in ph.split()) if t}
 
 
+def _keywords(keywords) -> tuple[str, ...]:
+    """A keyword list as a hashable key (None: the 10 of Speech Commands)."""
+    return tuple(KEYWORDS) if keywords is None else tuple(check_keywords(keywords))
+
+
 @functools.cache
-def _keyword_tokens() -> dict[str, dict[str, str]]:
-    """{base voice: {keyword phoneme token (no stress): keyword}}."""
+def _keyword_tokens(keywords: tuple[str, ...] = tuple(KEYWORDS)) -> dict[str, dict[str, str]]:
+    """{base voice: {keyword phoneme token (no stress): keyword}}. A phrase's token is its phonemes without
+    the spaces between its words (assumption: a phrase is caught as a whole, not word by word)."""
     with _syn._LOCK, _syn._Engine() as engine:
-        return {v: {_norm(_phonemize(engine, k, v)): k for k in KEYWORDS} for v in _syn.BASE_VOICES}
+        return {v: {_norm(_phonemize(engine, k, v).replace(" ", "") if " " in k else _phonemize(engine, k, v)): k
+                    for k in keywords} for v in _syn.BASE_VOICES}
 
 
-def keyword_phoneme_hits(ph: str, voice: str = "en-us") -> list[str]:
-    """The keywords whose phoneme token (in ``voice``'s base) is a whole token of the phonemes ``ph``."""
-    table = _keyword_tokens()[voice.partition("+")[0]]
+def keyword_phoneme_hits(ph: str, voice: str = "en-us", keywords=None) -> list[str]:
+    """The keywords (None: Speech Commands' 10) whose phoneme token (in ``voice``'s base) is a whole token of
+    the phonemes ``ph``."""
+    table = _keyword_tokens(_keywords(keywords))[voice.partition("+")[0]]
     return sorted({table[t] for t in _tokens(ph) if t in table})
 
 
 _WORD_RE = re.compile(r"[a-z]+")
 
 
-def filter_words(words) -> tuple[list[str], dict[str, str]]:
-    """(kept, {removed word: reason}) of ``words`` by the rules of :func:`negative_vocabulary`.
+def filter_words(words, keywords=None) -> tuple[list[str], dict[str, str]]:
+    """(kept, {removed word: reason}) of ``words`` by the rules of :func:`negative_vocabulary`, for
+    ``keywords`` (None: the 10 of Speech Commands).
 
     Words are lower-cased; one that is not lower-case ASCII letters (or a single
     letter other than "a"/"i") is removed as "not a plain word".
     """
-    kw_tokens = _keyword_tokens()
+    keywords = _keywords(keywords)
+    kw_tokens = _keyword_tokens(keywords)
     words = [str(w).strip().lower() for w in words]
     plain = [w for w in dict.fromkeys(words) if _WORD_RE.fullmatch(w) and (len(w) >= 2 or w in ("a", "i"))
-             and w not in KEYWORDS]
+             and w not in keywords]
     why: dict[str, str] = {}
     with _syn._LOCK, _syn._Engine() as engine:
         for v in _syn.BASE_VOICES:  # voices outer: switching voices costs more than a word
@@ -115,7 +125,7 @@ def filter_words(words) -> tuple[list[str], dict[str, str]]:
                     why[w] = f"{'homophone of' if same else 'says'} {'/'.join(hits)} ({v}: {ph})"
     kept, removed = [], {}
     for w in words:
-        if w in KEYWORDS:
+        if w in keywords:
             removed[w] = "keyword"
         elif not (_WORD_RE.fullmatch(w) and (len(w) >= 2 or w in ("a", "i"))):
             removed[w] = "not a plain word"
@@ -127,36 +137,37 @@ def filter_words(words) -> tuple[list[str], dict[str, str]]:
 
 
 @functools.cache
-def _vocabulary(n_words: int) -> tuple[tuple[str, ...], dict[str, str]]:
+def _vocabulary(n_words: int, keywords: tuple[str, ...] = tuple(KEYWORDS)) -> tuple[tuple[str, ...], dict[str, str]]:
     import wordfreq
 
-    kept, removed = filter_words(wordfreq.top_n_list("en", n_words))
+    kept, removed = filter_words(wordfreq.top_n_list("en", n_words), keywords)
     return tuple(kept), {w: r for w, r in removed.items() if r != "not a plain word"}
 
 
-def negative_vocabulary(n_words: int = 5000) -> list[str]:
-    """Frequent English words that are no keyword and sound like none (see the module docstring)."""
+def negative_vocabulary(n_words: int = 5000, keywords=None) -> list[str]:
+    """Frequent English words that are no keyword (None: Speech Commands' 10) and sound like none (see the
+    module docstring)."""
     if not isinstance(n_words, int) or isinstance(n_words, bool) or n_words < 1:
         raise ConfigError(f"negative_vocabulary: n_words = {n_words!r} must be a positive integer")
-    return list(_vocabulary(n_words)[0])
+    return list(_vocabulary(n_words, _keywords(keywords))[0])
 
 
-def removed_words(n_words: int = 5000) -> dict[str, str]:
+def removed_words(n_words: int = 5000, keywords=None) -> dict[str, str]:
     """The words of the top ``n_words`` that :func:`negative_vocabulary` drops, with the reason."""
-    negative_vocabulary(n_words)  # validates
-    return dict(_vocabulary(n_words)[1])
+    negative_vocabulary(n_words, keywords)  # validates
+    return dict(_vocabulary(n_words, _keywords(keywords))[1])
 
 
 PARTS = ("train", "test")
 
 
-def vocabulary_part(part: str, n_words: int = 5000, seed: int = 0) -> list[str]:
+def vocabulary_part(part: str, n_words: int = 5000, seed: int = 0, keywords=None) -> list[str]:
     """One of two disjoint halves of :func:`negative_vocabulary` (a seeded shuffle, then split):
     ``"train"`` for the non-keyword speech a model learns to reject, ``"test"`` for the speech its
     false detections are counted on, so that no word is both trained on and tested on."""
     if part not in PARTS:
         raise ConfigError(f"vocabulary_part: part must be one of {PARTS}, got {part!r}")
-    words = negative_vocabulary(n_words)
+    words = negative_vocabulary(n_words, keywords)
     order = np.random.default_rng([seed, 7]).permutation(len(words))
     half = order[: len(words) // 2] if part == "train" else order[len(words) // 2:]
     return [words[i] for i in sorted(half)]

@@ -39,7 +39,7 @@ import torch
 from . import metrics
 from ..deploy import detection
 from ..deploy.detection import EvalConfig  # noqa: F401 (defined with the detection rule it configures)
-from ..data.base import CLASSES, KEYWORDS, CLASS_INDEX, ClipSet, Corpus
+from ..data.base import CLASSES, KEYWORDS, CLASS_INDEX, ClipSet, Corpus, keyword_indices
 from ..frontend.features import FeatureConfig, logmel_torch, num_frames
 from ..frontend.streaming import center_window, sliding_windows
 from ..data.streams import Stream, build_stream, keyword_masks, pad_clip
@@ -118,7 +118,13 @@ class EvalData:
     feat_cfg: FeatureConfig
     stream: Stream | None = None  # the keyword-clip test stream (streaming checks of notebook 4), if built
     stream_feats: torch.Tensor | None = None  # [T_frames, M]
-    masks: np.ndarray | None = None  # [n_steps, 10] keyword regions of the stream
+    masks: np.ndarray | None = None  # [n_steps, keywords] keyword regions of the stream
+    classes: list = field(default_factory=lambda: list(CLASSES))  # the corpus's class names (labels index them)
+
+    @property
+    def keyword_idx(self) -> list[int]:
+        """The keywords' class indices (every class but _silence_ and _unknown_)."""
+        return keyword_indices(len(self.classes))
 
     @property
     def negative_hours(self) -> float:
@@ -159,8 +165,11 @@ def negative_streams(corpus: Corpus, cfg: NegativesConfig) -> list:
             noise = noise + [c.audio for c in neg.load_real_negatives(cfg.real_root, cfg.real_env, kind="noise")]
     if cfg.synthetic_hours > 0:
         # by default the "test" half of the vocabulary: rejection training (data.unknown_speech_hours) uses the other
-        synth = neg.synthetic_negative_speech(cfg.synthetic_hours, seed=cfg.synthetic_seed,
-                                              vocabulary=vocabulary.vocabulary_part(cfg.synthetic_vocabulary))
+        # the vocabulary holds none of the corpus's keywords (nor their homophones)
+        kws = None if list(corpus.classes) == list(CLASSES) else corpus.keywords
+        synth = neg.synthetic_negative_speech(cfg.synthetic_hours, seed=cfg.synthetic_seed, keywords=kws,
+                                              vocabulary=vocabulary.vocabulary_part(cfg.synthetic_vocabulary,
+                                                                                    keywords=kws))
         streams.append(nstreams.build_negative_stream(synth, list(corpus.noise_test), seed=cfg.seed + 1,
                                                  source="synthetic_speech"))
     if cfg.noise and noise:
@@ -196,6 +205,7 @@ def _negative_sources(corpus: Corpus, feat_cfg: FeatureConfig, context: int, ste
     noise_fp = [(len(r), float(np.asarray(r[::997], np.float64).sum())) for r in corpus.noise_test]
     key = {"negatives": dataclasses.asdict(cfg), "features": dataclasses.asdict(feat_cfg), "context": context,
            "step": step, "noise_test": noise_fp, "schema": 2,
+           **({} if list(corpus.classes) == list(CLASSES) else {"keywords": corpus.keywords}),
            "real_root": (cfg.real_root or os.environ.get(cfg.real_env)) if cfg.real_speech else None}
     folder = Path(cache_dir) / f"negatives-{config_hash(key)}"
     meta = folder / "meta.json"
@@ -280,33 +290,34 @@ def prepare_eval(corpus: Corpus, feat_cfg: FeatureConfig, context_frames: int, s
     clip_windows, padded_feats = _clip_inputs(corpus, feat_cfg, context_frames, cfg, cache_dir)
     neg_sources = _negative_sources(corpus, feat_cfg, context_frames, step_frames, negatives or NegativesConfig(),
                                     cache_dir)
-    data = EvalData(test, clip_windows, padded_feats, neg_sources, context_frames, step_frames, feat_cfg)
+    data = EvalData(test, clip_windows, padded_feats, neg_sources, context_frames, step_frames, feat_cfg,
+                    classes=list(corpus.classes))
     if keyword_stream:
         data.stream = build_stream(test, corpus.noise_test, seed=cfg.stream_seed, noise_share=cfg.stream_noise_share)
         data.stream_feats = long_logmel(data.stream.audio, feat_cfg)
         n_steps = len(sliding_windows(data.stream_feats, context_frames, step_frames))
         data.masks = keyword_masks(data.stream, n_steps, step_frames * feat_cfg.hop_length,
                                    (context_frames - 1) * feat_cfg.hop_length + feat_cfg.win_length,
-                                   KEYWORD_IDX, tolerance_s=cfg.tolerance_s)
+                                   data.keyword_idx, tolerance_s=cfg.tolerance_s)
     return data
 
 
-def _posteriors(fn, windows: torch.Tensor, batch: int = 4096) -> np.ndarray:
+def _posteriors(fn, windows: torch.Tensor, batch: int = 4096, n_classes: int = len(CLASSES)) -> np.ndarray:
     out = [np.asarray(fn(windows[i:i + batch].numpy()), np.float32) for i in range(0, len(windows), batch)]
-    return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), np.float32)
+    return np.concatenate(out) if out else np.zeros((0, n_classes), np.float32)
 
 
 def clip_stream_scores(fn, data: EvalData, smooth: int) -> np.ndarray:
-    """[N, 12]: per clip and class, max over the streamed windows of the smoothed posterior."""
+    """[N, classes]: per clip and class, max over the streamed windows of the smoothed posterior."""
     scores = []
     for i in range(0, len(data.padded_feats), 64):
         chunk = data.padded_feats[i:i + 64]
         w = torch.stack([sliding_windows(f, data.context, data.step) for f in chunk])  # [b, W, ctx, M]
         b, nw = w.shape[:2]
-        post = _posteriors(fn, w.reshape(b * nw, data.context, -1)).reshape(b, nw, -1)
+        post = _posteriors(fn, w.reshape(b * nw, data.context, -1), n_classes=len(data.classes)).reshape(b, nw, -1)
         sm = np.stack([detection.smooth_posteriors(p, smooth) for p in post])
         scores.append(sm.max(axis=1))
-    return np.concatenate(scores) if scores else np.zeros((0, len(CLASSES)), np.float32)
+    return np.concatenate(scores) if scores else np.zeros((0, len(data.classes)), np.float32)
 
 
 #: One threshold grid for every model and replicate (so DET curves can be pooled): 201 even steps plus
@@ -339,22 +350,26 @@ def refractory_steps(data: EvalData, cfg: EvalConfig) -> int:
 def evaluate(fn, data: EvalData, cfg: EvalConfig) -> EvalResult:
     """Run ``fn`` on the prepared test data: accuracy, the per-hour DET curve on the negative sources
     (together and per source) and the per-clip DET curve."""
-    post = _posteriors(fn, data.clip_windows)
+    kw_idx, n_classes = data.keyword_idx, len(data.classes)
+    post = _posteriors(fn, data.clip_windows, n_classes=n_classes)
+    if post.shape[1] != n_classes:
+        raise ValueError(f"evaluate: the model gives {post.shape[1]} class posteriors, the data has {n_classes} "
+                         f"classes ({data.classes})")
     pred = post.argmax(1)
     labels = data.test.labels
     acc = metrics.accuracy(pred, labels)
-    conf = metrics.confusion_matrix(pred, labels, len(CLASSES))
+    conf = metrics.confusion_matrix(pred, labels, n_classes)
     clip_scores = clip_stream_scores(fn, data, cfg.smooth_windows)
-    is_kw = np.isin(labels, KEYWORD_IDX)
+    is_kw = np.isin(labels, kw_idx)
     pos = clip_scores[is_kw, labels[is_kw]]
     # per-clip negatives: for keyword k, every clip of another class
-    neg = np.concatenate([clip_scores[labels != k, k] for k in KEYWORD_IDX])
+    neg = np.concatenate([clip_scores[labels != k, k] for k in kw_idx])
     refractory = refractory_steps(data, cfg)
     scores, by_source = {}, {}
     counts = np.zeros(len(THRESHOLDS), np.int64)
     for name, src in data.negatives.items():
         windows = sliding_windows(src.feats, data.context, data.step)
-        sc = detection.smooth_posteriors(_posteriors(fn, windows), cfg.smooth_windows)[:, KEYWORD_IDX]
+        sc = detection.smooth_posteriors(_posteriors(fn, windows, n_classes=n_classes), cfg.smooth_windows)[:, kw_idx]
         scores[name] = sc.astype(np.float32)
         by_source[name] = metrics.det_curve_stream(pos, sc, np.zeros(sc.shape, bool), src.hours, refractory,
                                                    thresholds=THRESHOLDS)

@@ -20,8 +20,11 @@ if TYPE_CHECKING:  # a type only: stage2 imports this module (Stage2Net.int_forw
     from .stage2 import Stage2Net
 
 
-def to_int_model(net: Stage2Net, feat_cfg=None) -> intspec.IntModel:
-    """The trained stage-2 model as an :class:`intspec.IntModel` (the integers its eval forward computes)."""
+def to_int_model(net: Stage2Net, feat_cfg=None, class_names=None) -> intspec.IntModel:
+    """The trained stage-2 model as an :class:`intspec.IntModel` (the integers its eval forward computes).
+
+    ``class_names``: the corpus's classes (None: Speech Commands' 12, cut to the network's outputs); the
+    artifact carries them to ``kwslib detect`` and the C detector."""
     from ..data.base import CLASSES
 
     for name, q in net.quantizers().items():
@@ -38,13 +41,15 @@ def to_int_model(net: Stage2Net, feat_cfg=None) -> intspec.IntModel:
                 out_scale=qp.s_out, out_zero_point=qp.z_out, relu=layer.relu))
             s_in, z_in = qp.s_out, qp.z_out
     c = net.cfg
+    if class_names is not None and len(class_names) != c.n_classes:
+        raise ValueError(f"to_int_model: {len(class_names)} class names for a network of {c.n_classes} outputs")
     feature_config = dataclasses.asdict(feat_cfg) if dataclasses.is_dataclass(feat_cfg) else dict(feat_cfg or {})
     return intspec.IntModel(layers=layers, input_scale=float(net.input_fq.scale),
                             input_zero_point=int(net.input_fq.zero_point),
                             norm_mean=net.norm_mean.numpy().astype(np.float32).copy(),
                             norm_std=net.norm_std.numpy().astype(np.float32).copy(),
                             context_frames=c.context_frames, decimate=c.decimate, n_mels=c.n_mels,
-                            step_frames=c.step_frames, class_names=list(CLASSES)[:c.n_classes],
+                            step_frames=c.step_frames, class_names=list(CLASSES)[:c.n_classes] if class_names is None else [str(n) for n in class_names],
                             feature_config=feature_config)
 
 

@@ -336,6 +336,34 @@ def report_notebook(summary: dict) -> list[str]:
     return lines
 
 
+def own_keywords(summary: dict) -> list[str]:
+    _require(summary, "own_keywords")
+    ok = summary["own_keywords"]
+    kws = ok.get("keywords") or ["the 10 of Speech Commands"]
+    var = ok.get("variants") or {}
+    ref = ok.get("reference")
+    op = ok.get("operating_point_fdph")
+
+    def acc(v):
+        a = v.get("keyword_accuracy") or {}
+        ci = a.get("ci")
+        return _pct(a.get("mean")) + (f" [{_pct(ci[0])}, {_pct(ci[1])}]" if ci else " (one replicate: no interval)")
+
+    lines = [f"**Question.** What each source of keyword clips buys for {', '.join(kws)}: the same float model "
+             f"trained on {len(var)} variant(s) of the training data, read on the same held-out clips.",
+             *[f"- {name}: keyword accuracy {acc(v)}, FRR at {op:g} false detections/h {_pct(v.get('frr_at_op'))}"
+               + ("" if name == ref else f", {_pts(v.get('delta_frr'))} points vs {ref} {_ci_pts(v.get('delta_frr_ci'))}"
+                  f" ({v.get('verdict')})") for name, v in var.items()],
+             f"**It rests on** {max((v.get('replicates') or 1) for v in var.values()) if var else 0} replicate(s) per "
+             "variant, the replicate as the unit of every interval; the test clips and the negative audio are the "
+             "same for all variants, so the differences are paired clip by clip."]
+    best = max(var, key=lambda k: (var[k].get("keyword_accuracy") or {}).get("mean") or 0) if var else None
+    lines.append("**Try next**: " + (f"`{best}` reads best here; " if best else "")
+                 + "record a few clips of your words (`--recordings`) and compare again, or run the whole chain "
+                 "(`make reproduce PROFILE=<profile>`) on the variant you choose.")
+    return lines
+
+
 BY_NOTEBOOK = {
     "01_float_baseline": float_baseline,
     "02_stage1_tanh_qat": stage1,
@@ -343,6 +371,7 @@ BY_NOTEBOOK = {
     "04_integer_inference": integer,
     "05_accelerator_memory": memory,
     "06_report": report_notebook,
+    "07_own_keywords": own_keywords,
 }
 
 

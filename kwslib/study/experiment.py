@@ -39,6 +39,14 @@ class ExperimentConfig:
 
         if self.model.n_mels != self.features.n_mels:
             raise ConfigError(f"model.n_mels ({self.model.n_mels}) must equal features.n_mels ({self.features.n_mels})")
+        from ..data.base import class_names
+
+        n = len(class_names(self.data.keywords))
+        if self.model.n_classes != n:  # the output layer follows the data's class list
+            if self.model.n_classes != ModelConfig().n_classes:
+                raise ConfigError(f"model.n_classes ({self.model.n_classes}) must be the {n} classes of data.keywords "
+                                  f"(_silence_, _unknown_ and {n - 2} keyword(s)); leave it out to follow them")
+            self.model.n_classes = n
         if self.data.unknown_real_parts and self.negatives.real_speech:
             from ..data.negatives import REAL_PARTS
 
@@ -273,7 +281,7 @@ def stage2_replicate(rep: Replicate, op: float, widths, s2cfg, log=None, on_mode
         s1 = load_qat_model(s1_file)
         net, hist = s2.train_stage2(s1, rep.corpus, rep.cfg.features, rep.cfg.train, s2cfg,
                                     ckpt_dir=rep.paths.checkpoints / f"stage2_w{b}", log=log)
-        im = s2int.to_int_model(net, rep.cfg.features)
+        im = s2int.to_int_model(net, rep.cfg.features, class_names=rep.corpus.classes)
         s2.save_stage2_model(rep.paths.models / f"stage2_w{b}.pt", net, extra={"history": hist})
         s2.save_int_model(int_file, im)
         seconds = time.time() - t0
@@ -332,7 +340,7 @@ def qat_seed_replicate(rep: Replicate, op: float, widths, extra_seeds: int, s2cf
                 save_qat_model(folder / f"stage1_w{b}.pt", s1, kind="stage1", extra={"schedule": schedule})
                 s2net, _ = s2.train_stage2(s1, rep.corpus, rep.cfg.features, tcfg, s2cfg,
                                            ckpt_dir=rep.paths.checkpoints / "qat_seeds" / f"s{j}" / f"stage2_w{b}", log=log)
-                im = s2int.to_int_model(s2net, rep.cfg.features)
+                im = s2int.to_int_model(s2net, rep.cfg.features, class_names=rep.corpus.classes)
                 s2.save_int_model(int_file, im)
                 rec = read_model(rep, name, s2int.int_posterior_fn(im), op, int_file, f_rec, key_extra=run_key)[1]
                 seconds = time.time() - t0

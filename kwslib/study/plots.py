@@ -32,15 +32,16 @@ def save(fig, fig_dir, name: str):
 def class_counts(corpus, fig_dir=None):
     rows = []
     for split, cs in corpus.splits().items():
-        for name, n in cs.class_counts().items():
+        for name, n in cs.class_counts(getattr(corpus, "classes", None)).items():
             rows.append((split, name, n))
     fig, ax = plt.subplots(figsize=(10, 3.5))
     splits = list(corpus.splits())
     width = 0.8 / len(splits)
-    x = np.arange(len(CLASSES))
+    names = list(getattr(corpus, "classes", CLASSES))
+    x = np.arange(len(names))
     for i, split in enumerate(splits):
         ax.bar(x + i * width, [n for s, _, n in rows if s == split], width, label=split)
-    ax.set_xticks(x + 0.4 - width / 2, CLASSES, rotation=45)
+    ax.set_xticks(x + 0.4 - width / 2, names, rotation=45)
     ax.set_ylabel("clips")
     ax.legend()
     ax.set_title(f"Class counts ({corpus.source})")
@@ -73,11 +74,12 @@ def training_curve(history, fig_dir=None, name="training_curve"):
     return fig
 
 
-def confusion(cm, fig_dir=None, name="confusion", title="Confusion matrix (test)"):
+def confusion(cm, fig_dir=None, name="confusion", title="Confusion matrix (test)", class_names=None):
     cm = np.asarray(cm, dtype=float)
+    names = list(CLASSES) if class_names is None else list(class_names)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(7, 6))
-    sns.heatmap(norm, annot=cm.astype(int), fmt="d", cmap="Blues", xticklabels=CLASSES, yticklabels=CLASSES,
+    sns.heatmap(norm, annot=cm.astype(int), fmt="d", cmap="Blues", xticklabels=names, yticklabels=names,
                 cbar=False, ax=ax, annot_kws={"fontsize": 7})
     ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(title)
     save(fig, fig_dir, name)

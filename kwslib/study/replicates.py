@@ -198,9 +198,7 @@ def _lowest_fdph_threshold(curve: dict, target_frr: float) -> float:
 def model_record(res, data, cfg, op_fdph: float, float_record: dict | None = None) -> dict:
     """What one model measured in one replicate, for pooling (arrays and scalars; see the module doc)."""
     labels = np.asarray(data.test.labels)
-    from ..evaluation.evaluate import KEYWORD_IDX
-
-    is_pos = np.isin(labels, KEYWORD_IDX)
+    is_pos = np.isin(labels, data.keyword_idx)
     thr = metrics.threshold_at_fdph(res.curve_stream, op_fdph)
     hours = data.negative_hours
     rec = {

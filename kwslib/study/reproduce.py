@@ -40,6 +40,8 @@ NOTEBOOKS = [
     ("05_accelerator_memory", "05_memory"),
     ("06_report", "06_report"),
 ]
+#: Notebooks a profile runs only when it has their params file (after the six above): your own keywords.
+OPTIONAL_NOTEBOOKS = [("07_own_keywords", "07_own_keywords")]
 # what a run reads from the environment: the data roots and the replicates' base seed (kwslib.study.replicates)
 DATA_ENV = ("KWS_SC12_ROOT", "KWS_SC_NOISE_ROOT", "KWS_SC_FULL_ROOT", "KWS_REAL_NEGATIVES_ROOT", "KWS_REPLICATES_SEED")
 
@@ -94,7 +96,8 @@ def run(profile: str, force: bool = False, only: list[str] | None = None, result
     upstream = ""
     env = {k: os.environ.get(k) for k in DATA_ENV}
     ran = 0
-    for nb_stem, params_stem in NOTEBOOKS:
+    optional = [(n, s) for n, s in OPTIONAL_NOTEBOOKS if (pdir / f"{s}.yaml").exists()]
+    for nb_stem, params_stem in NOTEBOOKS + optional:
         nb = ROOT / "notebooks" / f"{nb_stem}.ipynb"
         params_path = pdir / f"{params_stem}.yaml"
         if not nb.exists():
