@@ -205,11 +205,18 @@ def test_speech_commands_unknown_class_folder_and_hostile_clips(tmp_path):
 
 
 def test_clipset_rejects_unknown_class_labels():
-    from kwslib.data.base import ClipSet
+    """A negative label is refused by the clips; a label past the class list by the corpus, which holds the list
+    (a profile's keywords make it any length, so a ClipSet alone cannot know the upper end)."""
+    from kwslib.data.base import ClipSet, Corpus
 
-    for labels in ([12], [-1]):
-        with pytest.raises(ValueError, match="outside the 12-class range"):
-            ClipSet(np.zeros((1, 16000), np.float32), labels, ["s"], ["o"])
+    with pytest.raises(ValueError, match="class indices >= 0"):
+        ClipSet(np.zeros((1, 16000), np.float32), [-1], ["s"], ["o"])
+    clips = ClipSet(np.zeros((1, 16000), np.float32), [12], ["s"], ["o"])
+    with pytest.raises(ValueError, match="label 12 outside its 12 classes"):
+        Corpus("x", clips, ClipSet.empty(), ClipSet.empty())
+    with pytest.raises(ValueError, match="label 3 outside its 3 classes"):
+        Corpus("x", ClipSet.empty(), ClipSet.empty(), ClipSet(np.zeros((1, 16000), np.float32), [3], ["s"], ["o"]),
+               classes=["_silence_", "_unknown_", "go"])
 
 
 def test_hub_records_with_an_unknown_label_index():
