@@ -151,6 +151,11 @@ def long_logmel(audio: np.ndarray, feat_cfg: FeatureConfig, chunk_frames: int = 
     return out
 
 
+def _own_keywords(corpus: Corpus) -> list[str] | None:
+    """The corpus's keywords, or None for Speech Commands' 12 classes (whose paths and cache keys stay as before)."""
+    return None if list(corpus.classes) == list(CLASSES) else corpus.keywords
+
+
 def negative_streams(corpus: Corpus, cfg: NegativesConfig) -> list:
     """The negative streams :class:`NegativesConfig` asks for (kwslib.data.negative_streams.NegativeStream each)."""
     from ..data import negatives as neg, negative_streams as nstreams, vocabulary
@@ -166,7 +171,7 @@ def negative_streams(corpus: Corpus, cfg: NegativesConfig) -> list:
     if cfg.synthetic_hours > 0:
         # by default the "test" half of the vocabulary: rejection training (data.unknown_speech_hours) uses the other
         # the vocabulary holds none of the corpus's keywords (nor their homophones)
-        kws = None if list(corpus.classes) == list(CLASSES) else corpus.keywords
+        kws = _own_keywords(corpus)
         synth = neg.synthetic_negative_speech(cfg.synthetic_hours, seed=cfg.synthetic_seed, keywords=kws,
                                               vocabulary=vocabulary.vocabulary_part(cfg.synthetic_vocabulary,
                                                                                     keywords=kws))
@@ -205,7 +210,7 @@ def _negative_sources(corpus: Corpus, feat_cfg: FeatureConfig, context: int, ste
     noise_fp = [(len(r), float(np.asarray(r[::997], np.float64).sum())) for r in corpus.noise_test]
     key = {"negatives": dataclasses.asdict(cfg), "features": dataclasses.asdict(feat_cfg), "context": context,
            "step": step, "noise_test": noise_fp, "schema": 2,
-           **({} if list(corpus.classes) == list(CLASSES) else {"keywords": corpus.keywords}),
+           **({} if _own_keywords(corpus) is None else {"keywords": corpus.keywords}),
            "real_root": (cfg.real_root or os.environ.get(cfg.real_env)) if cfg.real_speech else None}
     folder = Path(cache_dir) / f"negatives-{config_hash(key)}"
     meta = folder / "meta.json"
