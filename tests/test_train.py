@@ -38,13 +38,13 @@ def small_cfg(**kw):
     return TrainConfig(**base)
 
 
-def train_once(train, val, cfg, ckpt_dir=None, on_epoch_start=None):
+def train_once(train, val, cfg, ckpt_dir=None, on_epoch_start=None, bank_dir=None):
     torch.manual_seed(0)
     m = build_model(SMALL)
     mean, std = normalization_stats(clip_features(train.audio, FEAT))
     m.set_normalization(mean, std)
     h = fit(m, train, val, FEAT, cfg, noise_train=[np.random.default_rng(0).standard_normal(40000).astype(np.float32) * 0.1],
-            ckpt_dir=ckpt_dir, on_epoch_start=on_epoch_start, log=None, progress=False)
+            ckpt_dir=ckpt_dir, on_epoch_start=on_epoch_start, log=None, progress=False, bank_dir=bank_dir)
     return m, h
 
 
@@ -115,6 +115,45 @@ def test_augmentation_bank_versions_and_reuse(data):
     assert lines[-1].endswith("~0s left)")  # the last version: nothing remains
     with pytest.raises(ValueError, match="augment_bank"):
         small_cfg(augment_bank=-1)
+
+
+def test_augmentation_bank_on_disk_is_the_same_bank(data, tmp_path):
+    """A second process (emptied memory cache) reads the float run's bank from disk: identical values, and a
+    training run with it ends with identical weights; a damaged file is rebuilt; another key, another file."""
+    from kwslib.train import loop as tr
+    from kwslib.data.augment import noise_tensor
+
+    train, val = data
+    audio = torch.from_numpy(train.audio[:20])
+    noise = noise_tensor([np.random.default_rng(0).standard_normal(40000).astype(np.float32) * 0.1])
+    cfg = small_cfg(augment_bank=2)
+    tr._BANK_CACHE.clear()
+    built = tr.augmentation_bank(audio, noise, FEAT, cfg, "k", batch=8, cache_dir=tmp_path).clone()
+    files = sorted(tmp_path.glob("bank-*.npy"))
+    assert len(files) == 1 and not list(tmp_path.glob("*.tmp*"))
+    tr._BANK_CACHE.clear()
+    lines = []
+    read = tr.augmentation_bank(audio, noise, FEAT, cfg, "k", cache_dir=tmp_path, log=lines.append)
+    assert torch.equal(read, built) and lines and "read from" in lines[0]
+    tr._BANK_CACHE.clear()
+    tr.augmentation_bank(audio, noise, FEAT, small_cfg(augment_bank=2, seed=1), "k", cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("bank-*.npy"))) == 2  # another seed: another bank, the first one kept
+    files[0].write_bytes(b"not a numpy file")
+    tr._BANK_CACHE.clear()
+    lines = []
+    again = tr.augmentation_bank(audio, noise, FEAT, cfg, "k", batch=8, cache_dir=tmp_path, log=lines.append)
+    assert torch.equal(again, built) and "version 1/2" in lines[0]  # rebuilt, not read
+    tr._BANK_CACHE.clear()
+    tr.augmentation_bank(audio, noise, FEAT, cfg, "k", cache_dir=tmp_path / "ro", save=False)
+    assert not (tmp_path / "ro").exists()  # save=False (a rank other than 0) writes nothing
+    # fit with a bank folder: the second run (memory cache emptied) reads it and trains to the same weights
+    tr._BANK_CACHE.clear()
+    m1, _ = train_once(train, val, cfg, bank_dir=tmp_path / "banks")
+    assert len(list((tmp_path / "banks").glob("bank-*.npy"))) == 1
+    tr._BANK_CACHE.clear()
+    m2, _ = train_once(train, val, cfg, bank_dir=tmp_path / "banks")
+    for (k, va), vb in zip(m1.state_dict().items(), m2.state_dict().values()):
+        assert torch.equal(va, vb), k
 
 
 def test_fit_with_bank_learns_deterministic_and_resumes(data, tmp_path):

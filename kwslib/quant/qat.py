@@ -217,12 +217,12 @@ class Stage1Config:
 
 
 def train_stage1(float_model, corpus, feat_cfg, train_cfg, stage_cfg: Stage1Config, wcfg: WeightQuantConfig,
-                 ckpt_dir=None, log=print, progress: bool = False):
+                 ckpt_dir=None, log=print, progress: bool = False, bank_dir=None):
     """Stage-1 QAT from ``float_model`` (not modified). Returns (model in eval mode, history list).
 
     ``ckpt_dir``: per-epoch checkpoints and resume (see kwslib.train.loop.fit); a
     checkpoint left by a different run (other float weights, schedule or
-    quantizer) is discarded, not resumed.
+    quantizer) is discarded, not resumed. ``bank_dir``: where fit keeps augmentation banks on disk.
     """
     from ..io import atomic_write_text
     from ..train.loop import fit, run_key, set_seed
@@ -241,7 +241,7 @@ def train_stage1(float_model, corpus, feat_cfg, train_cfg, stage_cfg: Stage1Conf
 
     set_seed(cfg.seed)
     hist = fit(model, corpus.train, corpus.val, feat_cfg, cfg, noise_train=corpus.noise_train, ckpt_dir=ckpt_dir,
-               on_epoch_start=on_epoch_start, log=log, progress=progress)
+               on_epoch_start=on_epoch_start, log=log, progress=progress, bank_dir=bank_dir)
     set_bn_frozen(model, False)
     model.eval()
     return model, hist.epochs

@@ -356,12 +356,13 @@ def calibrate(net: Stage2Net, windows: torch.Tensor, batch_size: int = 128, batc
 
 
 def train_stage2(stage1_model, corpus, feat_cfg, train_cfg, stage2_cfg: Stage2Config, ckpt_dir=None, log=print,
-                 progress: bool = False):
+                 progress: bool = False, bank_dir=None):
     """Fold ``stage1_model`` (not modified), calibrate, fine-tune with fake quantization.
 
     ``train_cfg``: the float run's TrainConfig (``stage2_cfg`` replaces the
     schedule). ``ckpt_dir``: per-epoch checkpoints and resume (kwslib.train.loop.fit);
-    a checkpoint of a different run is discarded. Returns (Stage2Net in eval
+    a checkpoint of a different run is discarded; ``bank_dir``: where fit keeps augmentation banks on
+    disk. Returns (Stage2Net in eval
     mode with observers off, history list).
     """
     from ..io import atomic_write_text
@@ -392,7 +393,8 @@ def train_stage2(stage1_model, corpus, feat_cfg, train_cfg, stage2_cfg: Stage2Co
             m.set_observers(epoch < freeze)
 
         history = fit(net, corpus.train, corpus.val, feat_cfg, cfg, noise_train=corpus.noise_train,
-                      ckpt_dir=ckpt_dir, on_epoch_start=on_epoch_start, log=log, progress=progress).epochs
+                      ckpt_dir=ckpt_dir, on_epoch_start=on_epoch_start, log=log, progress=progress,
+                      bank_dir=bank_dir).epochs
     net.set_observers(False)
     net.eval()
     return net, history

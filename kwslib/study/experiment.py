@@ -21,7 +21,7 @@ from .replicates import ReplicatesConfig
 from ..frontend.features import FeatureConfig
 from ..model import KWSNet, ModelConfig, build_model, count_params, load_model, save_model
 from ..frontend.features import clip_features
-from ..train.loop import TrainConfig, fit, normalization_stats, set_seed
+from ..train.loop import BANK_FOLDER, TrainConfig, fit, normalization_stats, set_seed
 
 
 @dataclass
@@ -152,6 +152,12 @@ def replicate_runs(cfg: ExperimentConfig, p: Paths, keyword_stream: bool = False
         yield Replicate(k, rc, rp, corpus, data)
 
 
+def _banks(p: Paths) -> Path:
+    """Where a replicate's training runs keep their augmentation banks on disk (kwslib.train.loop): the float
+    run writes its bank, stage 1 and stage 2 (separate notebooks) read it instead of building it again."""
+    return Path(p.checkpoints) / BANK_FOLDER
+
+
 def read_model(rep: Replicate, name: str, fn, op: float, model_file=None, float_record: dict | None = None,
                key_extra=None):
     """Evaluate posterior function ``fn`` on replicate ``rep`` and store its record (kwslib.study.replicates).
@@ -237,7 +243,8 @@ def stage1_replicate(rep: Replicate, op: float, plan, stage_cfg, log=None, on_mo
         wcfg = WeightQuantConfig(bits, method, pc)
         t0 = time.time()
         qmodel, hist = train_stage1(net, rep.corpus, rep.cfg.features, rep.cfg.train, stage_cfg, wcfg,
-                                    ckpt_dir=rep.paths.checkpoints / "stage1" / wcfg.name, log=log)
+                                    ckpt_dir=rep.paths.checkpoints / "stage1" / wcfg.name, log=log,
+                                    bank_dir=_banks(rep.paths))
         seconds = time.time() - t0
         save_qat_model(f, qmodel, kind="stage1", extra={"history": hist, "schedule": schedule})
         rec = read_model(rep, key, torch_posterior_fn(qmodel), op, f, f_rec, key_extra=schedule)[1]
@@ -280,7 +287,8 @@ def stage2_replicate(rep: Replicate, op: float, widths, s2cfg, log=None, on_mode
         t0 = time.time()
         s1 = load_qat_model(s1_file)
         net, hist = s2.train_stage2(s1, rep.corpus, rep.cfg.features, rep.cfg.train, s2cfg,
-                                    ckpt_dir=rep.paths.checkpoints / f"stage2_w{b}", log=log)
+                                    ckpt_dir=rep.paths.checkpoints / f"stage2_w{b}", log=log,
+                                    bank_dir=_banks(rep.paths))
         im = s2int.to_int_model(net, rep.cfg.features, class_names=rep.corpus.classes)
         s2.save_stage2_model(rep.paths.models / f"stage2_w{b}.pt", net, extra={"history": hist})
         s2.save_int_model(int_file, im)
@@ -336,10 +344,12 @@ def qat_seed_replicate(rep: Replicate, op: float, widths, extra_seeds: int, s2cf
                 t0 = time.time()
                 wcfg = WeightQuantConfig(b, "tanh", True)
                 s1, _ = train_stage1(net, rep.corpus, rep.cfg.features, tcfg, stage_cfg, wcfg,
-                                     ckpt_dir=rep.paths.checkpoints / "qat_seeds" / f"s{j}" / wcfg.name, log=log)
+                                     ckpt_dir=rep.paths.checkpoints / "qat_seeds" / f"s{j}" / wcfg.name, log=log,
+                                     bank_dir=_banks(rep.paths))
                 save_qat_model(folder / f"stage1_w{b}.pt", s1, kind="stage1", extra={"schedule": schedule})
                 s2net, _ = s2.train_stage2(s1, rep.corpus, rep.cfg.features, tcfg, s2cfg,
-                                           ckpt_dir=rep.paths.checkpoints / "qat_seeds" / f"s{j}" / f"stage2_w{b}", log=log)
+                                           ckpt_dir=rep.paths.checkpoints / "qat_seeds" / f"s{j}" / f"stage2_w{b}", log=log,
+                                           bank_dir=_banks(rep.paths))
                 im = s2int.to_int_model(s2net, rep.cfg.features, class_names=rep.corpus.classes)
                 s2.save_int_model(int_file, im)
                 rec = read_model(rep, name, s2int.int_posterior_fn(im), op, int_file, f_rec, key_extra=run_key)[1]
@@ -364,7 +374,8 @@ def train_float(cfg: ExperimentConfig, corpus: Corpus, p: Paths, log=print, resu
         pre = pretrain_synthetic(model, cfg, corpus, p, log=log, resume=resume, device=device)
         extra["pretrain_history"] = pre.epochs
     hist = fit(model, corpus.train, corpus.val, cfg.features, cfg.train, noise_train=corpus.noise_train,
-               ckpt_dir=ckpt_dir, log=log, progress=False, device=resolve_device(device))
+               ckpt_dir=ckpt_dir, log=log, progress=False, device=resolve_device(device),
+               bank_dir=_banks(p) if resume else None)
     seconds = time.time() - t0
     save_model(p.models / "float.pt", model, kind="float", extra={"history": hist.epochs, **extra})
     return model, hist.epochs, seconds

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ..train.loop import fit, normalization_stats, set_seed
+from ..train.loop import BANK_FOLDER, fit, normalization_stats, set_seed
 
 
 # --- command line: python -m kwslib.train (or torchrun ... -m kwslib.train) -------------------------
@@ -149,7 +149,8 @@ def _train_main(cfg, p, env, args) -> int:
     del train_feats
     t0 = time.time()
     hist = fit(model, corpus.train, corpus.val, cfg.features, cfg.train, noise_train=corpus.noise_train,
-               ckpt_dir=p.checkpoints / "float", log=log, progress=False, dist_env=env)
+               ckpt_dir=p.checkpoints / "float", log=log, progress=False, dist_env=env,
+               bank_dir=p.checkpoints / BANK_FOLDER)
     if env.is_main:
         model.cpu()
         save_model(p.models / "float.pt", model, kind="float",

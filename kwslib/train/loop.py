@@ -190,10 +190,13 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 
 
 _BANK_CACHE: dict = {}  # key -> bank tensor; holds the latest bank only (stage 1/2 runs reuse the float run's)
+BANK_FORMAT = 1  # in the on-disk bank's name: raise it when the way a bank is built changes
+BANK_FOLDER = "augmentation_banks"  # beside the checkpoint folders (see fit's ckpt_dir)
 
 
 def augmentation_bank(train_audio: torch.Tensor, noise, feat_cfg: FeatureConfig, cfg: TrainConfig,
-                      data_key: str, batch: int = 256, log: Callable[[str], None] | None = None) -> torch.Tensor:
+                      data_key: str, batch: int = 256, log: Callable[[str], None] | None = None,
+                      cache_dir=None, save: bool = True) -> torch.Tensor:
     """``[K, N, frames, n_mels]`` log-mel features of K augmented versions of every training clip.
 
     Version ``v`` of the whole set is :func:`~kwslib.data.augment.augment_audio` with a
@@ -202,11 +205,31 @@ def augmentation_bank(train_audio: torch.Tensor, noise, feat_cfg: FeatureConfig,
     in memory for the next run with the same key (the quantization-aware stages fine-tune on the
     float run's data with the same settings, so they reuse its bank). ``log``: a line per version built,
     with the time it took and what remains (building it is minutes of silence otherwise).
+
+    ``cache_dir``: also keep it on disk there (``bank-<hash of the key>.npy``, written atomically when
+    ``save``), so the stage-1 and stage-2 notebooks, separate processes, load the float run's bank instead
+    of building it again (the same values: the file is the bank itself). A damaged file is rebuilt.
     """
-    key = (data_key, repr(cfg.augment), repr(feat_cfg), cfg.seed, cfg.augment_bank)
+    key = (data_key, repr(cfg.augment), repr(feat_cfg), cfg.seed, cfg.augment_bank, batch)
     if key in _BANK_CACHE:
         return _BANK_CACHE[key]
     _BANK_CACHE.clear()
+    path = None
+    if cache_dir is not None:
+        digest = hashlib.sha256(repr((BANK_FORMAT,) + key).encode()).hexdigest()[:20]
+        path = Path(cache_dir) / f"bank-{digest}.npy"
+        if path.is_file():
+            try:
+                bank = torch.from_numpy(np.load(path, allow_pickle=False))
+                expected = (cfg.augment_bank, len(train_audio), num_frames(train_audio.shape[1], feat_cfg),
+                            feat_cfg.n_mels)
+                if tuple(bank.shape) == expected and bank.dtype == torch.float32:
+                    if log:
+                        log(f"augmentation bank: {cfg.augment_bank} versions of {len(train_audio)} clips read from {path}")
+                    _BANK_CACHE[key] = bank
+                    return bank
+            except (OSError, ValueError):
+                pass  # damaged or half-read: build it again below
     n = len(train_audio)
     frames = num_frames(train_audio.shape[1], feat_cfg)
     bank = torch.empty((cfg.augment_bank, n, frames, feat_cfg.n_mels), dtype=torch.float32)
@@ -220,6 +243,10 @@ def augmentation_bank(train_audio: torch.Tensor, noise, feat_cfg: FeatureConfig,
             took = time.time() - t0
             log(f"augmentation bank: version {v + 1}/{cfg.augment_bank} of {n} clips "
                 f"({took:.0f}s; ~{took / (v + 1) * (cfg.augment_bank - v - 1):.0f}s left)")
+    if path is not None and save:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, bank.numpy())
     _BANK_CACHE[key] = bank
     return bank
 
@@ -267,7 +294,7 @@ def mixup_draw(n: int, alpha: float, g: torch.Generator) -> tuple[float, torch.T
 def fit(model: nn.Module, train: ClipSet, val: ClipSet, feat_cfg: FeatureConfig, cfg: TrainConfig,
         noise_train: list | None = None, ckpt_dir=None, on_epoch_start: Callable | None = None,
         log: Callable[[str], None] | None = print, progress: bool = True, device=None,
-        dist_env: DistEnv | None = None) -> History:
+        dist_env: DistEnv | None = None, bank_dir=None) -> History:
     """Train ``model`` (input: raw log-mel windows) on ``train``; select on ``val``.
 
     ``ckpt_dir``: if given, ``last.pt`` is written atomically after every
@@ -277,6 +304,8 @@ def fit(model: nn.Module, train: ClipSet, val: ClipSet, feat_cfg: FeatureConfig,
     ``select_best`` is false), and ``ckpt_dir/history.json`` the log.
     ``on_epoch_start(epoch, model)`` lets QAT schedules switch quantization
     on or freeze batchnorm at given epochs.
+    ``bank_dir``: with ``cfg.augment_bank``, the augmentation bank is also kept on disk there and read back
+    by later runs on the same data and settings (see :func:`augmentation_bank`).
 
     ``device``: where the model trains (default: where it is; it is moved
     there and stays there). ``dist_env``: this rank of a ``torchrun`` job
@@ -341,7 +370,8 @@ def fit(model: nn.Module, train: ClipSet, val: ClipSet, feat_cfg: FeatureConfig,
     net = wrap_ddp(model, env) if env.distributed else model
     n = len(train)
     steps = steps_per_epoch(n, cfg.batch_size)
-    bank = augmentation_bank(train_audio, noise, feat_cfg, cfg, data_fp, log=log) if cfg.augment_bank else None
+    bank = (augmentation_bank(train_audio, noise, feat_cfg, cfg, data_fp, log=log, cache_dir=bank_dir,
+                              save=env.is_main) if cfg.augment_bank else None)
     with deterministic_algorithms():
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.time()
