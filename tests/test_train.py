@@ -108,7 +108,7 @@ def test_augmentation_bank_versions_and_reuse(data):
                      for i in range(0, 20, 8)])
     torch.testing.assert_close(bank[1], ref, atol=1e-4, rtol=1e-4)
     assert not torch.allclose(bank[0], bank[1])  # the versions differ
-    assert tr.augmentation_bank(audio, noise, FEAT, cfg, "k") is bank  # kept for the next run with the same key
+    assert tr.augmentation_bank(audio, noise, FEAT, cfg, "k", batch=8) is bank  # kept for the next run with the same key
     lines = []
     assert tr.augmentation_bank(audio, noise, FEAT, small_cfg(augment_bank=3, seed=1), "k", log=lines.append) is not bank
     assert [l.split(" (")[0] for l in lines] == [f"augmentation bank: version {v}/3 of 20 clips" for v in (1, 2, 3)]
