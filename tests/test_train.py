@@ -133,7 +133,7 @@ def test_augmentation_bank_on_disk_is_the_same_bank(data, tmp_path):
     assert len(files) == 1 and not list(tmp_path.glob("*.tmp*"))
     tr._BANK_CACHE.clear()
     lines = []
-    read = tr.augmentation_bank(audio, noise, FEAT, cfg, "k", cache_dir=tmp_path, log=lines.append)
+    read = tr.augmentation_bank(audio, noise, FEAT, cfg, "k", batch=8, cache_dir=tmp_path, log=lines.append)
     assert torch.equal(read, built) and lines and "read from" in lines[0]
     tr._BANK_CACHE.clear()
     tr.augmentation_bank(audio, noise, FEAT, small_cfg(augment_bank=2, seed=1), "k", cache_dir=tmp_path)
