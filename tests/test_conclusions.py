@@ -85,6 +85,17 @@ def test_stage2_verdicts_counts_and_next_steps():
     assert text.count("\n- **stage 2") == 4 and "\n\n- **stage 2 (integer), 5" not in text
 
 
+def test_the_power_plan_is_named_in_the_advice():
+    s = _summary()
+    s["power_plan"] = {"cheapest_reaching_target": {"label": "160 replicates x 1 QAT seed(s), negatives x1",
+                                                    "minutes": 1527.0}}
+    text = C.what_this_run_shows("03_stage2_linear_qat", s)
+    assert "the cheapest design that concludes parity half the time at parity: 160 replicates x 1 QAT seed(s), " \
+           "negatives x1, ~25.4 h" in text
+    s["power_plan"] = {"cheapest_reaching_target": None}
+    assert "cheapest design" not in C.what_this_run_shows("03_stage2_linear_qat", s)
+
+
 def test_stage1_and_where_it_holds():
     text = C.what_this_run_shows("02_stage1_tanh_qat", _summary())
     assert "8-bit weights**: FRR 39.4%, difference to float -2.5 points, 95% interval [-5.7, +0.7]" in text

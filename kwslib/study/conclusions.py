@@ -171,8 +171,12 @@ def _advice_for_verdicts(summary: dict, prefix: str, verdicts: dict) -> list[str
         need = _needed(summary, prefix)
         n = lookup(summary, "replicates", "n")
         est = "" if not need else f"; the design estimates {need[0]}" + (f"-{need[-1]}" if need[-1] != need[0] else "")
+        cheapest = lookup(summary, "power_plan", "cheapest_reaching_target")
+        plan = "" if not isinstance(cheapest, dict) or cheapest.get("minutes") is None else (
+            f" (by simulation from the measured variance, the cheapest design that concludes parity half the time "
+            f"at parity: {cheapest['label']}, ~{cheapest['minutes'] / 60:.1f} h)")
         nxt.append(f"at {_widths(undecided)} the interval is too wide to decide: more replicates (now {n}{est}) or "
-                   "more test speakers narrow it")
+                   f"more test speakers narrow it{plan}")
     worse = [b for b, v in verdicts.items() if v == "worse"]
     if worse:
         nxt.append(f"at {_widths(worse)} the model is worse than float: a longer fine-tuning schedule at that width "

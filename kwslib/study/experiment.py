@@ -168,8 +168,10 @@ def read_model(rep: Replicate, name: str, fn, op: float, model_file=None, float_
     from ..evaluation import evaluate
     from .replicates import file_digest, model_record, record_path, save_record
 
+    t0 = time.time()
     res = evaluate.evaluate(fn, rep.data, rep.cfg.eval)
     rec = model_record(res, rep.data, rep.cfg.eval, op, float_record)
+    rec["eval_seconds"] = round(time.time() - t0, 2)  # what kwslib.study.power prices more negative audio with
     rec["config_key"] = _record_key(rep, key_extra)
     save_record(record_path(rep.paths, name), rec, file_digest(model_file) if model_file else None)
     return res, rec

@@ -13,6 +13,7 @@ from ..io import atomic_write_text
 from .tables import lookup, markdown_table
 from .verdict_tables import (
     REAL_SPEECH_COST_COLUMNS,
+    _power_section,
     _real_speech_section,
     _verdict_basis_section,
     real_speech_cost_rows,
@@ -257,6 +258,7 @@ def report_markdown(summary: dict, assumptions: list[str] | None = None, figures
                                              "verdict_speakers_only", "replicates_needed", "agreement", "mdd",
                                              "fdph_at_float_frr", "parity", "no_worse"])]
     parts += _verdict_basis_section(summary)
+    parts += _power_section(summary)
     parts += _real_speech_section(summary)
     abl = [(title, ablation_rows(summary, metric))
            for metric, title in (("accuracy", "12-class accuracy"), ("frr_at_op", "FRR at the operating point"))]

@@ -87,9 +87,8 @@ def verdict_basis_text(summary: dict) -> str | None:
                 + ". It cannot decide: " + (", ".join(open_) if open_ else "nothing") + (
                     f" (at the measured spread a conclusive verdict needs "
                     f"{'at least ' if at_least else ''}"
-                    f"{min(needs) if min(needs) == max(needs) else f'{min(needs)}-{max(needs)}'} replicates, or a "
-                    "less noisy measure: more negative audio, several QAT seeds per float model, FRR over a band of "
-                    "rates)" if needs else "") + ".")
+                    f"{min(needs) if min(needs) == max(needs) else f'{min(needs)}-{max(needs)}'} replicates; what other means "
+                    "would buy is weighed under 'What would decide the claims')" if needs else "") + ".")
     text.append("The CPU and memory claims are counts (instructions, bytes), not samples: they are decided as "
                 "measured.")
     rec = summary.get("recomputed")
@@ -111,6 +110,46 @@ def _verdict_basis_section(summary: dict) -> list[str]:
             "retraining` what of the training part remains beyond it; `replicates needed`: the replicates for an interval no "
             "wider than the margin, which always gives a conclusive verdict, at the measured spread.", "",
             markdown_table(rows, VERDICT_BASIS_COLUMNS)]
+
+
+def power_plan_rows(summary: dict) -> list[dict]:
+    """The designs of ``summary["power_plan"]`` (kwslib.study.power.plan_summary), cheapest first (unpriced last):
+    minutes, and the chance of concluding parity at parity on average over the claims and per claim model."""
+    plan = summary.get("power_plan")
+    if not isinstance(plan, dict):
+        return []
+    rows = []
+    for r in sorted(plan.get("rows") or [], key=lambda r: (r.get("minutes") is None, r.get("minutes") or 0)):
+        row = {"design": r.get("label"), "minutes": "not priced" if r.get("minutes") is None else f"{r['minutes']:.0f}",
+               "P(equivalent), mean": f"{r['mean_p_equivalent']:.2f}"}
+        row.update({k: f"{v:.2f}" for k, v in (r.get("p_equivalent") or {}).items()})
+        rows.append(row)
+    return rows
+
+
+def power_plan_text(summary: dict) -> str | None:
+    """What the plan chose and why (one paragraph), or None without a plan."""
+    plan = summary.get("power_plan")
+    if not isinstance(plan, dict):
+        return None
+    c = plan.get("choice") or {}
+    return (f"Which means would buy the power to conclude, by simulation (`kwslib.study.power`) from this run's "
+            f"variance components: the chance that a run says \"equivalent\" (margin +-{100 * plan.get('margin', 0):.0f} "
+            f"FRR points) when the quantized and float models are truly at parity. Each design's runs are drawn from "
+            f"the measured parts and read with the verdicts' own interval. Means "
+            f"priced from this run's timings: replicates, QAT seeds per float model (averaged), negative audio "
+            f"(x5: the threshold on 5x the events). Rule (declared in the params): the cheapest design within "
+            f"{plan.get('budget_minutes'):g} minutes whose mean chance over the claims is at least "
+            f"{plan.get('target', 0):.0%}. Choice for the next run: {c.get('replicates')} replicates x "
+            f"{c.get('qat_seeds')} QAT seed(s), negatives x{c.get('negatives_factor', 1):g}; {plan.get('reason')}.")
+
+
+def _power_section(summary: dict) -> list[str]:
+    rows = power_plan_rows(summary)
+    if not rows:
+        return []
+    cols = list(rows[0].keys())
+    return ["", "## What would decide the claims", "", power_plan_text(summary) or "", "", markdown_table(rows, cols)]
 
 
 def _pts(v, ci=None) -> str:

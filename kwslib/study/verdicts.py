@@ -225,6 +225,9 @@ def pooled_entry(recs: list, float_recs: list | None, margin: float, n_boot: int
         "frr_at_fdph": _pooled_frr_at_levels(recs),
         "unknown_recall": _unknown_recall(recs),
         "replicates": len(recs),
+        # seconds to evaluate the model, mean over replicates (records of older runs: None)
+        "eval_seconds": (float(np.mean([r["eval_seconds"] for r in recs]))
+                         if all(r.get("eval_seconds") is not None for r in recs) else None),
         "per_replicate": [{"accuracy": r["accuracy"], "frr_at_op": r["frr_at_op"],
                            "threshold_at_op": r["threshold_at_op"], "unknown_recall": _unknown_recall([r])}
                           for r in recs],
