@@ -15,8 +15,9 @@ The models trained on float features stay valid; nothing is retrained.
 
 Per frame of ``W = win_length`` samples ``s`` (int16), ``N = n_fft`` (a power of two), ``K = N / 2``:
 
-1. window     ``p[n] = s[n] * h[n]``, ``h[n] = round(hann[n] * 2^15)`` (int32, <= 2^15):
-              ``|p| <= 2^15 * 2^15 = 2^30`` fits int32 exactly.
+1. window     ``p[n] = s[n] * h[n]``, ``h[n] = min(round(hann[n] * 2^16), 2^16 - 1)`` (Q16; the one centre
+              weight 2^16 is clipped by 1 so that ``|p| <= 2^15 (2^16 - 1) < 2^31`` fits int32 exactly).
+              Q16, not Q15: the window's rounding is the front end's noise floor (see Precision below).
 2. block      ``b`` = bit length of ``max |p|`` (0 for a silent frame), ``e = b - B`` with
    scaling    ``B = 29 - floor(log2 W)`` (21 for W = 400), so that ``2 W 2^B < 2^31``;
               ``x = p >> e`` rounded half up (``(p + 2^(e-1)) >> e``) when ``e > 0``, else ``p << -e``
@@ -40,8 +41,8 @@ Per frame of ``W = win_length`` samples ``s`` (int16), ``N = n_fft`` (a power of
               refused.
 7. log2       ``L = log2(E)`` in Q20: leading-bit position, 30 mantissa bits, a 257-entry table of
               ``round(log2(1 + i / 256) * 2^20)`` with linear interpolation (error < 3e-6), then the frame's
-              scale: ``E`` is ``E_float * 2^(62 - 2e)`` (float64 front end's energy of samples ``s / 32768``),
-              so ``L += (2e - 62) * 2^20``; and ``L = max(L, Lfloor)``, ``Lfloor = round(log2(log_floor) 2^20)``
+              scale: ``E`` is ``E_float * 2^(64 - 2e)`` (float64 front end's energy of samples ``s / 32768``),
+              so ``L += (2e - 64) * 2^20``; and ``L = max(L, Lfloor)``, ``Lfloor = round(log2(log_floor) 2^20)``
               (``E = 0`` gives ``Lfloor``). ``|L| < 2^26``: int32.
 
 Per window (the network's input; :class:`IntModel` decimates ``decimate`` frames per group):
@@ -53,9 +54,11 @@ Per window (the network's input; :class:`IntModel` decimates ``decimate`` frames
               ``A[m] = round(a 2^n)``, ``a = ln 2 / (2^20 decimate std[m] scale)``, ``2^30 <= A < 2^31``,
               ``C[m] = round((z + 0.5 - mean[m] / (std[m] scale)) 2^n)`` (int64; the sum is checked < 2^62).
 
-Precision: the Q15 window's rounding is a noise about 100 dB below the frame's peak, so a mel bin
-that much quieter than the loudest one (a frame of pure DC: the Hann side lobes) can differ by more
-than a code; recorded speech has a noise floor far above that.
+Precision: the window's rounding, ``s[n] (h[n] - hann[n] 2^16)``, is a noise locked to the signal, about
+100 dB (Q15) or 106 dB (Q16) below the frame's peak; a mel bin that much quieter than the loudest one can
+differ by more than a code. With a Q15 window one real recording did (a 90 dB drop to the top mel bin:
+24 of 72.65M codes of sc12's 1-bit model on real speech were 2 apart); with Q16 the largest difference on
+the same audio is 1. A frame of pure DC (the Hann side lobes) is still such a case; recorded speech is not.
 
 Assumptions (named here, where they are made): ``n_fft`` is a power of two >= 8 and at most about
 twice the window (the Parseval bound of step 6); the window fits ``n_fft``; the energy's int16 reading is
@@ -71,21 +74,22 @@ import numpy as np
 from ..errors import AudioError, ConfigError
 from .features import FeatureConfig, StreamingFrontend, hann_window, mel_filterbank
 
-WINDOW_BITS = 15      # Hann window in Q15
+WINDOW_BITS = 16      # Hann window in Q16 (clipped to 2^16 - 1)
+SAMPLE_BITS = 15      # an int16 sample read as s / 2^15
 POWER_SHIFT = 16      # P = |Y|^2 >> 16
 MEL_BITS = 16         # filterbank weights in Q16
 LOG_BITS = 20         # log2 values in Q20
 LOG_TABLE_BITS = 8    # 256 table segments
 MANTISSA_BITS = 30
-# E = E_float * 2^(ENERGY_EXP - 2e): x = s/32768 * hann * 2^(30 - e) (Q15 sample, Q15 window), Y = 2X,
-# P = |Y|^2 >> 16, f = weight * 2^16  ->  2 * (30 - e) + 2 - 16 + 16 = 62 - 2e
-ENERGY_EXP = 2 * (2 * WINDOW_BITS) + 2 - POWER_SHIFT + MEL_BITS
+# E = E_float * 2^(ENERGY_EXP - 2e): x = s/32768 * hann * 2^(31 - e) (Q15 sample, Q16 window), Y = 2X,
+# P = |Y|^2 >> 16, f = weight * 2^16  ->  2 * (31 - e) + 2 - 16 + 16 = 64 - 2e
+ENERGY_EXP = 2 * (SAMPLE_BITS + WINDOW_BITS) + 2 - POWER_SHIFT + MEL_BITS
 
 
 # The declared bound of each step at the default config (W = 400, N = 512; log2 of the largest magnitude; see
 # the module docstring). Checked by the tests at full-scale input; each leaves room below its container
 # (int32: 31, int64: 63).
-BOUNDS_LOG2 = {"window": 30.0, "block": 21.0, "fft": 29.2, "split": 30.2, "y": 30.7, "power_full": 61.4,
+BOUNDS_LOG2 = {"window": 31.0, "block": 21.0, "fft": 29.2, "split": 30.2, "y": 30.7, "power_full": 61.4,
                "energy": 61.7, "log2": 26.0}
 
 
@@ -94,7 +98,7 @@ class IntFrontendTables:
     """Everything the integer front end needs for one :class:`FeatureConfig` (the C code builds the same)."""
 
     cfg: FeatureConfig
-    window: np.ndarray      # int32 [W] Q15 Hann
+    window: np.ndarray      # int32 [W] Q16 Hann (<= 2^16 - 1)
     tw_re: np.ndarray       # int64 [K] Q31 cos(2 pi t / K)
     tw_im: np.ndarray       # int64 [K] Q31 -sin(2 pi t / K)
     split_re: np.ndarray    # int64 [k1 - k0] Q31 cos(2 pi k / N), k in [k0, k1)
@@ -130,7 +134,7 @@ def _tables(cfg_key: tuple) -> IntFrontendTables:
     cfg = FeatureConfig(*cfg_key)
     _check_cfg(cfg)
     n, k = cfg.n_fft, cfg.n_fft // 2
-    window = np.round(hann_window(cfg.win_length) * 2 ** WINDOW_BITS).astype(np.int32)
+    window = np.minimum(np.round(hann_window(cfg.win_length) * 2 ** WINDOW_BITS), 2 ** WINDOW_BITS - 1).astype(np.int32)
     t = np.arange(k)
     fb = mel_filterbank(cfg)  # [n/2 + 1, M]
     used = np.nonzero(fb.any(axis=1))[0]
@@ -157,7 +161,7 @@ def rmul(a, w):
 
 
 def block_scale(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Windowed frames ``p`` [F, W] (int64, |p| <= 2^30) -> (x [F, W] with |x| <= 2^B, exponent e [F])."""
+    """Windowed frames ``p`` [F, W] (int64, |p| < 2^31) -> (x [F, W] with |x| <= 2^B, exponent e [F])."""
     m = np.abs(p).max(axis=1) if p.shape[1] else np.zeros(len(p), np.int64)
     _, bits = np.frexp(m.astype(np.float64))  # m = f 2^bits, 0.5 <= f < 1: bits = bit length (0 for m = 0)
     e = np.where(m > 0, bits.astype(np.int64) - block_bits(p.shape[1]), 0)

@@ -73,18 +73,19 @@ static inline void store4_interleaved(int32_t *out, const __m256i v[4]) {
 /* Each step its own function (not inlined), so that an instruction profile under qemu names the steps. */
 #define KWS_STEP __attribute__((noinline))
 
-#define WINDOW_BITS 15
+#define WINDOW_BITS 16 /* Q16 Hann, clipped to 2^16 - 1: |s h| < 2^31 */
+#define SAMPLE_BITS 15
 #define POWER_SHIFT 16
 #define MEL_BITS 16
 #define LOG_BITS 20
 #define LOG_TABLE_BITS 8
 #define MANTISSA_BITS 30
-#define ENERGY_EXP (2 * (2 * WINDOW_BITS) + 2 - POWER_SHIFT + MEL_BITS)
+#define ENERGY_EXP (2 * (SAMPLE_BITS + WINDOW_BITS) + 2 - POWER_SHIFT + MEL_BITS)
 
 struct kws_ifrontend {
     kws_frontend_config cfg;
     int32_t K, stages, k0, k1, block_bits; /* block_bits: 29 - floor(log2 win_length) */
-    int32_t *window;          /* [win] Q15 Hann */
+    int32_t *window;          /* [win] Q16 Hann (<= 2^16 - 1) */
     int32_t *tw;              /* radix-4 stages in order, each [6][m]: re, im of W_K^(j p s) for j = 1, 2, 3 */
     int32_t *sp_re, *sp_im;   /* [k1 - k0] Q31 W_N^k */
     /* the filterbank by runs of bins: bins [run_start[r], run_start[r + 1]) have non-zero Q16 weights only in
@@ -178,8 +179,10 @@ kws_ifrontend *kws_ifrontend_new(const kws_frontend_config *c) {
     if (!fe->window || !fe->tw || !fe->sp_re || !fe->sp_im || !fe->run_lo || !fe->run_start ||
         !fe->mel_w || !fe->energy || !fe->xw || !fe->bufs || !fe->power || !fe->framer.buf || !fe->mel)
         goto fail;
-    for (int32_t k = 0; k < c->win_length; k++)
-        fe->window[k] = (int32_t)rint((0.5 - 0.5 * cos(2.0 * M_PI * (double)k / (double)c->win_length)) * 32768.0);
+    for (int32_t k = 0; k < c->win_length; k++) {
+        const double h = rint((0.5 - 0.5 * cos(2.0 * M_PI * (double)k / (double)c->win_length)) * (double)(1 << WINDOW_BITS));
+        fe->window[k] = (int32_t)(h < (double)((1 << WINDOW_BITS) - 1) ? h : (double)((1 << WINDOW_BITS) - 1));
+    }
     for (int32_t n = K, st = 1, off = 0; n >= 4; n /= 4, st *= 4) { /* radix-4 stages: m = n / 4, stride st */
         const int32_t m = n / 4;
         for (int32_t j = 1; j <= 3; j++)

@@ -2,7 +2,7 @@
  * The integer front end in C (kws_intfrontend.c): int16 PCM -> Q20 log2 mel energies per frame, and the
  * per-mel-bin multiply-shift that turns group sums of them into the network's int8 input codes.
  *
- * The specification is kwslib.frontend.intfrontend (numpy): Q15 Hann window, block floating point (|x| <= 2^21),
+ * The specification is kwslib.frontend.intfrontend (numpy): Q16 Hann window, block floating point (|x| <= 2^21),
  * a radix-2 Stockham FFT in int32 with Q31 twiddles and per-product rounding (vqrdmulh), the real-FFT
  * split, power >> 16 in int64, Q16 filterbank, log2 in Q20 by leading bit + table. Every step's width and
  * overflow bound is argued there. This code computes the same integers (tested bit for bit, scalar C and
