@@ -117,7 +117,8 @@ def costs_from_summary(summary: dict) -> dict:
     ``per_replicate``: notebooks 1-3 over the replicates, the QAT-seed runs taken out; ``per_qat_seed``: one
     more stage-1 + stage-2 training per claim width and replicate (their mean training seconds);
     ``per_negative_hour``: evaluating every model of a replicate on one more hour of negative audio (the mean
-    ``eval_seconds`` over the models, per hour of the run's negative audio, times the models)."""
+    ``eval_seconds`` over the models, per hour of the run's negative audio, times the models; an upper bound:
+    ``eval_seconds`` also holds the test clips, and making the extra audio, once, is not counted)."""
     models = summary.get("models") or {}
     timings = summary.get("timings") or {}
     n = int((summary.get("replicates") or {}).get("n") or 1)
