@@ -299,3 +299,30 @@ def test_keyword_accuracy_counts_keyword_clips_only():
     assert two["ci"][0] < 0.875 < two["ci"][1]
     with pytest.raises(ValueError, match="no keyword clip"):
         keyword_accuracy([{"labels": np.array([0, 1]), "correct": np.array([True, True])}])
+
+
+def test_compare_sources_pairs_every_variant_with_the_reference(tmp_path):
+    """Two variants on tiny synthetic data, 2 replicates: the other variant is paired with the reference on the same
+    clips and negative audio (its FD/h at the reference's FRR needs a second reading, kept as a record); a second
+    call trains and reads nothing again and gives the same numbers."""
+    from kwslib.study import own_keywords
+
+    base = {"data": {"source": "synthetic", "keywords": ["marvin"],
+                     "synthetic": {"n_voices": 12, "clips_per_class_per_voice": 2}},
+            "features": {}, "model": {}, "train": {"epochs": 2}, "eval": {"n_boot": 200, "min_events": 5},
+            "negatives": {"synthetic_hours": 0.05}, "replicates": {"n": 2}}
+    variants = {"other": {"synthetic_seed": 5}, "ref": {}}  # the reference listed last, as in params/digits
+    p = experiment.paths(tmp_path / "res", tmp_path / "cache")
+    seen = []
+    res = own_keywords.compare_sources(base, variants, "ref", p, on_model=lambda n, k, r: seen.append((n, k)))
+    assert seen == [("ref", 0), ("ref", 1), ("other", 0), ("other", 1)]  # the reference is read first
+    ref, other = res["variants"]["ref"]["entry"], res["variants"]["other"]["entry"]
+    assert "delta_frr" not in ref and other["replicates"] == 2
+    assert other["delta_frr"] == pytest.approx(other["frr_at_op"] - ref["frr_at_op"], abs=1e-9)
+    assert "delta_fdph" in other and other["delta_frr_ci"][0] <= other["delta_frr"] <= other["delta_frr_ci"][1]
+    for k in (0, 1):
+        folder = p.results / "variants" / "other" / ("" if k == 0 else f"replicates/r{k}")
+        assert (folder / "records" / "float_paired.npz").is_file()
+    again = own_keywords.compare_sources(base, variants, "ref", p)
+    assert again["variants"]["other"]["entry"]["delta_frr"] == other["delta_frr"]
+    assert again["variants"]["other"]["keyword_accuracy"] == res["variants"]["other"]["keyword_accuracy"]

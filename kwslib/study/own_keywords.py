@@ -65,19 +65,32 @@ def compare_sources(base: dict, variants: dict, reference: str, p, log=None, on_
     from ..evaluation import evaluate
     from . import experiment, verdicts
 
+    from ..model import torch_posterior_fn
+
     if not variants or reference not in variants:
         raise ConfigError(f"own keywords: the reference {reference!r} must be one of the variants {sorted(variants or {})}")
     recs, notes, op, margin, cfg0 = {}, {}, None, None, None
-    for name, overrides in variants.items():
-        prm = variant_params(base, overrides)
+    # the reference first: every other variant is read again against the reference's record of the same replicate
+    # (its false detections at the reference's FRR: the paired FD/h needs them)
+    for name in [reference] + [n for n in variants if n != reference]:
+        prm = variant_params(base, variants[name])
         cfg = experiment.experiment_config(**{k: prm.get(k) for k in ("data", "features", "model", "train", "eval",
                                                                       "negatives", "replicates")})
         vp = experiment.paths(p.results / "variants" / name, p.cache)
         recs[name], notes[name] = [], None
         for rep in experiment.replicate_runs(cfg, vp):
-            if op is None:  # the first variant's negative audio sets the operating point for all
+            if op is None:  # the reference's negative audio sets the operating point for all (the same audio)
                 op, margin, cfg0 = evaluate.operating_point(rep.data, cfg.eval), cfg.eval.parity_margin, cfg
-            rec = experiment.float_replicate(rep, op, log=log)[4]
+            got = experiment.float_replicate(rep, op, log=log)
+            net, rec = got[0], got[4]
+            if name != reference:
+                ref = recs[reference][len(recs[name])]
+                f = rep.paths.models / "float.pt"
+                key = {"paired_with": reference, "reference_threshold": ref["threshold_at_op"],
+                       "reference_frr": ref["frr_at_op"]}
+                rec = (experiment.cached_record(rep, "float_paired", f, key_extra=key)
+                       or experiment.read_model(rep, "float_paired", torch_posterior_fn(net), op, f, float_record=ref,
+                                                key_extra=key)[1])
             recs[name].append(rec)
             if notes[name] is None:
                 notes[name] = {k: v for k, v in rep.corpus.notes.items() if k in (
