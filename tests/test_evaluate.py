@@ -57,6 +57,8 @@ def test_prepared_shapes(tiny):
     assert data.stream_hours == data.negative_hours
     info = data_summary(corpus, data)
     assert info["test_clips"] == n and info["source"] == "synthetic"
+    assert info["classes"] == list(corpus.classes) and info["keywords"] == list(corpus.classes[2:])
+    assert info["keywords"][:2] == ["yes", "no"] and len(info["keywords"]) == 10  # the 12-class task's keywords
 
 
 def test_uniform_posteriors_give_known_numbers(tiny):

@@ -437,7 +437,12 @@ def load_float(p: Paths) -> KWSNet:
 
 
 def data_summary(corpus: Corpus, data: EvalData) -> dict:
-    return {"source": corpus.source, "train_clips": len(corpus.train), "val_clips": len(corpus.val),
+    """The ``data`` part of summary.json: source, classes and keywords, clips per split, negative hours, speakers."""
+    from ..data.base import FIRST_KEYWORD
+
+    return {"source": corpus.source, "classes": list(corpus.classes),
+            "keywords": list(corpus.classes[FIRST_KEYWORD:]),
+            "train_clips": len(corpus.train), "val_clips": len(corpus.val),
             "test_clips": len(corpus.test), "stream_hours": float(data.negative_hours),
             "negative_hours": data.hours_by_source(),
             "speakers": {k: len(set(v.speakers.tolist())) for k, v in corpus.splits().items()}}
