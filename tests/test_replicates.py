@@ -436,3 +436,22 @@ def test_compare_runs_finds_contradictions_only_between_conclusive_opposites(tmp
     assert rerun.main([str(pa), "--against", str(pa)]) == 0
     with pytest.raises(ValueError, match="not in both"):
         rerun.compare_runs(a, b, models=["stage2_w3"])
+
+
+def test_replicates_needed_reason_names_the_shared_floor_and_what_replicates_still_buy():
+    """Shared negative audio of sd 0.56 points: the interval's half-width never goes below 1.96 x 0.56 = 1.1
+    points, so no n makes it narrower than the 2-point margin (``replicates_needed`` None), yet an interval inside
+    +-2 (an 'equivalent' at a true difference near 0) stays within reach: the reason must say both, not that
+    replicates cannot help."""
+    d = np.array([0.01, -0.05, 0.03, -0.02, 0.04])
+    out = verdicts.power_fields(d, np.full(5, 1e-4), np.full(5, 1e-4), shared_var=0.0056 ** 2, margin=0.02)
+    assert out["replicates_needed"] is None
+    reason = out["replicates_needed_reason"]
+    assert "+-1.1 points" in reason and "2-point margin" in reason and "power plan" in reason
+    assert "not by replicates alone" in reason
+    # a narrow shared part: replicates reach it, no reason
+    ok = verdicts.power_fields(d, np.full(5, 1e-4), np.full(5, 1e-4), shared_var=0.001 ** 2, margin=0.02)
+    assert ok["replicates_needed"] is not None and ok["replicates_needed_reason"] is None
+    # the same floor with a margin the floor fits twice into: a spread too wide for 1000 replicates instead
+    far = verdicts.power_fields(d * 30, np.full(5, 1e-4), np.full(5, 1e-4), shared_var=0.001 ** 2, margin=0.02)
+    assert far["replicates_needed"] is None and far["replicates_needed_reason"] == "more than 1000 at this spread"

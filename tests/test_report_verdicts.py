@@ -4,6 +4,7 @@ import numpy as np
 from kwslib.study import report
 from kwslib.study import verdict_tables
 from kwslib.study import rerun
+from kwslib.study import verdicts
 from kwslib.evaluation import stats
 
 
@@ -56,3 +57,16 @@ def test_verdict_basis_of_a_summary_without_paired_models():
     s = {"models": {"float": {"accuracy": 0.8, "frr_at_op": 0.5}}}
     assert verdict_tables.verdict_basis_rows(s) == [] and verdict_tables.verdict_basis_text(s) is None
     assert "What a verdict rests on" not in report.report_markdown(s)
+
+
+def test_verdict_basis_text_names_claims_that_replicates_alone_cannot_make_sure_of():
+    s = _summary()
+    w4 = s["models"]["stage2_w4"]
+    w4.update(verdicts.power_fields(np.array([p["delta_frr"] for p in w4["per_replicate"]]), np.full(5, 1e-4),
+                                    np.full(5, 1e-4), shared_var=0.0056 ** 2, margin=0.02))
+    w4.pop("replicates_needed_note", None)
+    assert w4["replicates_needed"] is None
+    text = verdict_tables.verdict_basis_text(s)
+    assert "cannot decide: stage2_w4 (for stage2_w4 no number of replicates is sure to conclude" in text
+    assert "an 'equivalent' near parity stays within reach" in text and "needs" not in text.split("cannot")[1]
+    assert "What would decide the claims" in text

@@ -569,7 +569,8 @@ def replicates_needed(sd_replicate, margin, shared_sd=0.0, alpha=0.05, max_n=100
     ``sd_replicate`` and a shared component of sd ``shared_sd``) has ``2 t_{df} se_n <= margin``,
     ``se_n^2 = sd_replicate^2 / n + shared_sd^2``. ``None`` when no ``n <= max_n`` reaches it (in
     particular when the shared component alone is too wide: ``2 z shared_sd > margin``; more replicates
-    cannot fix that, more negative audio can).
+    cannot fix that, more negative audio can. An interval inside +-margin, the weaker goal of an "equivalent"
+    at a true difference near 0, may still be within reach then: ``kwslib.study.power`` simulates that).
     """
     sd = _finite(sd_replicate, "sd_replicate", allow_zero=True)
     shared = _finite(shared_sd, "shared_sd", allow_zero=True)

@@ -67,6 +67,8 @@ def verdict_basis_text(summary: dict) -> str | None:
     open_ = [k for k, m in claim if m.get("verdict") in (None, "inconclusive")]
     needs = [m.get("replicates_needed") for k, m in claim if k in open_ and m.get("replicates_needed") is not None]
     at_least = any(m.get("replicates_needed_note") for k, m in claim if k in open_)
+    floored = [k for k, m in claim if k in open_ and m.get("replicates_needed") is None
+               and str(m.get("replicates_needed_reason") or "").startswith("not by replicates alone")]
     doms = [(m.get("variance_components") or {}).get("dominant") for _, m in claim]
     doms = [d for d in doms if d]
     dominant = max(set(doms), key=doms.count) if doms else None
@@ -83,12 +85,20 @@ def verdict_basis_text(summary: dict) -> str | None:
     if dominant:
         text.append(f"The largest part of the spread between replicates is {dominant.replace('_', ' ')} in "
                     f"{doms.count(dominant)} of {len(doms)} of these models.")
+    why = []
+    if needs:
+        span = str(min(needs)) if min(needs) == max(needs) else f"{min(needs)}-{max(needs)}"
+        why.append(f"at the measured spread a conclusive verdict needs {'at least ' if at_least else ''}{span} "
+                   "replicates")
+    if floored:
+        why.append(f"for {', '.join(floored)} no number of replicates is sure to conclude, as the negative audio all "
+                   "replicates share keeps the interval wider than the margin, though an 'equivalent' near parity "
+                   "stays within reach")
+    if why:
+        why.append("what other means would buy is weighed under 'What would decide the claims'")
     text.append("This data decides: " + (", ".join(decided) if decided else "none of the paper's precision claims")
-                + ". It cannot decide: " + (", ".join(open_) if open_ else "nothing") + (
-                    f" (at the measured spread a conclusive verdict needs "
-                    f"{'at least ' if at_least else ''}"
-                    f"{min(needs) if min(needs) == max(needs) else f'{min(needs)}-{max(needs)}'} replicates; what other means "
-                    "would buy is weighed under 'What would decide the claims')" if needs else "") + ".")
+                + ". It cannot decide: " + (", ".join(open_) if open_ else "nothing")
+                + (f" ({'; '.join(why)})" if why else "") + ".")
     text.append("The CPU and memory claims are counts (instructions, bytes), not samples: they are decided as "
                 "measured.")
     rec = summary.get("recomputed")

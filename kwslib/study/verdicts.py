@@ -351,10 +351,13 @@ def power_fields(d_rep, speaker_var, threshold_var, shared_var: float, margin: f
     out["variance_components"] = comp
     need = stats.replicates_needed(vc["per_replicate_total"], margin, float(np.sqrt(shared_var)), alpha)
     out["replicates_needed"] = need
+    floor = 1.96 * np.sqrt(shared_var)  # the half-width no number of replicates goes below
     out["replicates_needed_reason"] = None if need is not None else (
-        "more than 1000 at this spread" if 2 * 1.96 * np.sqrt(shared_var) <= margin else
-        "the shared negative audio alone makes the interval wider than the margin: more negative audio, "
-        "not more replicates")
+        "more than 1000 at this spread" if 2 * floor <= margin else
+        f"not by replicates alone: the negative audio all replicates share keeps the interval at least "
+        f"+-{100 * floor:.1f} points wide, more than the {100 * margin:.0f}-point margin, so no number of "
+        "replicates makes every outcome conclusive (more negative audio lowers that floor); an 'equivalent' at a "
+        "true difference near 0 asks less, an interval inside the margin: the power plan prices that")
     if se is not None:
         out["min_detectable_delta_frr"] = stats.minimum_detectable_difference(se, alpha, df=df)
         out["min_equivalence_margin"] = stats.equivalence_power_margin(se, alpha, df=df)
