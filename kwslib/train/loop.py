@@ -79,6 +79,12 @@ class TrainConfig:
     # of data.synthetic / data.synthetic_seed before the epochs on the real training split (0: none). The
     # pretraining schedule is this config with `epochs` replaced; the fine-tuning starts from its weights.
     pretrain_epochs: int = 0
+    # Class balance (assumption: a corpus whose classes differ in size by an order of magnitude, as a profile of your
+    # own keywords with a few real clips beside a large `_unknown_` class). Each training clip's loss is weighted by
+    # n_c ** -class_balance (n_c: the training clips of its class), normalised to a mean weight of 1 over the
+    # training clips, and the best epoch is chosen by validation accuracy with the same weighting of the validation
+    # clips (1: mean per-class recall). 0: off, every clip alike (the Speech Commands profiles).
+    class_balance: float = 0.0
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1:
@@ -91,6 +97,9 @@ class TrainConfig:
             raise ValueError(f"mixup_alpha must be a finite number >= 0 (0: off), got {self.mixup_alpha}")
         if self.pretrain_epochs < 0:
             raise ValueError(f"pretrain_epochs must be >= 0 (0: no pretraining), got {self.pretrain_epochs}")
+        if not (0.0 <= self.class_balance <= 1.0):
+            raise ValueError(f"class_balance must be in [0, 1] (0: off, 1: every class the same weight), got "
+                             f"{self.class_balance!r}")
         if self.augment_bank < 0:
             raise ValueError(f"augment_bank must be >= 0 (0: no bank), got {self.augment_bank}")
         if self.warmup_epochs < 0 or not 0.0 <= self.final_lr_fraction <= 1.0:
@@ -116,6 +125,22 @@ def run_key(model: nn.Module, *configs) -> str:
         h.update(v.detach().cpu().contiguous().numpy().tobytes())
     h.update(json.dumps([dataclasses.asdict(c) for c in configs], sort_keys=True).encode())
     return h.hexdigest()
+
+
+def class_weights(labels, power: float) -> np.ndarray:
+    """Per-class weights ``n_c ** -power`` for integer ``labels`` (``n_c``: the clips of class c), scaled so that
+    the mean weight over the clips is 1; a class with no clip gets 0. ``power`` 0: all 1; 1: every class present
+    carries the same total weight. Index ``labels`` with the result for per-clip weights."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.size == 0 or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
+        raise ValueError(f"labels: need a non-empty 1-D array of class indices >= 0, got shape {labels.shape}, "
+                         f"dtype {labels.dtype}")
+    if not (0.0 <= power <= 1.0):
+        raise ValueError(f"power must be in [0, 1], got {power!r}")
+    counts = np.bincount(labels).astype(np.float64)
+    w = np.zeros_like(counts)
+    w[counts > 0] = counts[counts > 0] ** -float(power)
+    return w * (labels.size / float(w[labels].sum()))
 
 
 def set_seed(seed: int) -> None:
@@ -335,8 +360,20 @@ def fit(model: nn.Module, train: ClipSet, val: ClipSet, feat_cfg: FeatureConfig,
     fill = model.norm_mean.detach().clone()
 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    sum_loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, reduction="sum")
+    if cfg.class_balance > 0:  # each clip's loss times its class weight (see TrainConfig.class_balance)
+        clip_w = torch.from_numpy(class_weights(train.labels, cfg.class_balance)).float().to(dev)
+        val_w = torch.from_numpy(class_weights(val.labels, cfg.class_balance)).float().to(dev)[val_labels]
+        _ce = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, reduction="none")
+
+        def sum_loss_fn(logits, labels):
+            return (_ce(logits, labels) * clip_w[labels]).sum()
+
+        def loss_fn(logits, labels):
+            return sum_loss_fn(logits, labels) / max(1, len(labels))
+    else:
+        val_w = None
+        loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        sum_loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, reduction="sum")
     history, start_epoch, best_state = History(), 0, None
     # A checkpoint is resumed only by the same run: same start weights (seed, architecture, input
     # normalisation), schedule, features and training data (labels and a strided sample of the audio).
@@ -417,13 +454,18 @@ def fit(model: nn.Module, train: ClipSet, val: ClipSet, feat_cfg: FeatureConfig,
                 seen += len(idx)
             tot_loss, tot_correct = all_reduce_sum([tot_loss, float(tot_correct)], env)
             val_logits = evaluate_logits(model, val_windows)
-            val_loss = float(loss_fn(val_logits, val_labels))
-            val_acc = float((val_logits.argmax(1) == val_labels).float().mean())
+            val_hit = (val_logits.argmax(1) == val_labels).float()
+            val_acc = float(val_hit.mean())
             rec = {"epoch": epoch + 1, "train_loss": tot_loss / seen, "train_acc": tot_correct / seen,
-                   "val_loss": val_loss, "val_acc": val_acc, "lr": lr_at(epoch + 1, cfg),
-                   "seconds": time.time() - t0}
+                   "val_loss": float(nn.functional.cross_entropy(val_logits, val_labels,
+                                                               label_smoothing=cfg.label_smoothing)),
+                   "val_acc": val_acc,
+                   "lr": lr_at(epoch + 1, cfg), "seconds": time.time() - t0}
+            if val_w is not None:  # the epoch is chosen by the class-weighted validation accuracy
+                rec["val_acc_weighted"] = float((val_hit * val_w).sum() / val_w.sum())
             history.epochs.append(rec)
-            if best_state is None or val_acc >= max(e["val_acc"] for e in history.epochs):
+            sel = "val_acc_weighted" if val_w is not None else "val_acc"
+            if best_state is None or rec[sel] >= max(e[sel] for e in history.epochs):
                 best_state = copy.deepcopy(model.state_dict())
             if log:
                 ran = history.epochs[-(epoch + 1 - start_epoch):]  # the epochs of this call (not resumed ones)
