@@ -72,7 +72,7 @@ def test_trials_table_lists_every_trial_with_its_change():
             {"name": "mix", "overrides": {"train.mixup_alpha": 0.2}, "val_acc": 0.9}]
     table = tuning.trials_table(recs).splitlines()
     assert len(table) == 4 and table[0].startswith("| trial |")
-    assert table[2] == "| base | profile as is | 10 | 5 | 0.812 | n/a | 0.500 / n/a / 0.250 | n/a | 12 | abc |"
+    assert table[2] == "| base | profile as is | 10 | 5 | 0.812 | n/a | n/a | 0.500 / n/a / 0.250 | n/a | 12 | abc |"
     assert "`train.mixup_alpha=0.2`" in table[3] and "| 0.900 |" in table[3]
 
 
@@ -121,6 +121,7 @@ def test_validation_record_reads_the_curve_and_unknown_recall():
     u = CLASS_INDEX["_unknown_"]
     conf = np.zeros((12, 12), np.int64)
     conf[u, u], conf[u, 0] = 3, 1
+    conf[2, 2], conf[2, u], conf[5, 5] = 2, 5, 1  # keywords: 3 of 8 right (and not in val_acc's 0.75 below)
     pos = np.array([0.1, 0.6, 0.9, 0.95])
     thr = np.array([0.0, 0.5, 0.8, 1.0])
     curve = {"thresholds": thr, "fdph": np.array([300.0, 60.0, 15.0, 0.0])}
@@ -137,6 +138,7 @@ def test_validation_record_reads_the_curve_and_unknown_recall():
 
     rec = tuning.validation_record(res, D())
     assert rec["unknown_recall"] == 0.75 and rec["val_acc"] == 0.75 and rec["val_real_fdph"] is None
+    assert rec["val_keyword_acc"] == 3 / 8
     # 20 and 50 FD/h: the lowest threshold with fdph <= level is 0.8 -> FRR 2/4; 100 FD/h: 0.5 -> FRR 1/4
     assert rec["val_frr_at_fdph"] == {"20": 0.5, "50": 0.5, "100": 0.25}
     curve["fdph"] = np.array([300.0, 60.0, 30.0, 25.0])

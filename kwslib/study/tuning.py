@@ -160,7 +160,10 @@ def validation_record(res, data) -> dict:
         rc = res.curve_by_source["real_speech"]
         j = int(np.flatnonzero(np.asarray(rc["thresholds"]) == thresholds[FDPH_LEVELS[0]])[0])
         real = float(rc["false_detections"][j] / hours["real_speech"])
+    kw = np.asarray(conf)[2:]  # the keyword rows (classes 2.., after _silence_ and _unknown_)
     return {"val_acc": float(res.accuracy),
+            # the share of keyword clips classified as their keyword: with a large _unknown_ class val_acc hides it
+            "val_keyword_acc": float(np.trace(np.asarray(conf)[2:, 2:]) / kw.sum()) if kw.sum() else None,
             "unknown_recall": float(conf[u, u] / conf[u].sum()) if conf[u].sum() else None,
             "val_frr_at_fdph": frr, "val_negative_hours": float(sum(hours[k] for k in base) if base else
                                                                 data.negative_hours),
@@ -245,14 +248,16 @@ def _fmt(x, digits=3):
 
 def trials_table(records: list[dict]) -> str:
     """The markdown table of trial records, in log order."""
-    head = ("| trial | change (over the profile) | train clips | params | val acc | `_unknown_` recall | "
-            "val FRR @ " + " / ".join(str(x) for x in FDPH_LEVELS) + " FD/h | real val speech FD/h | seconds | commit |")
-    lines = [head, "|" + "---|" * 10]
+    head = ("| trial | change (over the profile) | train clips | params | val acc | val keyword acc | "
+            "`_unknown_` recall | val FRR @ " + " / ".join(str(x) for x in FDPH_LEVELS) + " FD/h | "
+            "real val speech FD/h | seconds | commit |")
+    lines = [head, "|" + "---|" * 11]
     for r in records:
         change = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in r.get("overrides", {}).items()) or "profile as is"
         frr = " / ".join(_fmt(r.get("val_frr_at_fdph", {}).get(str(x))) for x in FDPH_LEVELS)
         lines.append(f"| {r['name']} | {change} | {r.get('train_clips', 'n/a')} | {r.get('params', 'n/a')} | "
-                     f"{_fmt(r.get('val_acc'))} | {_fmt(r.get('unknown_recall'))} | {frr} | "
+                     f"{_fmt(r.get('val_acc'))} | {_fmt(r.get('val_keyword_acc'))} | "
+                     f"{_fmt(r.get('unknown_recall'))} | {frr} | "
                      f"{_fmt(r.get('val_real_fdph'), 1)} | "
                      f"{_fmt(r.get('seconds'), 0)} | {r.get('commit') or 'n/a'} |")
     return "\n".join(lines) + "\n"
