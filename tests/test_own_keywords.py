@@ -296,7 +296,10 @@ def test_keyword_accuracy_counts_keyword_clips_only():
     assert one["mean"] == 0.75 and one["clips"] == 4 and one["ci"] is None
     two = keyword_accuracy([r1, r2])
     assert two["per_replicate"] == [0.75, 1.0] and two["pooled"] == pytest.approx(5 / 6)
-    assert two["ci"][0] < 0.875 < two["ci"][1]
+    assert two["ci"] == [0.0, 1.0]  # t(1) interval [-0.71, 2.46], clipped to what an accuracy can be
+    rk = [{"labels": np.full(50, 2), "correct": np.arange(50) < k} for k in (40, 41, 42)]
+    three = keyword_accuracy(rk)  # 0.80, 0.82, 0.84: mean 0.82 +- t(2) 4.303 * 0.02 / sqrt(3), inside [0, 1]
+    assert three["ci"] == pytest.approx([0.82 - 4.3027 * 0.02 / 3 ** 0.5, 0.82 + 4.3027 * 0.02 / 3 ** 0.5], abs=1e-4)
     with pytest.raises(ValueError, match="no keyword clip"):
         keyword_accuracy([{"labels": np.array([0, 1]), "correct": np.array([True, True])}])
 

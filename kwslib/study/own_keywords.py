@@ -24,7 +24,8 @@ from ..errors import ConfigError
 
 def keyword_accuracy(recs: list) -> dict:
     """Share of keyword clips (classes from index 2) classified as their keyword: per replicate, pooled (clip
-    weighted), and the 95% t-interval over replicates (None with one replicate)."""
+    weighted), and the 95% t-interval over replicates (None with one replicate), clipped to [0, 1]: an accuracy
+    cannot leave it, and with three replicates the t-interval alone often would."""
     from ..evaluation import stats
 
     per = []
@@ -39,7 +40,8 @@ def keyword_accuracy(recs: list) -> dict:
     out = {"per_replicate": acc.tolist(), "mean": float(acc.mean()), "pooled": float((acc * n).sum() / n.sum()),
            "clips": int(n.sum()), "ci": None}
     if len(acc) > 1:
-        out["ci"] = stats.replicate_interval(acc)["ci"]  # equal weights: the mean of the replicates
+        lo, hi = stats.replicate_interval(acc)["ci"]  # equal weights: the mean of the replicates
+        out["ci"] = [max(0.0, float(lo)), min(1.0, float(hi))]
     return out
 
 
