@@ -269,6 +269,20 @@ def test_group_codes_equal_the_float_formula_off_the_rounding_edges():
     assert np.abs(got.astype(int) - want).max() <= 1
 
 
+def _with_features(text: str, cfg: FeatureConfig) -> str:
+    """The harness config ``text`` with its front-end fields (and norm rows) set to ``cfg``'s: the front end
+    alone reads nothing else."""
+    head, mean, std, names = text.splitlines()[:4]
+    h = head.split()
+    h[:8] = [str(cfg.sample_rate), str(cfg.win_length), str(cfg.hop_length), str(cfg.n_fft), str(cfg.n_mels),
+             repr(float(cfg.fmin)), repr(float(cfg.fmax)), repr(float(cfg.log_floor))]
+    return "\n".join([" ".join(h), " ".join(["0.0"] * cfg.n_mels), " ".join(["1.0"] * cfg.n_mels), names]) + "\n"
+
+
+# every config of the C test, and a 401-sample window: odd, not a multiple of the NEON path's 16-sample step
+NEON_CONFIGS = CONFIGS + [FeatureConfig(win_ms=25.0625)]
+
+
 @pytest.mark.parametrize("variant", ["neon", "scalar"])
 def test_neon_equals_the_specification_under_qemu(variant, tmp_path):
     try:
@@ -282,8 +296,10 @@ def test_neon_equals_the_specification_under_qemu(variant, tmp_path):
     art = export.save_artifact(tmp_path / "m.kws", m)
     text = harness_config_text(m, 0.5, 3, 25)
     pcm = np.concatenate(list(hard_signals().values()))
-    got = run_frontend_qemu(art, text, pcm, "int", variant=variant)
-    assert np.array_equal(got, I.log2_mel(pcm))
+    assert NEON_CONFIGS[-1].win_length == 401
+    for cfg in NEON_CONFIGS:
+        got = run_frontend_qemu(art, _with_features(text, cfg), pcm, "int", variant=variant)
+        assert np.array_equal(got, I.log2_mel(pcm, cfg)), cfg
 
 
 def test_agreement_on_signals_counts_every_window():

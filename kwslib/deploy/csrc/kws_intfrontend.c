@@ -87,12 +87,13 @@ struct kws_ifrontend {
     int32_t K, stages, k0, k1, block_bits; /* block_bits: 29 - floor(log2 win_length) */
     int32_t *window;          /* [win] Q16 Hann (<= 2^16 - 1) */
     int32_t *tw;              /* radix-4 stages in order, each [6][m]: re, im of W_K^(j p s) for j = 1, 2, 3 */
+    int32_t *twp;             /* the same per p, packed for NEON's by-lane multiplies: [m][8] (6 used) per stage */
     int32_t *sp_re, *sp_im;   /* [k1 - k0] Q31 W_N^k */
-    /* the filterbank by runs of bins: bins [run_start[r], run_start[r + 1]) have non-zero Q16 weights only in
-       filters run_lo[r] and run_lo[r] + 1 (triangles overlap their neighbours only): weights mel_w[2j], mel_w[2j+1] */
-    int32_t n_runs, *run_lo, *run_start;
-    int64_t *mel_w;
-    int64_t *energy;          /* [n_mels] */
+    /* the filterbank by filters: filter m reads power[fb_start[m] .. + fb_len[m]) with the Q16 weights
+       fb_w[fb_off[m] ..]; fb_len is the filter's span rounded up to 4 (the padding weights are 0), so the SIMD
+       paths read whole vectors; power has 4 spare zero entries for the last filter's padding */
+    int32_t *fb_start, *fb_len, *fb_off;
+    uint32_t *fb_w;
     int32_t log_table[(1 << LOG_TABLE_BITS) + 1];
     int32_t log_floor;
     int32_t *xw;              /* [win] windowed samples */
@@ -114,12 +115,13 @@ void kws_ifrontend_free(kws_ifrontend *fe) {
     if (!fe) return;
     free(fe->window);
     free(fe->tw);
+    free(fe->twp);
     free(fe->sp_re);
     free(fe->sp_im);
-    free(fe->run_lo);
-    free(fe->run_start);
-    free(fe->mel_w);
-    free(fe->energy);
+    free(fe->fb_start);
+    free(fe->fb_len);
+    free(fe->fb_off);
+    free(fe->fb_w);
     free(fe->xw);
     free(fe->bufs);
     free(fe->power);
@@ -163,21 +165,21 @@ kws_ifrontend *kws_ifrontend_new(const kws_frontend_config *c) {
     const int32_t nk = k1 - k0;
     fe->window = (int32_t *)malloc(sizeof(int32_t) * c->win_length);
     fe->tw = (int32_t *)malloc(sizeof(int32_t) * 2 * K);
+    fe->twp = (int32_t *)calloc((size_t)3 * K, sizeof(int32_t)); /* 8 per p; sum of m over the stages < K / 3 */
     fe->sp_re = (int32_t *)malloc(sizeof(int32_t) * nk);
     fe->sp_im = (int32_t *)malloc(sizeof(int32_t) * nk);
-    fe->run_lo = (int32_t *)calloc((size_t)nk + 1, sizeof(int32_t));
-    fe->run_start = (int32_t *)calloc((size_t)nk + 2, sizeof(int32_t));
-    fe->mel_w = (int64_t *)calloc((size_t)2 * nk, sizeof(int64_t));
-    fe->energy = (int64_t *)calloc((size_t)M, sizeof(int64_t));
+    fe->fb_start = (int32_t *)calloc((size_t)M, sizeof(int32_t));
+    fe->fb_len = (int32_t *)calloc((size_t)M, sizeof(int32_t));
+    fe->fb_off = (int32_t *)calloc((size_t)M + 1, sizeof(int32_t));
     fe->xw = (int32_t *)calloc((size_t)c->n_fft, sizeof(int32_t));
     fe->bufs = (int32_t *)calloc((size_t)4 * K + 4, sizeof(int32_t));
-    fe->power = (int64_t *)calloc((size_t)nk + 2, sizeof(int64_t));
+    fe->power = (int64_t *)calloc((size_t)nk + 4, sizeof(int64_t));
     fe->framer.buf = (int16_t *)calloc((size_t)c->win_length, sizeof(int16_t));
     fe->framer.win = c->win_length;
     fe->framer.hop = c->hop_length;
     fe->mel = (int32_t *)calloc((size_t)M, sizeof(int32_t));
-    if (!fe->window || !fe->tw || !fe->sp_re || !fe->sp_im || !fe->run_lo || !fe->run_start ||
-        !fe->mel_w || !fe->energy || !fe->xw || !fe->bufs || !fe->power || !fe->framer.buf || !fe->mel)
+    if (!fe->window || !fe->tw || !fe->twp || !fe->sp_re || !fe->sp_im || !fe->fb_start || !fe->fb_len || !fe->fb_off ||
+        !fe->xw || !fe->bufs || !fe->power || !fe->framer.buf || !fe->mel)
         goto fail;
     for (int32_t k = 0; k < c->win_length; k++) {
         const double h = rint((0.5 - 0.5 * cos(2.0 * M_PI * (double)k / (double)c->win_length)) * (double)(1 << WINDOW_BITS));
@@ -190,6 +192,8 @@ kws_ifrontend *kws_ifrontend_new(const kws_frontend_config *c) {
                 const double a = 2.0 * M_PI * (double)(j * p * st) / (double)K;
                 fe->tw[off + (2 * j - 2) * m + p] = q31(cos(a));
                 fe->tw[off + (2 * j - 1) * m + p] = q31(-sin(a));
+                fe->twp[off / 6 * 8 + 8 * p + 2 * j - 2] = q31(cos(a));
+                fe->twp[off / 6 * 8 + 8 * p + 2 * j - 1] = q31(-sin(a));
             }
         off += 6 * m;
     }
@@ -198,35 +202,30 @@ kws_ifrontend *kws_ifrontend_new(const kws_frontend_config *c) {
         fe->sp_re[k - k0] = q31(cos(a));
         fe->sp_im[k - k0] = q31(-sin(a));
     }
-    int32_t prev = -2;
-    for (int32_t j = 0; j < nk; j++) {
-        int32_t lo = -1;
-        for (int32_t m = 0; m < M; m++) {
-            const double w = rint(full[(size_t)m * nb + k0 + j] * 65536.0);
-            if (w == 0.0) continue;
-            if (lo < 0) {
-                lo = m;
-                fe->mel_w[2 * j] = (int64_t)w;
-            } else if (m == lo + 1) {
-                fe->mel_w[2 * j + 1] = (int64_t)w;
-            } else {
-                goto fail; /* not a filterbank of neighbouring triangles */
+    for (int32_t m = 0; m < M; m++) { /* each filter's span of bins in [k0, k1), rounded up to 4 */
+        int32_t a = -1, b = -1;
+        for (int32_t j = 0; j < nk; j++)
+            if (rint(full[(size_t)m * nb + k0 + j] * 65536.0) != 0.0) {
+                if (a < 0) a = j;
+                b = j + 1;
             }
-        }
-        if (lo != prev) {
-            fe->run_lo[fe->n_runs] = lo;
-            fe->run_start[fe->n_runs++] = j;
-            prev = lo;
-        }
+        fe->fb_start[m] = a < 0 ? 0 : a;
+        fe->fb_len[m] = a < 0 ? 0 : (b - a + 3) / 4 * 4;
+        fe->fb_off[m + 1] = fe->fb_off[m] + fe->fb_len[m];
     }
-    fe->run_start[fe->n_runs] = nk;
+    fe->fb_w = (uint32_t *)calloc((size_t)fe->fb_off[M] + 1, sizeof(uint32_t));
+    if (!fe->fb_w) goto fail;
+    for (int32_t m = 0; m < M; m++)
+        for (int32_t t = 0; t < fe->fb_len[m] && fe->fb_start[m] + t < nk; t++)
+            fe->fb_w[fe->fb_off[m] + t] = (uint32_t)rint(full[(size_t)m * nb + k0 + fe->fb_start[m] + t] * 65536.0);
     for (int32_t i = 0; i <= (1 << LOG_TABLE_BITS); i++)
         fe->log_table[i] = (int32_t)rint(log2(1.0 + (double)i / (double)(1 << LOG_TABLE_BITS)) * (double)(1 << LOG_BITS));
     fe->log_floor = (int32_t)rint(log2(c->log_floor) * (double)(1 << LOG_BITS));
     free(full);
     fe->bytes = (int64_t)sizeof(kws_ifrontend) +
-                (int64_t)sizeof(int32_t) * (c->win_length + 2 * K + 2 * nk + (2 * nk + 3) + c->n_fft + 4 * K + 4 + M) +
-                (int64_t)sizeof(int64_t) * (nk + 2 + 2 * nk + M) + (int64_t)sizeof(int16_t) * c->win_length;
+                (int64_t)sizeof(int32_t) * (c->win_length + 5 * K + 2 * nk + (3 * M + 1) + (fe->fb_off[M] + 1) + c->n_fft +
+                                            4 * K + 4 + M) +
+                (int64_t)sizeof(int64_t) * (nk + 4) + (int64_t)sizeof(int16_t) * c->win_length;
     return fe;
 fail:
     free(full);
@@ -246,20 +245,68 @@ const int32_t *kws_ifrontend_frame(const kws_ifrontend *fe) { return fe->mel; }
 static inline int32_t rmul(int32_t a, int32_t w) { return (int32_t)(((int64_t)a * w + (1LL << 30)) >> 31); }
 
 /* Step 1-2: window, block scaling, deinterleave into z = x[2j] + i x[2j+1] (zero-padded); returns e. */
+#if defined(KWS_NEON)
+/* NEON: the window goes straight into z (vld2 deinterleaves samples and window), then the block shift runs in
+   place over the windowed half: vrshl by -e is (p + 2^(e-1)) >> e for e > 0 (no overflow: |p| < 2^31 - 2^15,
+   2^(e-1) <= 2^9) and the exact p << -e otherwise, the specification's step 2 in one instruction. */
+static KWS_STEP int32_t window_and_scale(kws_ifrontend *fe, int32_t *zr, int32_t *zi) {
+    const int32_t W = fe->cfg.win_length, K = fe->K, half = (W + 1) / 2;
+    const int16_t *restrict buf = fe->framer.buf;
+    const int32_t *restrict win = fe->window;
+    int32_t j = W / 2, k = 0;
+    for (; j < K && (j & 3); j++) zr[j] = zi[j] = 0; /* zero padding: the FFT used z as scratch */
+    for (; j < K; j += 4) {
+        vst1q_s32(zr + j, vdupq_n_s32(0));
+        vst1q_s32(zi + j, vdupq_n_s32(0));
+    }
+    uint32x4_t vmx = vdupq_n_u32(0);
+    for (; k + 16 <= W; k += 16) {
+        const int16x8x2_t sv = vld2q_s16(buf + k); /* even, odd samples k .. k + 15 */
+        const int32x4x2_t w0 = vld2q_s32(win + k), w1 = vld2q_s32(win + k + 8);
+        const int32x4_t e0 = vmulq_s32(vmovl_s16(vget_low_s16(sv.val[0])), w0.val[0]);
+        const int32x4_t e1 = vmulq_s32(vmovl_high_s16(sv.val[0]), w1.val[0]);
+        const int32x4_t o0 = vmulq_s32(vmovl_s16(vget_low_s16(sv.val[1])), w0.val[1]);
+        const int32x4_t o1 = vmulq_s32(vmovl_high_s16(sv.val[1]), w1.val[1]);
+        vst1q_s32(zr + k / 2, e0);
+        vst1q_s32(zr + k / 2 + 4, e1);
+        vst1q_s32(zi + k / 2, o0);
+        vst1q_s32(zi + k / 2 + 4, o1);
+        vmx = vmaxq_u32(vmaxq_u32(vmx, vreinterpretq_u32_s32(vabsq_s32(e0))), vreinterpretq_u32_s32(vabsq_s32(e1)));
+        vmx = vmaxq_u32(vmaxq_u32(vmx, vreinterpretq_u32_s32(vabsq_s32(o0))), vreinterpretq_u32_s32(vabsq_s32(o1)));
+    }
+    uint32_t mx = vmaxvq_u32(vmx);
+    for (; k < W; k++) {
+        const int32_t v = (int32_t)buf[k] * win[k];
+        const uint32_t a = (uint32_t)(v < 0 ? -v : v);
+        (k & 1 ? zi : zr)[k >> 1] = v;
+        mx = a > mx ? a : mx;
+    }
+    const int32_t e = mx ? (32 - __builtin_clz(mx)) - fe->block_bits : 0;
+    const int32x4_t sh = vdupq_n_s32(-e);
+    for (j = 0; j + 8 <= half; j += 8) {
+        int32x4x2_t r = vld1q_s32_x2(zr + j), i = vld1q_s32_x2(zi + j);
+        r.val[0] = vrshlq_s32(r.val[0], sh), r.val[1] = vrshlq_s32(r.val[1], sh);
+        i.val[0] = vrshlq_s32(i.val[0], sh), i.val[1] = vrshlq_s32(i.val[1], sh);
+        vst1q_s32_x2(zr + j, r);
+        vst1q_s32_x2(zi + j, i);
+    }
+    for (; j + 4 <= half; j += 4) {
+        vst1q_s32(zr + j, vrshlq_s32(vld1q_s32(zr + j), sh));
+        vst1q_s32(zi + j, vrshlq_s32(vld1q_s32(zi + j), sh));
+    }
+    for (; j < half; j++) {
+        zr[j] = e > 0 ? (zr[j] + (1 << (e - 1))) >> e : (int32_t)((uint32_t)zr[j] << -e);
+        zi[j] = e > 0 ? (zi[j] + (1 << (e - 1))) >> e : (int32_t)((uint32_t)zi[j] << -e);
+    }
+    return e;
+}
+#else
 static KWS_STEP int32_t window_and_scale(kws_ifrontend *fe, int32_t *zr, int32_t *zi) {
     const int32_t W = fe->cfg.win_length, K = fe->K;
     int32_t *xw = fe->xw;
     uint32_t mx = 0;
     int32_t k = 0;
-#if defined(KWS_NEON)
-    uint32x4_t vmx = vdupq_n_u32(0);
-    for (; k + 4 <= W; k += 4) {
-        const int32x4_t v = vmulq_s32(vmovl_s16(vld1_s16(fe->framer.buf + k)), vld1q_s32(fe->window + k));
-        vst1q_s32(xw + k, v);
-        vmx = vmaxq_u32(vmx, vreinterpretq_u32_s32(vabsq_s32(v)));
-    }
-    mx = vmaxvq_u32(vmx);
-#elif defined(KWS_X86_AVX2)
+#if defined(KWS_X86_AVX2)
     __m256i vmx = _mm256_setzero_si256();
     for (; k + 8 <= W; k += 8) {
         const __m256i v = _mm256_mullo_epi32(_mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(fe->framer.buf + k))),
@@ -282,14 +329,7 @@ static KWS_STEP int32_t window_and_scale(kws_ifrontend *fe, int32_t *zr, int32_t
     if (e > 0) {
         const int32_t r = 1 << (e - 1);
         int32_t j = 0;
-#if defined(KWS_NEON)
-        const int32x4_t vr = vdupq_n_s32(r), vs = vdupq_n_s32(-e);
-        for (; j + 4 <= K; j += 4) {
-            const int32x4x2_t v = vld2q_s32(xw + 2 * j);
-            vst1q_s32(zr + j, vshlq_s32(vaddq_s32(v.val[0], vr), vs));
-            vst1q_s32(zi + j, vshlq_s32(vaddq_s32(v.val[1], vr), vs));
-        }
-#elif defined(KWS_X86_AVX2)
+#if defined(KWS_X86_AVX2)
         const __m256i vr = _mm256_set1_epi32(r), even = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
         for (; j + 8 <= K; j += 8) {
             const __m256i v0 = _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)(xw + 2 * j)), even);
@@ -306,14 +346,7 @@ static KWS_STEP int32_t window_and_scale(kws_ifrontend *fe, int32_t *zr, int32_t
     } else {
         const int32_t l = -e;
         int32_t j = 0;
-#if defined(KWS_NEON)
-        const int32x4_t vs = vdupq_n_s32(l);
-        for (; j + 4 <= K; j += 4) {
-            const int32x4x2_t v = vld2q_s32(xw + 2 * j);
-            vst1q_s32(zr + j, vshlq_s32(v.val[0], vs));
-            vst1q_s32(zi + j, vshlq_s32(v.val[1], vs));
-        }
-#elif defined(KWS_X86_AVX2)
+#if defined(KWS_X86_AVX2)
         const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
         const __m128i cnt = _mm_cvtsi32_si128(l);
         for (; j + 8 <= K; j += 8) {
@@ -330,6 +363,7 @@ static KWS_STEP int32_t window_and_scale(kws_ifrontend *fe, int32_t *zr, int32_t
     }
     return e;
 }
+#endif
 
 /* One radix-4 butterfly, scalar (kwslib.frontend.intfrontend.fft_stockham). */
 static inline void bfly4(const int32_t *xr, const int32_t *xi, int32_t *yr, int32_t *yi, int32_t i, int32_t ms,
@@ -353,34 +387,60 @@ static inline void bfly4(const int32_t *xr, const int32_t *xi, int32_t *yr, int3
 }
 
 #if defined(KWS_NEON)
-/* d * w for 4 lanes, each product rounded (vqrdmulh = rmul) */
-#define CMUL4(dr, di, wr, wi, outr, outi)                                         \
-    do {                                                                          \
-        outr = vsubq_s32(vqrdmulhq_s32(dr, wr), vqrdmulhq_s32(di, wi));           \
-        outi = vaddq_s32(vqrdmulhq_s32(dr, wi), vqrdmulhq_s32(di, wr));           \
-    } while (0)
+/* Four radix-4 butterflies: inputs a_j at x + j*ms (4 lanes each); outputs y_j (j = 0..3) in (r[j], i[j]); each
+   twiddle product rounded (vqrdmulh = rmul). The sums and differences, then three ways to apply the twiddles. */
+static inline __attribute__((always_inline)) void bfly4_neon_sums(const int32_t *xr, const int32_t *xi, int32_t ms,
+                                                                  int32x4_t *r, int32x4_t *i, int32x4_t *dr,
+                                                                  int32x4_t *di) {
+    const int32x4_t a0r = vld1q_s32(xr), a1r = vld1q_s32(xr + ms);
+    const int32x4_t a2r = vld1q_s32(xr + 2 * ms), a3r = vld1q_s32(xr + 3 * ms);
+    const int32x4_t a0i = vld1q_s32(xi), a1i = vld1q_s32(xi + ms);
+    const int32x4_t a2i = vld1q_s32(xi + 2 * ms), a3i = vld1q_s32(xi + 3 * ms);
+    const int32x4_t b0r = vaddq_s32(a0r, a2r), b0i = vaddq_s32(a0i, a2i);
+    const int32x4_t b1r = vsubq_s32(a0r, a2r), b1i = vsubq_s32(a0i, a2i);
+    const int32x4_t b2r = vaddq_s32(a1r, a3r), b2i = vaddq_s32(a1i, a3i);
+    const int32x4_t b3r = vsubq_s32(a1i, a3i), b3i = vsubq_s32(a3r, a1r);
+    r[0] = vaddq_s32(b0r, b2r);
+    i[0] = vaddq_s32(b0i, b2i);
+    dr[0] = vaddq_s32(b1r, b3r), di[0] = vaddq_s32(b1i, b3i);
+    dr[1] = vsubq_s32(b0r, b2r), di[1] = vsubq_s32(b0i, b2i);
+    dr[2] = vsubq_s32(b1r, b3r), di[2] = vsubq_s32(b1i, b3i);
+}
 
-/* Four radix-4 butterflies: inputs a_j at x + j*ms (4 lanes each), twiddles (wr1, wi1, ...) per lane;
-   outputs y_j (j = 0..3) in (r[j], i[j]). */
-#define BFLY4_NEON(xr, xi, ms, w1r, w1i, w2r, w2i, w3r, w3i, r, i)                                  \
-    do {                                                                                           \
-        const int32x4_t a0r = vld1q_s32(xr), a1r = vld1q_s32((xr) + (ms));                          \
-        const int32x4_t a2r = vld1q_s32((xr) + 2 * (ms)), a3r = vld1q_s32((xr) + 3 * (ms));         \
-        const int32x4_t a0i = vld1q_s32(xi), a1i = vld1q_s32((xi) + (ms));                          \
-        const int32x4_t a2i = vld1q_s32((xi) + 2 * (ms)), a3i = vld1q_s32((xi) + 3 * (ms));         \
-        const int32x4_t b0r = vaddq_s32(a0r, a2r), b0i = vaddq_s32(a0i, a2i);                       \
-        const int32x4_t b1r = vsubq_s32(a0r, a2r), b1i = vsubq_s32(a0i, a2i);                       \
-        const int32x4_t b2r = vaddq_s32(a1r, a3r), b2i = vaddq_s32(a1i, a3i);                       \
-        const int32x4_t b3r = vsubq_s32(a1i, a3i), b3i = vsubq_s32(a3r, a1r);                       \
-        r[0] = vaddq_s32(b0r, b2r);                                                                \
-        i[0] = vaddq_s32(b0i, b2i);                                                                \
-        int32x4_t dr = vaddq_s32(b1r, b3r), di = vaddq_s32(b1i, b3i);                               \
-        CMUL4(dr, di, w1r, w1i, r[1], i[1]);                                                       \
-        dr = vsubq_s32(b0r, b2r), di = vsubq_s32(b0i, b2i);                                         \
-        CMUL4(dr, di, w2r, w2i, r[2], i[2]);                                                       \
-        dr = vsubq_s32(b1r, b3r), di = vsubq_s32(b1i, b3i);                                         \
-        CMUL4(dr, di, w3r, w3i, r[3], i[3]);                                                       \
-    } while (0)
+/* twiddles per lane: w = (w1r, w1i, w2r, w2i, w3r, w3i) */
+static inline __attribute__((always_inline)) void bfly4_neon(const int32_t *xr, const int32_t *xi, int32_t ms,
+                                                             const int32x4_t *w, int32x4_t *r, int32x4_t *i) {
+    int32x4_t dr[3], di[3];
+    bfly4_neon_sums(xr, xi, ms, r, i, dr, di);
+    for (int32_t j = 0; j < 3; j++) {
+        r[j + 1] = vsubq_s32(vqrdmulhq_s32(dr[j], w[2 * j]), vqrdmulhq_s32(di[j], w[2 * j + 1]));
+        i[j + 1] = vaddq_s32(vqrdmulhq_s32(dr[j], w[2 * j + 1]), vqrdmulhq_s32(di[j], w[2 * j]));
+    }
+}
+
+/* one twiddle set for all lanes, packed: t0 = (w1r, w1i, w2r, w2i), t1 = (w3r, w3i, -, -) */
+static inline __attribute__((always_inline)) void bfly4_neon_bcast(const int32_t *xr, const int32_t *xi, int32_t ms,
+                                                                   int32x4_t t0, int32x4_t t1, int32x4_t *r,
+                                                                   int32x4_t *i) {
+    int32x4_t dr[3], di[3];
+    bfly4_neon_sums(xr, xi, ms, r, i, dr, di);
+    r[1] = vsubq_s32(vqrdmulhq_laneq_s32(dr[0], t0, 0), vqrdmulhq_laneq_s32(di[0], t0, 1));
+    i[1] = vaddq_s32(vqrdmulhq_laneq_s32(dr[0], t0, 1), vqrdmulhq_laneq_s32(di[0], t0, 0));
+    r[2] = vsubq_s32(vqrdmulhq_laneq_s32(dr[1], t0, 2), vqrdmulhq_laneq_s32(di[1], t0, 3));
+    i[2] = vaddq_s32(vqrdmulhq_laneq_s32(dr[1], t0, 3), vqrdmulhq_laneq_s32(di[1], t0, 2));
+    r[3] = vsubq_s32(vqrdmulhq_laneq_s32(dr[2], t1, 0), vqrdmulhq_laneq_s32(di[2], t1, 1));
+    i[3] = vaddq_s32(vqrdmulhq_laneq_s32(dr[2], t1, 1), vqrdmulhq_laneq_s32(di[2], t1, 0));
+}
+
+/* p = 0: every twiddle is W^0 = (2^31 - 1, 0), whose products are the identity here, so they are left out:
+   rmul(d, 2^31 - 1) = d + floor((2^30 - d) / 2^31) = d for |d| <= 2^30 (the FFT's values stay below 2^29.3, see
+   the specification's bound) and rmul(d, 0) = 0. The same integers, without 12 multiplies. */
+static inline __attribute__((always_inline)) void bfly4_neon_unit(const int32_t *xr, const int32_t *xi, int32_t ms,
+                                                                  int32x4_t *r, int32x4_t *i) {
+    int32x4_t dr[3], di[3];
+    bfly4_neon_sums(xr, xi, ms, r, i, dr, di);
+    for (int32_t j = 0; j < 3; j++) r[j + 1] = dr[j], i[j + 1] = di[j];
+}
 #endif
 
 /* Step 3: Stockham DIF over K points (radix-4 stages, then radix-2 if K is not a power of 4);
@@ -395,20 +455,23 @@ static KWS_STEP int32_t fft(kws_ifrontend *fe, int32_t *xr, int32_t *xi, int32_t
         if (s == 1 && m >= 4) { /* lanes over p; outputs y[4p + j] interleaved */
             for (int32_t p = 0; p < m; p += 4) {
                 int32x4x4_t r, i;
-                BFLY4_NEON(xr + p, xi + p, m, vld1q_s32(w + p), vld1q_s32(w + m + p), vld1q_s32(w + 2 * m + p),
-                           vld1q_s32(w + 3 * m + p), vld1q_s32(w + 4 * m + p), vld1q_s32(w + 5 * m + p), r.val, i.val);
+                int32x4_t wv[6];
+                for (int32_t j = 0; j < 6; j++) wv[j] = vld1q_s32(w + j * m + p);
+                bfly4_neon(xr + p, xi + p, m, wv, r.val, i.val);
                 vst4q_s32(yr + 4 * p, r);
                 vst4q_s32(yi + 4 * p, i);
             }
-        } else if (s >= 4) { /* lanes over q */
+        } else if (s >= 4) { /* lanes over q; p = 0 has the unit twiddles */
+            const int32_t *wp = fe->twp + off / 6 * 8;
             for (int32_t p = 0; p < m; p++) {
-                const int32x4_t w1r = vdupq_n_s32(w[p]), w1i = vdupq_n_s32(w[m + p]);
-                const int32x4_t w2r = vdupq_n_s32(w[2 * m + p]), w2i = vdupq_n_s32(w[3 * m + p]);
-                const int32x4_t w3r = vdupq_n_s32(w[4 * m + p]), w3i = vdupq_n_s32(w[5 * m + p]);
+                const int32x4x2_t t = vld1q_s32_x2(wp + 8 * p);
                 int32_t *o_r = yr + 4 * s * p, *o_i = yi + 4 * s * p;
                 for (int32_t q = 0; q < s; q += 4) {
                     int32x4_t r[4], i[4];
-                    BFLY4_NEON(xr + s * p + q, xi + s * p + q, ms, w1r, w1i, w2r, w2i, w3r, w3i, r, i);
+                    if (p == 0)
+                        bfly4_neon_unit(xr + q, xi + q, ms, r, i);
+                    else
+                        bfly4_neon_bcast(xr + s * p + q, xi + s * p + q, ms, t.val[0], t.val[1], r, i);
                     for (int32_t j = 0; j < 4; j++) {
                         vst1q_s32(o_r + j * s + q, r[j]);
                         vst1q_s32(o_i + j * s + q, i[j]);
@@ -520,23 +583,28 @@ static KWS_STEP void split_power(kws_ifrontend *fe, const int32_t *xr, const int
     (void)K, (void)k0, (void)pw; /* read by the SIMD paths only */
 #if defined(KWS_NEON)
     for (; j < nk && k0 + j == 0; j++) split_power_one(fe, xr, xi, j);
-    for (; j + 4 <= nk && k0 + j + 4 <= K; j += 4) { /* k .. k+3 and K-k .. K-k-3, no wrap */
-        const int32_t k = k0 + j, r3 = K - k - 3;
-        const int32x4_t fr = vld1q_s32(xr + k), fi = vld1q_s32(xi + k);
-        int32x4_t gr = vrev64q_s32(vld1q_s32(xr + r3)), gi = vrev64q_s32(vld1q_s32(xi + r3));
-        gr = vextq_s32(gr, gr, 2); /* lanes: x[K-k], x[K-k-1], x[K-k-2], x[K-k-3] */
-        gi = vextq_s32(gi, gi, 2);
-        const int32x4_t a_re = vaddq_s32(fr, gr), a_im = vsubq_s32(fi, gi);
-        const int32x4_t b_re = vsubq_s32(fr, gr), b_im = vaddq_s32(fi, gi), nb_re = vnegq_s32(b_re);
-        const int32x4_t cr = vld1q_s32(fe->sp_re + j), ci = vld1q_s32(fe->sp_im + j);
-        const int32x4_t y_re = vaddq_s32(a_re, vsubq_s32(vqrdmulhq_s32(b_im, cr), vqrdmulhq_s32(nb_re, ci)));
-        const int32x4_t y_im = vaddq_s32(a_im, vaddq_s32(vqrdmulhq_s32(b_im, ci), vqrdmulhq_s32(nb_re, cr)));
-        int64x2_t lo = vmull_s32(vget_low_s32(y_re), vget_low_s32(y_re));
-        int64x2_t hi = vmull_high_s32(y_re, y_re);
-        lo = vmlal_s32(lo, vget_low_s32(y_im), vget_low_s32(y_im));
-        hi = vmlal_high_s32(hi, y_im, y_im);
-        vst1q_s64(pw + j, vshrq_n_s64(lo, POWER_SHIFT));
-        vst1q_s64(pw + j + 2, vshrq_n_s64(hi, POWER_SHIFT));
+    { /* bins k .. k+3 with K-k .. K-k-3 (no wrap); pointers walked, tables in locals (no reload per step) */
+        const int32_t *restrict cr_p = fe->sp_re, *restrict ci_p = fe->sp_im;
+        const int32_t *fr_p = xr + k0 + j, *fi_p = xi + k0 + j, *gr_p = xr + K - k0 - j - 3, *gi_p = xi + K - k0 - j - 3;
+        int64_t *restrict out = pw;
+        const int32_t stop = nk < K - k0 ? nk : K - k0; /* j + 4 <= stop */
+        for (; j + 4 <= stop; j += 4, fr_p += 4, fi_p += 4, gr_p -= 4, gi_p -= 4) {
+            const int32x4_t fr = vld1q_s32(fr_p), fi = vld1q_s32(fi_p);
+            int32x4_t gr = vrev64q_s32(vld1q_s32(gr_p)), gi = vrev64q_s32(vld1q_s32(gi_p));
+            gr = vextq_s32(gr, gr, 2); /* lanes: x[K-k], x[K-k-1], x[K-k-2], x[K-k-3] */
+            gi = vextq_s32(gi, gi, 2);
+            const int32x4_t a_re = vaddq_s32(fr, gr), a_im = vsubq_s32(fi, gi);
+            const int32x4_t b_im = vaddq_s32(fi, gi), nb_re = vsubq_s32(gr, fr);
+            const int32x4_t cr = vld1q_s32(cr_p + j), ci = vld1q_s32(ci_p + j);
+            const int32x4_t y_re = vaddq_s32(a_re, vsubq_s32(vqrdmulhq_s32(b_im, cr), vqrdmulhq_s32(nb_re, ci)));
+            const int32x4_t y_im = vaddq_s32(a_im, vaddq_s32(vqrdmulhq_s32(b_im, ci), vqrdmulhq_s32(nb_re, cr)));
+            int64x2_t lo = vmull_s32(vget_low_s32(y_re), vget_low_s32(y_re));
+            int64x2_t hi = vmull_high_s32(y_re, y_re);
+            lo = vmlal_s32(lo, vget_low_s32(y_im), vget_low_s32(y_im));
+            hi = vmlal_high_s32(hi, y_im, y_im);
+            vst1q_s64(out + j, vshrq_n_s64(lo, POWER_SHIFT));
+            vst1q_s64(out + j + 2, vshrq_n_s64(hi, POWER_SHIFT));
+        }
     }
 #elif defined(KWS_X86_AVX2)
     for (; j < nk && k0 + j == 0; j++) split_power_one(fe, xr, xi, j);
@@ -563,30 +631,56 @@ static KWS_STEP void split_power(kws_ifrontend *fe, const int32_t *xr, const int
     for (; j < nk; j++) split_power_one(fe, xr, xi, j);
 }
 
+/* Step 6 for filter m: E = sum of power * Q16 weight over its span (exact in int64 by the Parseval bound). The SIMD
+   paths split each power (>= 0, < 2^46) into its 32-bit halves: E = sum(lo w) + 2^32 sum(hi w), each sum exact
+   in 64 bits (lo w < 2^48, hi w < 2^30), so every path computes the same integer. */
+static inline int64_t filter_energy(const int64_t *pw, const uint32_t *w, int32_t len) {
+#if defined(KWS_NEON)
+    const uint32_t *p = (const uint32_t *)pw; /* little endian: lo, hi of each power */
+    uint64x2_t lo = vdupq_n_u64(0), hi = vdupq_n_u64(0);
+    for (int32_t t = 0; t < len; t += 4) {
+        const uint32x4x2_t v = vld2q_u32(p + 2 * t);
+        const uint32x4_t wv = vld1q_u32(w + t);
+        lo = vmlal_u32(lo, vget_low_u32(v.val[0]), vget_low_u32(wv));
+        lo = vmlal_high_u32(lo, v.val[0], wv);
+        hi = vmlal_u32(hi, vget_low_u32(v.val[1]), vget_low_u32(wv));
+        hi = vmlal_high_u32(hi, v.val[1], wv);
+    }
+    return (int64_t)(vaddvq_u64(lo) + (vaddvq_u64(hi) << 32));
+#elif defined(KWS_X86_AVX2)
+    __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+    for (int32_t t = 0; t < len; t += 4) {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(pw + t));
+        const __m256i wv = _mm256_cvtepu32_epi64(_mm_loadu_si128((const __m128i *)(w + t)));
+        lo = _mm256_add_epi64(lo, _mm256_mul_epu32(v, wv)); /* the low 32 bits of each lane */
+        hi = _mm256_add_epi64(hi, _mm256_mul_epu32(_mm256_srli_epi64(v, 32), wv));
+    }
+    const __m256i s = _mm256_add_epi64(lo, _mm256_slli_epi64(hi, 32));
+    const __m128i h = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    return _mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1);
+#else
+    int64_t e = 0;
+    for (int32_t t = 0; t < len; t++) e += pw[t] * (int64_t)w[t];
+    return e;
+#endif
+}
+
 /* Steps 6-7: filterbank, log2, the frame's scale, the floor. */
 static KWS_STEP void mel_log2(kws_ifrontend *fe, int32_t e) {
-    const int32_t M = fe->cfg.n_mels;
-    const int64_t *pw = fe->power;
+    const int32_t M = fe->cfg.n_mels, floor_q20 = fe->log_floor;
     const int32_t scale = (2 * e - ENERGY_EXP) * (1 << LOG_BITS);
-    int64_t *E = fe->energy;
-    memset(E, 0, sizeof(int64_t) * M);
-    for (int32_t r = 0; r < fe->n_runs; r++) {
-        const int32_t lo = fe->run_lo[r], end = fe->run_start[r + 1];
-        int64_t a = 0, b = 0;
-        for (int32_t j = fe->run_start[r]; j < end; j++) {
-            a += pw[j] * fe->mel_w[2 * j];
-            b += pw[j] * fe->mel_w[2 * j + 1];
-        }
-        if (lo >= 0) E[lo] += a;
-        if (lo >= 0 && lo + 1 < M) E[lo + 1] += b;
-    }
+    const int32_t *restrict start = fe->fb_start, *restrict len = fe->fb_len, *restrict off = fe->fb_off;
+    const int64_t *restrict pw = fe->power;
+    const uint32_t *restrict w = fe->fb_w;
+    int32_t *restrict out = fe->mel;
     for (int32_t m = 0; m < M; m++) {
-        int32_t L = fe->log_floor;
-        if (E[m] > 0) {
-            const int32_t v = log2_q20(fe, (uint64_t)E[m]) + scale;
+        const int64_t E = filter_energy(pw + start[m], w + off[m], len[m]);
+        int32_t L = floor_q20;
+        if (E > 0) {
+            const int32_t v = log2_q20(fe, (uint64_t)E) + scale;
             L = v > L ? v : L;
         }
-        fe->mel[m] = L;
+        out[m] = L;
     }
 }
 
