@@ -5,7 +5,8 @@
 :func:`run_harness` and :func:`run_frontend_qemu` run it and return its outputs (the tests compare them
 bit for bit with the numpy specification); :func:`count_instructions` and
 :func:`count_pipeline_instructions` count the instructions it executes (``-singlestep -d exec,nochain``: one
-log line per executed instruction), the benchmark's machine-independent measure of CPU cost; :func:`code_bytes`
+log line per executed instruction), the benchmark's machine-independent measure of CPU cost, and
+:func:`count_pipeline_functions` says which functions executed them; :func:`code_bytes`
 reads the detector's code size for x86-64 or aarch64; :class:`QemuNet` is a network run under qemu.
 """
 from __future__ import annotations
@@ -83,16 +84,10 @@ SETUP_ONLY = ("kws_artifact_parse", "kws_crc32", "kws_unpack_codes", "kws_net_fr
 
 def _dfilter(binary: Path) -> str | None:
     """A qemu -dfilter list covering every address except the SETUP_ONLY functions (None: no nm)."""
-    nm = shutil.which("aarch64-linux-gnu-nm") or shutil.which("llvm-nm")
-    if not nm:
+    try:
+        spans = [(a, b) for a, b, name in _function_spans(binary) if name in SETUP_ONLY]
+    except CKernelsUnavailable:
         return None
-    res = subprocess.run([nm, "-S", "--defined-only", str(binary)], capture_output=True, text=True, timeout=60)
-    spans = []
-    for line in res.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 4 and parts[2].lower() == "t" and parts[3] in SETUP_ONLY:
-            start, size = int(parts[0], 16), int(parts[1], 16)
-            spans.append((start, start + size))
     if not spans:
         return None
     ranges, pos = [], 0
@@ -219,6 +214,79 @@ def count_pipeline_instructions(artifact_path, config_text: str, pcm: np.ndarray
     per_s = (counts[n2] - counts[n1]) / (t2 - t1)
     return {"per_audio_second": int(round(per_s)), "counts": [counts[n1], counts[n2]], "seconds": [t1, t2],
             "mode": mode, "frontend": frontend, "variant": variant, "setup_filtered": dfilter is not None}
+
+
+def _function_spans(binary: Path) -> list[tuple[int, int, str]]:
+    """(start, end, name) of every function in ``binary``'s text, sorted (from ``nm -S``)."""
+    nm = shutil.which("aarch64-linux-gnu-nm") or shutil.which("llvm-nm")
+    if not nm:
+        raise CKernelsUnavailable("no aarch64-linux-gnu-nm or llvm-nm to read function addresses")
+    res = subprocess.run([nm, "-S", "--defined-only", str(binary)], capture_output=True, text=True, timeout=60)
+    spans = []
+    for line in res.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[2].lower() == "t":
+            start = int(parts[0], 16)
+            spans.append((start, start + int(parts[1], 16), parts[3]))
+    return sorted(spans)
+
+
+def _count_by_function(log: Path, spans: list[tuple[int, int, str]]) -> dict:
+    """Executed instructions per function name from an ``exec,nochain`` log (``?``: outside every span)."""
+    import bisect
+    import re
+    from collections import Counter
+
+    starts = [a for a, _, _ in spans]
+    pat = re.compile(rb"Trace \d+: 0x[0-9a-f]+ \[[0-9a-f]+/([0-9a-f]+)/")
+    counts: Counter = Counter()
+    with open(log, "rb") as f:
+        for line in f:
+            m = pat.search(line)
+            if m:
+                pc = int(m.group(1), 16)
+                i = bisect.bisect_right(starts, pc) - 1
+                counts[spans[i][2] if i >= 0 and pc < spans[i][1] else "?"] += 1
+    return dict(counts)
+
+
+def count_pipeline_functions(artifact_path, config_text: str, pcm: np.ndarray, mode: str = "frontend",
+                             variant: str = "neon-dotprod", t1: float = 0.26, t2: float = 0.5,
+                             frontend: str = "int") -> dict:
+    """:func:`count_pipeline_instructions`, attributed to the functions that executed them: executed aarch64
+    instructions per second of audio per function name, in steady state (the difference of the runs on the
+    first ``t1`` and ``t2`` seconds over ``t2 - t1``; setup-only functions are left out as there). The C
+    front ends keep each step in its own function (``window_and_scale``, ``fft``, ``split_power``,
+    ``mel_log2`` in ``kws_intfrontend.c``), so this is the per-step cost. Returns ``{"per_audio_second":
+    {name: count}, "total": sum of them, ...}``; names whose two counts are equal (start-up only) are dropped."""
+    if frontend not in ("int", "float"):
+        raise ValueError(f"frontend must be int or float, got {frontend!r}")
+    if not 0 < t1 < t2:
+        raise ValueError(f"count_pipeline_functions: need 0 < t1 < t2, got t1={t1}, t2={t2}")
+    binary = build_harness(variant, pipeline=True)
+    dfilter, spans = _dfilter(binary), _function_spans(binary)
+    rate = int(config_text.split()[0])
+    pcm = np.ascontiguousarray(pcm, np.int16)
+    n1, n2 = int(round(t1 * rate)), int(round(t2 * rate))
+    if len(pcm) < n2:
+        raise ValueError(f"count_pipeline_functions: need {t2} s of audio, got {len(pcm) / rate:.2f} s")
+    counts = {}
+    with tempfile.TemporaryDirectory(prefix="kwsneon") as d:
+        cfg = Path(d) / "config.txt"
+        cfg.write_text(config_text)
+        for n in (n1, n2):
+            raw, log = Path(d) / f"pcm{n}.raw", Path(d) / f"exec{n}.log"
+            pcm[:n].tofile(raw)
+            _run_qemu(binary, [mode, str(artifact_path), str(cfg), str(raw), frontend], log=log, dfilter=dfilter)
+            counts[n] = _count_by_function(log, spans)
+            log.unlink()
+    per_s = {}
+    for name in sorted(set(counts[n1]) | set(counts[n2])):
+        diff = counts[n2].get(name, 0) - counts[n1].get(name, 0)
+        if diff:
+            per_s[name] = int(round(diff / (t2 - t1)))
+    return {"per_audio_second": per_s, "total": sum(per_s.values()), "seconds": [t1, t2], "mode": mode,
+            "frontend": frontend, "variant": variant}
 
 
 def code_bytes(target: str = "x86_64") -> dict:

@@ -160,11 +160,12 @@ def rmul(a, w):
     return (a * w + (1 << 30)) >> 31
 
 
-def block_scale(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Windowed frames ``p`` [F, W] (int64, |p| < 2^31) -> (x [F, W] with |x| <= 2^B, exponent e [F])."""
+def block_scale(p: np.ndarray, bits: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Windowed frames ``p`` [F, W] (int64, |p| < 2^31) -> (x [F, W] with |x| <= 2^B, exponent e [F]).
+    ``bits``: B (default :func:`block_bits` of W, the specification's; other values for width studies)."""
     m = np.abs(p).max(axis=1) if p.shape[1] else np.zeros(len(p), np.int64)
-    _, bits = np.frexp(m.astype(np.float64))  # m = f 2^bits, 0.5 <= f < 1: bits = bit length (0 for m = 0)
-    e = np.where(m > 0, bits.astype(np.int64) - block_bits(p.shape[1]), 0)
+    _, blen = np.frexp(m.astype(np.float64))  # m = f 2^blen, 0.5 <= f < 1: blen = bit length (0 for m = 0)
+    e = np.where(m > 0, blen.astype(np.int64) - (block_bits(p.shape[1]) if bits is None else bits), 0)
     pos = np.maximum(e, 0)[:, None]
     down = (p + np.where(pos > 0, np.int64(1) << np.maximum(pos - 1, 0), 0)) >> pos
     up = p << np.maximum(-e, 0)[:, None]
@@ -231,14 +232,30 @@ def frames_log2(frames: np.ndarray, cfg: FeatureConfig | None = None, stats: dic
     frames = np.asarray(frames)
     if frames.ndim != 2 or frames.shape[1] != cfg.win_length:
         raise AudioError(f"frames_log2: expected [F, {cfg.win_length}] frames, got shape {frames.shape}")
-    nfr, k = len(frames), cfg.n_fft // 2
     p = frames.astype(np.int64) * tb.window.astype(np.int64)
     x, e = block_scale(p)
     _peak(stats, "window", p)
     _peak(stats, "block", x)
-    xp = np.zeros((nfr, cfg.n_fft), np.int64)
-    xp[:, :cfg.win_length] = x
-    zr, zi = fft_stockham(xp[:, 0::2].copy(), xp[:, 1::2].copy(), tb, stats)
+    zr, zi = fft_stockham(*fft_input(x, cfg.n_fft), tb, stats)
+    full = split_power(zr, zi, tb, stats)
+    energy = (full >> POWER_SHIFT) @ tb.fbank  # int64 matmul: exact (bounded < 2^61.7, step 6)
+    _peak(stats, "energy", energy)
+    out = log2_q20(energy, e, tb)
+    _peak(stats, "log2", out)
+    return out
+
+
+def fft_input(x: np.ndarray, n_fft: int) -> tuple[np.ndarray, np.ndarray]:
+    """Block-scaled frames x [F, W] -> the FFT's input rows ``z = x[2j] + i x[2j+1]`` (zero-padded to n_fft)."""
+    xp = np.zeros((len(x), n_fft), np.int64)
+    xp[:, :x.shape[1]] = x
+    return xp[:, 0::2].copy(), xp[:, 1::2].copy()
+
+
+def split_power(zr: np.ndarray, zi: np.ndarray, tb: IntFrontendTables, stats: dict | None = None) -> np.ndarray:
+    """Steps 4-5 before the shift: the real-FFT split of the K-point FFT rows (zr, zi) [F, K] and
+    ``|Y|^2 = Yr^2 + Yi^2`` (int64) for the bins the filterbank reads, [F, k1 - k0]."""
+    k = zr.shape[1]
     kk = np.arange(tb.k0, tb.k1)
     rk = (k - kk) % k
     kk = kk % k
@@ -251,11 +268,7 @@ def frames_log2(frames: np.ndarray, cfg: FeatureConfig | None = None, stats: dic
     _peak(stats, "y", y_re, y_im)
     full = y_re * y_re + y_im * y_im
     _peak(stats, "power_full", full)
-    energy = (full >> POWER_SHIFT) @ tb.fbank  # int64 matmul: exact (bounded < 2^61.7, step 6)
-    _peak(stats, "energy", energy)
-    out = log2_q20(energy, e, tb)
-    _peak(stats, "log2", out)
-    return out
+    return full
 
 
 def log2_q20(energy: np.ndarray, e: np.ndarray, tb: IntFrontendTables) -> np.ndarray:
@@ -282,8 +295,10 @@ def num_frames(n_samples: int, cfg: FeatureConfig) -> int:
     return 0 if n_samples < cfg.win_length else 1 + (n_samples - cfg.win_length) // cfg.hop_length
 
 
-def log2_mel(pcm: np.ndarray, cfg: FeatureConfig | None = None, chunk: int = 4096) -> np.ndarray:
-    """int16 PCM (1-D) -> Q20 log2 mel energies [num_frames, n_mels] int32 (frames as kwslib.frontend.features)."""
+def log2_mel(pcm: np.ndarray, cfg: FeatureConfig | None = None, chunk: int = 4096, frames_fn=None) -> np.ndarray:
+    """int16 PCM (1-D) -> Q20 log2 mel energies [num_frames, n_mels] int32 (frames as kwslib.frontend.features).
+    ``frames_fn(frames, cfg)``: the per-frame computation (default :func:`frames_log2`, the specification)."""
+    frames_fn = frames_fn or frames_log2
     cfg = tables(cfg).cfg
     pcm = np.asarray(pcm)
     if pcm.ndim != 1 or pcm.dtype != np.int16:
@@ -292,7 +307,7 @@ def log2_mel(pcm: np.ndarray, cfg: FeatureConfig | None = None, chunk: int = 409
     if n == 0:
         return np.zeros((0, cfg.n_mels), np.int32)
     view = np.lib.stride_tricks.sliding_window_view(pcm, cfg.win_length)[::cfg.hop_length][:n]
-    return np.concatenate([frames_log2(view[i:i + chunk], cfg) for i in range(0, n, chunk)])
+    return np.concatenate([frames_fn(view[i:i + chunk], cfg) for i in range(0, n, chunk)])
 
 
 def to_ln(l_q20) -> np.ndarray:
