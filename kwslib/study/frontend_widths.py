@@ -248,7 +248,7 @@ def step_costs(model, variant: str = "neon-dotprod", frontends=("int", "float"))
 def _load(profile: str, results_dir):
     """The models and audio of notebook 4's front-end study for a profile (see the module's assumptions)."""
     from ..config import REPO_ROOT, load_yaml, profile_dir
-    from ..data.negative_streams import negative_streams
+    from ..evaluation.evaluate import negative_streams
     from ..deploy import export
     from ..deploy.pipeline import as_pcm16
     from . import experiment
