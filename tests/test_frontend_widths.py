@@ -129,3 +129,28 @@ def test_step_costs_add_up_to_the_benchmark_count(neon_ok, tmp_path):
     assert r["int"]["steps_per_frame"]["other"] < steps["fft"]
     with pytest.raises(ValueError, match="t1 < t2"):
         qemu.count_pipeline_functions(path, text, bench_audio(0.5), t1=0.5, t2=0.26)
+
+
+def test_cli_without_models_says_what_is_missing(tmp_path, capsys):
+    out = tmp_path / "w.json"
+    rc = fw.main(["--profile", "quick", "--results-dir", str(tmp_path / "res"), "--out", str(out), "--no-neon"])
+    assert rc == 2 and not out.exists()
+    err = capsys.readouterr().err
+    assert "stage2_w" in err and "notebook 4" in err and str(tmp_path / "res") in err
+
+
+def test_fft16_log2_full_scale_saturates_instead_of_failing():
+    """A frame whose largest windowed sample rounds up to 2^15 at 15 bits still runs (saturated to 2^15 - 1)."""
+    cfg = FeatureConfig()
+    tb = itf.tables(cfg)
+    frames = np.zeros((1, cfg.win_length), np.int16)
+    # a sample s at position n whose p = s h[n] has bit length b and p >= 2^b - 2^(b - 16): its top 15 bits round up
+    # to 2^15 (found by search over every position and every s >= 2^14)
+    s = np.arange(1 << 14, 1 << 15, dtype=np.int64)[None, :]
+    p = s * tb.window.astype(np.int64)[:, None]
+    b = np.floor(np.log2(np.maximum(p, 1))).astype(np.int64) + 1
+    n, k = np.argwhere((p > 0) & (p >= (np.int64(1) << b) - (np.int64(1) << np.maximum(b - 16, 0))))[0]
+    frames[0, n] = s[0, k]
+    assert int(np.abs(itf.block_scale(frames.astype(np.int64) * tb.window, 15)[0]).max()) == 1 << 15
+    out = fw.frames_log2_fft16(frames, cfg, "adaptive")   # an impulse: its spectrum is flat, the 16 bits suffice
+    assert np.abs(itf.to_ln(out) - itf.to_ln(itf.frames_log2(frames, cfg))).max() < 1e-3

@@ -15,7 +15,8 @@ study measures both sides of that trade, so that a cost target can be read again
    as notebook 4's front-end study. A 16-bit FFT is what halves the FFT's cost on a SIMD unit (twice the lanes:
    TensorFlow Lite Micro's micro_frontend, CMSIS-DSP's q15 FFT).
 
-   - ``fft16_adaptive``: the most precise 16-bit data path. The block is scaled to 15 bits (not 21), each stage
+   - ``fft16_adaptive``: the most precise 16-bit data path. The block is scaled to 15 bits (not 21; a sample
+     that rounds up to 2^15 saturates to 2^15 - 1), each stage
      is computed exactly (wide sums, Q15 twiddles ``round(2^15 e^{-i t})`` clipped to +-(2^15 - 1), each real
      product rounded on its own, ``(a w + 2^14) >> 15``) and its outputs are shifted right, rounded half up, by
      just enough for every component of the frame to fit int16; the shifts add to the frame's exponent.
@@ -159,6 +160,9 @@ def frames_log2_fft16(frames: np.ndarray, cfg: FeatureConfig | None = None, scal
         raise ValueError(f"frames_log2_fft16: expected [F, {cfg.win_length}] frames, got shape {frames.shape}")
     p = frames.astype(np.int64) * tb.window.astype(np.int64)
     x, e = block_scale(p, INPUT_BITS[scaling])
+    # rounding can carry the largest sample to 2^bits exactly; at 15 bits that leaves int16, so it saturates, as
+    # a 16-bit implementation's saturating narrowing shift (NEON vqrshrn) would (an assumption of this study)
+    x = np.clip(x, -INT16_MAX, INT16_MAX)
     zr, zi, shift = fft_q15(*fft_input(x, cfg.n_fft), scaling)
     energy = split_power(zr, zi, tb) @ tb.fbank  # |Y|^2 < 2^35, weights <= 2^16, <= 2 filters per bin: exact
     # frames_log2 keeps E = E_float 2^(64 - 2e) with the power shifted by 16; here the exponent is e + shift and
