@@ -154,3 +154,21 @@ def test_fft16_log2_full_scale_saturates_instead_of_failing():
     assert int(np.abs(itf.block_scale(frames.astype(np.int64) * tb.window, 15)[0]).max()) == 1 << 15
     out = fw.frames_log2_fft16(frames, cfg, "adaptive")   # an impulse: its spectrum is flat, the 16 bits suffice
     assert np.abs(itf.to_ln(out) - itf.to_ln(itf.frames_log2(frames, cfg))).max() < 1e-3
+
+
+def test_error_by_depth_bands():
+    cfg = FeatureConfig()
+    pcm = bench_audio(3.0)
+    rows = fw.error_by_depth({"a": pcm}, cfg, "fft16_fixed")
+    assert [r["band_db"] for r in rows] == [list(b) for b in fw.DEPTH_BANDS_DB]
+    n_frames = itf.num_frames(len(pcm), cfg)
+    assert sum(r["entries"] for r in rows) == n_frames * cfg.n_mels     # every entry in exactly one band
+    top = rows[0]
+    assert top["entries"] >= n_frames                                    # each frame's loudest bin is at 0 dB
+    assert 0 <= top["mean_abs_ln_error"] <= top["p999_abs_ln_error"] <= top["max_abs_ln_error"]
+    # the error grows with depth below the frame's peak (the 16-bit FFT's noise floor)
+    filled = [r for r in rows if r["entries"] > 100]
+    assert filled[-1]["mean_abs_ln_error"] > filled[0]["mean_abs_ln_error"]
+    same = fw.error_by_depth({"a": pcm}, cfg, "int32_spec")
+    assert max(r["max_abs_ln_error"] for r in same if r["entries"]) < 0.01
+    assert all(r["mean_abs_ln_error"] is None for r in fw.error_by_depth({"a": np.zeros(10, np.int16)}, cfg))

@@ -10,7 +10,8 @@ study measures both sides of that trade, so that a cost target can be read again
    ``csrc/kws_intfrontend.c``) and of the float64 front end, counted under qemu the way the benchmark counts
    them (:func:`kwslib.deploy.qemu.count_pipeline_functions`, the same harness, audio and difference of two
    runs). The sum of the steps equals the benchmark's ``pipeline.frontend_aarch64_instructions_per_audio_second``.
-2. **What a 16-bit FFT does to the codes** (:func:`width_agreement`): the codes of two 16-bit variants of the
+2. **What a 16-bit FFT does to the codes** (:func:`width_agreement`, and :func:`error_by_depth` for where its
+   log-mel errors lie): the codes of two 16-bit variants of the
    FFT step, every other step left as specified, against the float64 front end, on the same audio and models
    as notebook 4's front-end study. A 16-bit FFT is what halves the FFT's cost on a SIMD unit (twice the lanes:
    TensorFlow Lite Micro's micro_frontend, CMSIS-DSP's q15 FFT).
@@ -208,6 +209,43 @@ def width_agreement(models: dict, signals: dict, variants=tuple(VARIANTS), log=p
     return out
 
 
+#: Depth bands (dB below a frame's loudest mel bin) of :func:`error_by_depth`.
+DEPTH_BANDS_DB = ((-20, 0), (-40, -20), (-60, -40), (-80, -60), (None, -80))
+
+
+def error_by_depth(signals: dict, feat: FeatureConfig, variant: str = "fft16_adaptive") -> list[dict]:
+    """Where a variant's log-mel error lies: |ln E_variant - ln E_float64| per frame and mel bin, grouped by how
+    far that bin lies below its frame's loudest bin (float64 front end, dB of energy; :data:`DEPTH_BANDS_DB`).
+    ``signals``: source -> int16 audio (each read in 60 s pieces). Returns one row per band: ``{"band_db",
+    "entries", "mean_abs_ln_error", "p999_abs_ln_error", "max_abs_ln_error"}`` (None where the band is empty)."""
+    from ..frontend.features import logmel_numpy
+    from ..frontend.intfrontend import to_ln
+
+    fn = variant_log2_fn(variant, feat)
+    step = int(60 * feat.sample_rate)
+    err, depth = [], []
+    for pcm in signals.values():
+        pcm = np.asarray(pcm, np.int16)
+        for i in range(0, len(pcm), step):
+            piece = pcm[i:i + step]
+            ref = logmel_numpy(piece.astype(np.float32) / 32768.0, feat).astype(np.float64)
+            if not len(ref):
+                continue
+            err.append(np.abs(to_ln(fn(piece)) - ref).ravel())
+            depth.append(((ref - ref.max(axis=1, keepdims=True)) * 10.0 / np.log(10.0)).ravel())
+    err = np.concatenate(err) if err else np.zeros(0)
+    depth = np.concatenate(depth) if depth else np.zeros(0)
+    rows = []
+    for lo, hi in DEPTH_BANDS_DB:
+        m = (depth < hi if hi < 0 else depth <= hi) & (depth >= lo if lo is not None else True)
+        e = err[m]
+        rows.append({"band_db": [lo, hi], "entries": int(m.sum()),
+                     "mean_abs_ln_error": float(e.mean()) if e.size else None,
+                     "p999_abs_ln_error": float(np.quantile(e, 0.999)) if e.size else None,
+                     "max_abs_ln_error": float(e.max()) if e.size else None})
+    return rows
+
+
 #: The C integer front end's steps (function names in csrc/kws_intfrontend.c).
 INT_STEPS = ("window_and_scale", "fft", "split_power", "mel_log2")
 
@@ -299,6 +337,9 @@ def main(argv=None) -> int:
         res["step_costs"] = step_costs(next(iter(models.values())))
         print(f"[widths] aarch64 steps per frame (integer front end): {res['step_costs']['int']['steps_per_frame']}")
     res["agreement"] = width_agreement(models, signals, a.variants)
+    real = {k: v for k, v in signals.items() if k == "real_speech"} or signals
+    res["error_by_depth"] = {"audio": sorted(real), **{v: error_by_depth(real, model_features(
+        next(iter(models.values()))), v) for v in a.variants if VARIANTS[v] is not None}}
     res["seconds"] = round(time.time() - t0, 1)
     atomic_write_json(a.out, _plain(res))
     print(f"wrote {a.out}")
