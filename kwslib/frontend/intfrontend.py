@@ -195,9 +195,22 @@ def fft_stockham(re: np.ndarray, im: np.ndarray, tb: IntFrontendTables,
     ``y[q + s (4p+3)] = (b1 - b3) w^3p`` (products by :func:`cmul`). Radix-2 stage (n = 2):
     ``y[q] = a + b, y[q + s] = a - b`` (its twiddle is 1). ``stats``: ``stats["fft"]`` gets the largest
     |component| of any stage's output."""
+    def mul(dr, di, t):
+        return cmul(dr, di, tb.tw_re[t], tb.tw_im[t])
+
+    n, s = re.shape[1], 1
+    while n >= 2:
+        re, im, n, s = stockham_stage(re, im, n, s, mul)
+        _peak(stats, "fft", re, im)
+    return re, im
+
+
+def stockham_stage(re: np.ndarray, im: np.ndarray, n: int, s: int, mul) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """One stage of :func:`fft_stockham` on rows [F, K] (sub-transform length n, stride s): radix 4 when n >= 4,
+    else radix 2. ``mul(dr, di, t)`` multiplies (dr, di) by the twiddle ``W_K^t`` (t: int array [1, m, 1]) in the
+    caller's arithmetic. Returns (re, im, n / radix, s * radix)."""
     f, k = re.shape
-    n, s = k, 1
-    while n >= 4:
+    if n >= 4:
         m = n // 4
         xr, xi = re.reshape(f, 4, m, s), im.reshape(f, 4, m, s)
         b0r, b0i = xr[:, 0] + xr[:, 2], xi[:, 0] + xi[:, 2]
@@ -207,18 +220,14 @@ def fft_stockham(re: np.ndarray, im: np.ndarray, tb: IntFrontendTables,
         p = np.arange(m) * s
         outs = [(b0r + b2r, b0i + b2i)]
         for j, (dr, di) in ((1, (b1r + b3r, b1i + b3i)), (2, (b0r - b2r, b0i - b2i)), (3, (b1r - b3r, b1i - b3i))):
-            wr, wi = tb.tw_re[j * p][None, :, None], tb.tw_im[j * p][None, :, None]
-            outs.append(cmul(dr, di, wr, wi))
+            outs.append(mul(dr, di, (j * p)[None, :, None]))
         re = np.stack([o[0] for o in outs], axis=2).reshape(f, k)  # [F, m, 4, s]
         im = np.stack([o[1] for o in outs], axis=2).reshape(f, k)
-        _peak(stats, "fft", re, im)
-        n, s = m, 4 * s
-    if n == 2:
-        xr, xi = re.reshape(f, 2, s), im.reshape(f, 2, s)
-        re = np.stack([xr[:, 0] + xr[:, 1], xr[:, 0] - xr[:, 1]], axis=1).reshape(f, k)
-        im = np.stack([xi[:, 0] + xi[:, 1], xi[:, 0] - xi[:, 1]], axis=1).reshape(f, k)
-        _peak(stats, "fft", re, im)
-    return re, im
+        return re, im, m, 4 * s
+    xr, xi = re.reshape(f, 2, s), im.reshape(f, 2, s)
+    re = np.stack([xr[:, 0] + xr[:, 1], xr[:, 0] - xr[:, 1]], axis=1).reshape(f, k)
+    im = np.stack([xi[:, 0] + xi[:, 1], xi[:, 0] - xi[:, 1]], axis=1).reshape(f, k)
+    return re, im, n // 2, 2 * s
 
 
 def frames_log2(frames: np.ndarray, cfg: FeatureConfig | None = None, stats: dict | None = None) -> np.ndarray:

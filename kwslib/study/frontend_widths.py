@@ -56,6 +56,7 @@ from ..frontend.intfrontend import (
     log2_mel,
     log2_q20,
     split_power,
+    stockham_stage,
     tables,
 )
 
@@ -94,8 +95,8 @@ def rmul15(a, w):
 def fft_q15(re: np.ndarray, im: np.ndarray, scaling: str = "adaptive") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """K-point complex FFT of rows [F, K] (int64 holding int16 values) with 16-bit data between stages.
 
-    The butterflies are :func:`kwslib.frontend.intfrontend.fft_stockham`'s (Stockham DIF, radix 4, a last
-    radix 2 when K is not a power of 4) with Q15 twiddles (:func:`twiddles_q15`, :func:`rmul15`). After each
+    The butterflies are :func:`kwslib.frontend.intfrontend.fft_stockham`'s (its :func:`stockham_stage`: Stockham
+    DIF, radix 4, a last radix 2 when K is not a power of 4) with Q15 twiddles (:func:`twiddles_q15`, :func:`rmul15`). After each
     stage the outputs are shifted right, rounded half up: ``scaling="adaptive"`` by the least shift that
     brings every component of the frame within int16, ``"fixed"`` by 2 (radix 4) or 1 (radix 2) always.
     Returns (re, im, shift [F]): the result is the exact FFT over ``2^shift``, within the rounding.
@@ -108,30 +109,16 @@ def fft_q15(re: np.ndarray, im: np.ndarray, scaling: str = "adaptive") -> tuple[
     if max(int(np.abs(re).max(initial=0)), int(np.abs(im).max(initial=0))) > INT16_MAX:
         raise ValueError("fft_q15: input outside int16")
     f, k = re.shape
-    wr_all, wi_all = twiddles_q15(k)
+    wr, wi = twiddles_q15(k)
+
+    def mul(dr, di, t):
+        return rmul15(dr, wr[t]) - rmul15(di, wi[t]), rmul15(dr, wi[t]) + rmul15(di, wr[t])
+
     total = np.zeros(f, np.int64)
     n, s = k, 1
     while n >= 2:
         radix = 4 if n >= 4 else 2
-        m = n // radix
-        if radix == 4:
-            xr, xi = re.reshape(f, 4, m, s), im.reshape(f, 4, m, s)
-            b0r, b0i = xr[:, 0] + xr[:, 2], xi[:, 0] + xi[:, 2]
-            b1r, b1i = xr[:, 0] - xr[:, 2], xi[:, 0] - xi[:, 2]
-            b2r, b2i = xr[:, 1] + xr[:, 3], xi[:, 1] + xi[:, 3]
-            b3r, b3i = xi[:, 1] - xi[:, 3], xr[:, 3] - xr[:, 1]  # -i (a1 - a3)
-            p = np.arange(m) * s
-            outs = [(b0r + b2r, b0i + b2i)]
-            for j, (dr, di) in ((1, (b1r + b3r, b1i + b3i)), (2, (b0r - b2r, b0i - b2i)),
-                                (3, (b1r - b3r, b1i - b3i))):
-                wr, wi = wr_all[j * p][None, :, None], wi_all[j * p][None, :, None]
-                outs.append((rmul15(dr, wr) - rmul15(di, wi), rmul15(dr, wi) + rmul15(di, wr)))
-            re = np.stack([o[0] for o in outs], axis=2).reshape(f, k)
-            im = np.stack([o[1] for o in outs], axis=2).reshape(f, k)
-        else:
-            xr, xi = re.reshape(f, 2, s), im.reshape(f, 2, s)
-            re = np.stack([xr[:, 0] + xr[:, 1], xr[:, 0] - xr[:, 1]], axis=1).reshape(f, k)
-            im = np.stack([xi[:, 0] + xi[:, 1], xi[:, 0] - xi[:, 1]], axis=1).reshape(f, k)
+        re, im, n, s = stockham_stage(re, im, n, s, mul)
         if scaling == "fixed":
             sh = np.full(f, 2 if radix == 4 else 1, np.int64)
         else:
@@ -144,7 +131,6 @@ def fft_q15(re: np.ndarray, im: np.ndarray, scaling: str = "adaptive") -> tuple[
         total += sh
         if max(int(np.abs(re).max(initial=0)), int(np.abs(im).max(initial=0))) > INT16_MAX:
             raise ValueError(f"fft_q15: a stage's output left int16 ({scaling} scaling)")
-        n, s = m, radix * s
     return re, im, total
 
 
