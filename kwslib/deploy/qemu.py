@@ -192,16 +192,31 @@ def count_pipeline_instructions(artifact_path, config_text: str, pcm: np.ndarray
     ``frontend``: ``int`` or ``float`` (kws_pipeline_config.frontend_kind). ``mode="frontend"``: the
     front end alone (no window, network or detector).
     """
+    c1, c2, filtered = _pipeline_runs(lambda binary: _count_lines, artifact_path, config_text, pcm, mode, variant,
+                                      t1, t2, frontend, "count_pipeline_instructions")
+    per_s = (c2 - c1) / (t2 - t1)
+    return {"per_audio_second": int(round(per_s)), "counts": [c1, c2], "seconds": [t1, t2],
+            "mode": mode, "frontend": frontend, "variant": variant, "setup_filtered": filtered}
+
+
+def _pipeline_runs(count_for, artifact_path, config_text: str, pcm: np.ndarray, mode: str, variant: str,
+                   t1: float, t2: float, frontend: str, caller: str) -> tuple:
+    """The pipeline harness (``variant``, setup-only functions filtered out of the log) under qemu on the first
+    ``t1`` and the first ``t2`` seconds of ``pcm``. ``count_for(binary)`` gives the function that reads a run's
+    exec log (deleted once read). Returns (count of t1, count of t2, whether the setup filter was applied)."""
     if frontend not in ("int", "float"):
         raise ValueError(f"frontend must be int or float, got {frontend!r}")
-    binary = build_harness(variant, pipeline=True)
-    dfilter = _dfilter(binary)
+    if not 0 < t1 < t2:
+        raise ValueError(f"{caller}: need 0 < t1 < t2, got t1={t1}, t2={t2}")
     rate = int(config_text.split()[0])
     pcm = np.ascontiguousarray(pcm, np.int16)
     n1, n2 = int(round(t1 * rate)), int(round(t2 * rate))
     if len(pcm) < n2:
-        raise ValueError(f"count_pipeline_instructions: need {t2} s of audio, got {len(pcm) / rate:.2f} s")
-    counts = {}
+        raise ValueError(f"{caller}: need {t2} s of audio, got {len(pcm) / rate:.2f} s")
+    binary = build_harness(variant, pipeline=True)
+    dfilter = _dfilter(binary)
+    count = count_for(binary)
+    counts = []
     with tempfile.TemporaryDirectory(prefix="kwsneon") as d:
         cfg = Path(d) / "config.txt"
         cfg.write_text(config_text)
@@ -209,11 +224,9 @@ def count_pipeline_instructions(artifact_path, config_text: str, pcm: np.ndarray
             raw, log = Path(d) / f"pcm{n}.raw", Path(d) / f"exec{n}.log"
             pcm[:n].tofile(raw)
             _run_qemu(binary, [mode, str(artifact_path), str(cfg), str(raw), frontend], log=log, dfilter=dfilter)
-            counts[n] = _count_lines(log)
+            counts.append(count(log))
             log.unlink()
-    per_s = (counts[n2] - counts[n1]) / (t2 - t1)
-    return {"per_audio_second": int(round(per_s)), "counts": [counts[n1], counts[n2]], "seconds": [t1, t2],
-            "mode": mode, "frontend": frontend, "variant": variant, "setup_filtered": dfilter is not None}
+    return counts[0], counts[1], dfilter is not None
 
 
 def _function_spans(binary: Path) -> list[tuple[int, int, str]]:
@@ -259,30 +272,15 @@ def count_pipeline_functions(artifact_path, config_text: str, pcm: np.ndarray, m
     front ends keep each step in its own function (``window_and_scale``, ``fft``, ``split_power``,
     ``mel_log2`` in ``kws_intfrontend.c``), so this is the per-step cost. Returns ``{"per_audio_second":
     {name: count}, "total": sum of them, ...}``; names whose two counts are equal (start-up only) are dropped."""
-    if frontend not in ("int", "float"):
-        raise ValueError(f"frontend must be int or float, got {frontend!r}")
-    if not 0 < t1 < t2:
-        raise ValueError(f"count_pipeline_functions: need 0 < t1 < t2, got t1={t1}, t2={t2}")
-    binary = build_harness(variant, pipeline=True)
-    dfilter, spans = _dfilter(binary), _function_spans(binary)
-    rate = int(config_text.split()[0])
-    pcm = np.ascontiguousarray(pcm, np.int16)
-    n1, n2 = int(round(t1 * rate)), int(round(t2 * rate))
-    if len(pcm) < n2:
-        raise ValueError(f"count_pipeline_functions: need {t2} s of audio, got {len(pcm) / rate:.2f} s")
-    counts = {}
-    with tempfile.TemporaryDirectory(prefix="kwsneon") as d:
-        cfg = Path(d) / "config.txt"
-        cfg.write_text(config_text)
-        for n in (n1, n2):
-            raw, log = Path(d) / f"pcm{n}.raw", Path(d) / f"exec{n}.log"
-            pcm[:n].tofile(raw)
-            _run_qemu(binary, [mode, str(artifact_path), str(cfg), str(raw), frontend], log=log, dfilter=dfilter)
-            counts[n] = _count_by_function(log, spans)
-            log.unlink()
+    def count_for(binary):
+        spans = _function_spans(binary)
+        return lambda log: _count_by_function(log, spans)
+
+    c1, c2, _ = _pipeline_runs(count_for, artifact_path, config_text, pcm, mode, variant, t1, t2, frontend,
+                               "count_pipeline_functions")
     per_s = {}
-    for name in sorted(set(counts[n1]) | set(counts[n2])):
-        diff = counts[n2].get(name, 0) - counts[n1].get(name, 0)
+    for name in sorted(set(c1) | set(c2)):
+        diff = c2.get(name, 0) - c1.get(name, 0)
         if diff:
             per_s[name] = int(round(diff / (t2 - t1)))
     return {"per_audio_second": per_s, "total": sum(per_s.values()), "seconds": [t1, t2], "mode": mode,
