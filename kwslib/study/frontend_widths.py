@@ -10,17 +10,16 @@ study measures both sides of that trade, so that a cost target can be read again
    ``csrc/kws_intfrontend.c``) and of the float64 front end, counted under qemu the way the benchmark counts
    them (:func:`kwslib.deploy.qemu.count_pipeline_functions`, the same harness, audio and difference of two
    runs). The sum of the steps equals the benchmark's ``pipeline.frontend_aarch64_instructions_per_audio_second``.
-2. **What a 16-bit FFT does to the codes** (:func:`width_agreement`, and :func:`error_by_depth` for where its
-   log-mel errors lie): the codes of two 16-bit variants of the
-   FFT step, every other step left as specified, against the float64 front end, on the same audio and models
-   as notebook 4's front-end study. A 16-bit FFT is what halves the FFT's cost on a SIMD unit (twice the lanes:
+2. **What a 16-bit FFT does to the codes** (:func:`width_agreement`; :func:`error_by_depth` says where its
+   log-mel errors lie): the codes of two 16-bit variants of the FFT step, every other step left as specified,
+   against the float64 front end, on the same audio and models as notebook 4's front-end study. A 16-bit FFT is what halves the FFT's cost on a SIMD unit (twice the lanes:
    TensorFlow Lite Micro's micro_frontend, CMSIS-DSP's q15 FFT).
 
    - ``fft16_adaptive``: the most precise 16-bit data path. The block is scaled to 15 bits (not 21; a sample
-     that rounds up to 2^15 saturates to 2^15 - 1), each stage
-     is computed exactly (wide sums, Q15 twiddles ``round(2^15 e^{-i t})`` clipped to +-(2^15 - 1), each real
-     product rounded on its own, ``(a w + 2^14) >> 15``) and its outputs are shifted right, rounded half up, by
-     just enough for every component of the frame to fit int16; the shifts add to the frame's exponent.
+     that rounds up to 2^15 saturates to 2^15 - 1), each stage is computed exactly (wide sums, Q15 twiddles
+     ``round(2^15 e^{-i t})`` clipped to +-(2^15 - 1), each real product rounded on its own,
+     ``(a w + 2^14) >> 15``) and its outputs are shifted right, rounded half up, by just enough for every
+     component of the frame to fit int16; the shifts add to the frame's exponent.
      Real 16-bit code would need more than this (the sums themselves overflow 16 bits before the shift), so
      this is an upper bound on what 16-bit storage between stages can give.
    - ``fft16_fixed``: the cheap one, as CMSIS-DSP's q15 FFT: the block is scaled to 14 bits and every radix-4
@@ -318,7 +317,10 @@ def main(argv=None) -> int:
     t0 = time.time()
     rate = model_features(next(iter(models.values()))).sample_rate
     res = {"profile": a.profile, "hours": {k: round(len(v) / rate / 3600, 3) for k, v in signals.items()},
-           "models": list(models)}
+           "models": list(models),
+           # one code is std * input_scale of the group-averaged ln energy (min, median, max over mel bins)
+           "ln_per_code": {k: [float(f(np.asarray(m.norm_std, np.float64) * float(m.input_scale)))
+                               for f in (np.min, np.median, np.max)] for k, m in models.items()}}
     if not a.no_neon:
         res["step_costs"] = step_costs(next(iter(models.values())))
         print(f"[widths] aarch64 steps per frame (integer front end): {res['step_costs']['int']['steps_per_frame']}")
