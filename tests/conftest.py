@@ -19,3 +19,14 @@ def real_data_roots():
     if not root or not os.path.isdir(root):
         pytest.skip("real Speech Commands test set not available (set KWS_SC12_ROOT)")
     return root, noise
+
+
+@pytest.fixture(scope="session")
+def neon_tools() -> tuple[str, str]:
+    """(aarch64 compiler, qemu) for the NEON checks, or skip the test with the reason they are missing."""
+    from kwslib.deploy import ckernels, qemu
+
+    try:
+        return qemu.neon_tools()
+    except ckernels.CKernelsUnavailable as exc:
+        pytest.skip(str(exc))

@@ -76,17 +76,10 @@ def test_host_build_prints_what_kwslib_detect_prints(setup, capsys):
         assert bad.returncode == 2 and "usage" in bad.stderr
 
 
-def test_aarch64_build_under_qemu(setup, capsys):
-    from kwslib.deploy import ckernels
-    from kwslib.deploy import qemu
-
-    try:
-        qemu.neon_tools()
-    except ckernels.CKernelsUnavailable as exc:
-        pytest.skip(str(exc))
+def test_aarch64_build_under_qemu(setup, capsys, neon_tools):
+    _, qemu = neon_tools
     d = setup
     make(d, "aarch64")
-    _, qemu = qemu.neon_tools()
     res = subprocess.run([qemu, str(d / "build" / "kws_detect_aarch64"), "-t", "0.05", str(d / "a.raw")],
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr

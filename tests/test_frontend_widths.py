@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from kwslib.deploy import ckernels, export, qemu
+from kwslib.deploy import export, qemu
 from kwslib.deploy.engine import random_int_model
 from kwslib.deploy.pipeline import detector_settings, harness_config_text
 from kwslib.frontend import intfrontend as itf
@@ -105,15 +105,7 @@ def test_variants_and_width_agreement():
         fw.width_agreement({}, {"noise": pcm})
 
 
-@pytest.fixture(scope="module")
-def neon_ok():
-    try:
-        qemu.neon_tools()
-    except ckernels.CKernelsUnavailable as exc:
-        pytest.skip(str(exc))
-
-
-def test_step_costs_add_up_to_the_benchmark_count(neon_ok, tmp_path):
+def test_step_costs_add_up_to_the_benchmark_count(neon_tools, tmp_path):
     """Per-function counts (a regex over each log line's PC) sum to count_pipeline_instructions' line count."""
     m = random_int_model(8, seed=0)
     r = fw.step_costs(m, frontends=("int",))

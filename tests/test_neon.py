@@ -6,7 +6,7 @@ Skipped (with the reason) only where aarch64-linux-gnu-gcc or qemu-aarch64 is ab
 import numpy as np
 import pytest
 
-from kwslib.deploy import ckernels, export
+from kwslib.deploy import export
 from kwslib.deploy import qemu
 from kwslib.deploy.engine import float_forward, float_layers, random_int_model
 from kwslib.quant.intspec import IntLayer, quantize_input, quantize_multiplier
@@ -16,11 +16,7 @@ SMALL = dict(dims=(64, 24, 12), n_mels=16, context_frames=16, decimate=4)
 
 
 @pytest.fixture(scope="session")
-def harnesses():
-    try:
-        qemu.neon_tools()
-    except ckernels.CKernelsUnavailable as exc:
-        pytest.skip(str(exc))
+def harnesses(neon_tools):
     return {v: qemu.build_harness(v) for v in VARIANTS}
 
 
